@@ -1,0 +1,302 @@
+//! The I/O boundary: the [`Filesystem`] trait and the core-owned error kinds.
+//!
+//! This trait is everything the core asks of a host. Each method is one
+//! system call's worth of work on a path relative to one of two root
+//! capabilities ([`Root::Workspace`], [`Root::Cache`]); the cache root may
+//! live outside the workspace. A `cap_std::fs::Dir` pair and a pair of WASI
+//! preopened directory fds each implement it directly, with no logic of their
+//! own: every decision (what to check, in which order, what to sync) is made
+//! by the operations in [`crate::cache`].
+//!
+//! Paths handed to a `Filesystem` are relative (`ab/abcd…/manifest.json`),
+//! use `/` as separator and never contain `.` or `..` segments; the empty
+//! path names the root itself. Implementations must not let a path resolve
+//! outside its root (SAFE-2), and must not follow a symlink in the last
+//! component where a method says so.
+//!
+//! Errors carry an [`ErrorKind`] owned by the core, so the core never sees a
+//! platform type; adapters map `std::io::Error` or a WASI errno onto it and
+//! keep the raw code for messages.
+
+use core::ops::ControlFlow;
+
+/// Which root capability a path is relative to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Root {
+    /// The workspace: where inputs are read and outputs are restored.
+    Workspace,
+    /// The cache root (SPEC §4).
+    Cache,
+}
+
+impl core::fmt::Display for Root {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            Root::Workspace => "workspace",
+            Root::Cache => "cache",
+        })
+    }
+}
+
+/// What kind of failure a filesystem call met.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The path, or one of its parents, does not exist.
+    NotFound,
+    /// The path exists and the call needed it not to.
+    AlreadyExists,
+    /// A parent component is not a directory, or a directory was expected.
+    NotADirectory,
+    /// A file was expected and the path is a directory.
+    IsADirectory,
+    /// A directory to remove or replace is not empty.
+    DirectoryNotEmpty,
+    /// The host refused the access.
+    PermissionDenied,
+    /// The filesystem is mounted read-only, or the capability is read-only.
+    ReadOnly,
+    /// The path is a symlink where the call refuses to follow one.
+    SymlinkRefused,
+    /// A rename across filesystems.
+    CrossesDevices,
+    /// The disk or quota is full.
+    StorageFull,
+    /// The host does not offer this call.
+    Unsupported,
+    /// The path or an argument is malformed for this host.
+    InvalidInput,
+    /// Data ended early, or a write made no progress.
+    UnexpectedEof,
+    /// Any other failure.
+    Other,
+}
+
+/// A failed filesystem call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Error {
+    /// What kind of failure.
+    pub kind: ErrorKind,
+    /// The host's raw error code (errno), where there is one.
+    pub os_code: Option<i32>,
+}
+
+impl Error {
+    /// An error of `kind` with no raw code.
+    pub const fn new(kind: ErrorKind) -> Error {
+        Error {
+            kind,
+            os_code: None,
+        }
+    }
+}
+
+impl From<ErrorKind> for Error {
+    fn from(kind: ErrorKind) -> Error {
+        Error::new(kind)
+    }
+}
+
+impl core::fmt::Display for Error {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let text = match self.kind {
+            ErrorKind::NotFound => "not found",
+            ErrorKind::AlreadyExists => "already exists",
+            ErrorKind::NotADirectory => "not a directory",
+            ErrorKind::IsADirectory => "is a directory",
+            ErrorKind::DirectoryNotEmpty => "directory not empty",
+            ErrorKind::PermissionDenied => "permission denied",
+            ErrorKind::ReadOnly => "read-only filesystem",
+            ErrorKind::SymlinkRefused => "is a symlink, which is not followed",
+            ErrorKind::CrossesDevices => "crosses filesystems",
+            ErrorKind::StorageFull => "no space left",
+            ErrorKind::Unsupported => "not supported by this host",
+            ErrorKind::InvalidInput => "invalid argument",
+            ErrorKind::UnexpectedEof => "unexpected end of data",
+            ErrorKind::Other => "I/O error",
+        };
+        f.write_str(text)?;
+        if let Some(code) = self.os_code {
+            write!(f, " (os error {code})")?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(feature = "std")]
+impl std::error::Error for Error {}
+
+/// What a directory entry is, as seen without following symlinks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum FileKind {
+    /// A regular file.
+    File,
+    /// A directory.
+    Dir,
+    /// A symbolic link (never followed by the core).
+    Symlink,
+    /// Anything else: device, socket, FIFO.
+    Other,
+}
+
+/// A point in time, as seconds and nanoseconds since the Unix epoch.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Timestamp {
+    /// Whole seconds since 1970-01-01T00:00:00Z.
+    pub seconds: u64,
+    /// Nanoseconds past `seconds`, below 1,000,000,000.
+    pub nanos: u32,
+}
+
+impl Timestamp {
+    /// A timestamp at a whole second.
+    pub const fn from_seconds(seconds: u64) -> Timestamp {
+        Timestamp { seconds, nanos: 0 }
+    }
+}
+
+/// What [`Filesystem::metadata`] reports, without following a symlink in the
+/// last component.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Metadata {
+    /// The kind of entry.
+    pub kind: FileKind,
+    /// Size in bytes (meaningful for files).
+    pub size: u64,
+    /// Permission bits (`0o7777` at most).
+    pub mode: u32,
+    /// Last modification time.
+    pub modified: Timestamp,
+}
+
+/// A readable byte stream.
+pub trait Read {
+    /// Reads up to `buf.len()` bytes; `Ok(0)` means end of data.
+    fn read(&mut self, buf: &mut [u8]) -> Result<usize, Error>;
+}
+
+/// A writable byte stream.
+pub trait Write {
+    /// Writes some of `buf`, returning how much.
+    fn write(&mut self, buf: &[u8]) -> Result<usize, Error>;
+
+    /// Writes all of `buf`.
+    fn write_all(&mut self, mut buf: &[u8]) -> Result<(), Error> {
+        while !buf.is_empty() {
+            match self.write(buf)? {
+                0 => return Err(Error::new(ErrorKind::UnexpectedEof)),
+                n => buf = buf.get(n..).unwrap_or_default(),
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<R: Read + ?Sized> Read for &mut R {
+    fn read(&mut self, buf: &mut [u8]) -> Result<usize, Error> {
+        (**self).read(buf)
+    }
+}
+
+impl<W: Write + ?Sized> Write for &mut W {
+    fn write(&mut self, buf: &[u8]) -> Result<usize, Error> {
+        (**self).write(buf)
+    }
+}
+
+impl Read for &[u8] {
+    fn read(&mut self, buf: &mut [u8]) -> Result<usize, Error> {
+        let n = buf.len().min(self.len());
+        let (head, tail) = self.split_at(n);
+        buf[..n].copy_from_slice(head);
+        *self = tail;
+        Ok(n)
+    }
+}
+
+#[cfg(feature = "alloc")]
+impl Write for alloc::vec::Vec<u8> {
+    fn write(&mut self, buf: &[u8]) -> Result<usize, Error> {
+        self.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+}
+
+/// A file opened for writing by [`Filesystem::create_new_file`].
+pub trait FileWriter: Write {
+    /// Makes the file's data and metadata durable (`fsync`).
+    fn sync(&mut self) -> Result<(), Error>;
+}
+
+/// The whole I/O boundary between the core and a host (see the module docs).
+pub trait Filesystem {
+    /// A file opened for reading.
+    type Reader: Read;
+    /// A file opened for writing.
+    type Writer: FileWriter;
+
+    /// Opens a regular file for reading. Refuses (with
+    /// [`ErrorKind::SymlinkRefused`]) to follow a symlink in the last
+    /// component.
+    fn open_file(&self, root: Root, path: &str) -> Result<Self::Reader, Error>;
+
+    /// Creates a new regular file for writing; fails with
+    /// [`ErrorKind::AlreadyExists`] if anything exists at `path`, symlinks
+    /// included.
+    fn create_new_file(&self, root: Root, path: &str) -> Result<Self::Writer, Error>;
+
+    /// Creates one directory; its parent must exist. Fails with
+    /// [`ErrorKind::AlreadyExists`] if anything exists at `path`.
+    fn create_dir(&self, root: Root, path: &str) -> Result<(), Error>;
+
+    /// Renames `from` to `to` atomically, replacing a file at `to` (POSIX
+    /// `rename`). A directory replaces only an empty directory. Works across
+    /// the two roots where they share a filesystem; otherwise fails with
+    /// [`ErrorKind::CrossesDevices`].
+    fn rename(&self, from_root: Root, from: &str, to_root: Root, to: &str) -> Result<(), Error>;
+
+    /// Like [`Filesystem::rename`], but fails with
+    /// [`ErrorKind::AlreadyExists`] instead of replacing anything
+    /// (`renameat2(RENAME_NOREPLACE)`). Hosts without it return
+    /// [`ErrorKind::Unsupported`], which is the default.
+    fn rename_no_replace(
+        &self,
+        from_root: Root,
+        from: &str,
+        to_root: Root,
+        to: &str,
+    ) -> Result<(), Error> {
+        let _ = (from_root, from, to_root, to);
+        Err(Error::new(ErrorKind::Unsupported))
+    }
+
+    /// Removes a file or symlink (never what a symlink points to).
+    fn remove_file(&self, root: Root, path: &str) -> Result<(), Error>;
+
+    /// Removes an empty directory.
+    fn remove_dir(&self, root: Root, path: &str) -> Result<(), Error>;
+
+    /// Calls `visit` with the name and kind of each entry of the directory at
+    /// `path` (not `.` or `..`), in no particular order, until it returns
+    /// [`ControlFlow::Break`]. `visit` may remove the entry it was handed.
+    fn read_dir(
+        &self,
+        root: Root,
+        path: &str,
+        visit: &mut dyn FnMut(&str, FileKind) -> ControlFlow<()>,
+    ) -> Result<(), Error>;
+
+    /// Reports kind, size, mode and modification time, without following a
+    /// symlink in the last component.
+    fn metadata(&self, root: Root, path: &str) -> Result<Metadata, Error>;
+
+    /// Sets the permission bits of a file or directory (not through a
+    /// symlink).
+    fn set_mode(&self, root: Root, path: &str, mode: u32) -> Result<(), Error>;
+
+    /// Sets the modification time of a file or directory.
+    fn set_modified(&self, root: Root, path: &str, modified: Timestamp) -> Result<(), Error>;
+
+    /// Makes the directory's entries durable (`fsync` on the directory).
+    fn sync_dir(&self, root: Root, path: &str) -> Result<(), Error>;
+}

@@ -1,0 +1,53 @@
+//! `cachet-core`: the engine of cachet, a content-addressed cache for the
+//! outputs of build and task-runner steps.
+//!
+//! Everything that reasons about the cache lives here, once, without `std`:
+//! hashing ([`hash`]), key derivation ([`key`], SPEC §2), hex ([`hex`]),
+//! workspace paths ([`path`], SPEC §3), the on-disk layout ([`layout`],
+//! SPEC §4), the manifest codec ([`manifest`], SPEC §5), the I/O boundary
+//! ([`fs`]) and, with the `alloc` feature, the cache operations themselves
+//! ([`cache`], SPEC §6). Host crates (`cachet` over cap-std, `cachet-wasi`
+//! over WASI preview 1) only implement [`fs::Filesystem`] and move bytes.
+//!
+//! # Example
+//!
+//! ```
+//! use cachet_core::hash::HashFunction;
+//! use cachet_core::key::{derive_key, Action, KeyComponents};
+//!
+//! let argv = ["true"];
+//! let key = derive_key(&mut KeyComponents {
+//!     hash_function: HashFunction::Blake3,
+//!     action: Action::Command(&argv),
+//!     input_files: &mut [],
+//!     predecessors: &mut [],
+//!     from_host: &mut [],
+//!     overrides: &mut [],
+//! })
+//! .unwrap();
+//! assert_eq!(
+//!     key.to_hex().as_str(),
+//!     "5d9205dd5c954d42a74a5c299c18963f1377aa774fa870491f6b4a714fe1f57a"
+//! );
+//! ```
+//!
+//! # Crate features
+//!
+//! - `alloc` (default): the cache operations in [`cache`] and the in-memory
+//!   filesystem in [`memfs`]. Everything else works without an allocator.
+//! - `std`: `std::error::Error` impls for the error types; nothing else.
+#![no_std]
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+#[cfg(feature = "alloc")]
+extern crate alloc;
+#[cfg(feature = "std")]
+extern crate std;
+
+pub mod fs;
+pub mod hash;
+pub mod hex;
+pub mod key;
+pub mod layout;
+pub mod path;

@@ -1,0 +1,2 @@
+//! Shared helpers for cachet's cross-crate tests.
+#![deny(missing_docs)]
