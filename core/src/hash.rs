@@ -8,9 +8,10 @@ use crate::hex::{self, HexDigest, HexError};
 
 /// A registered hash function (SPEC KEY-2). The registry is append-only: an
 /// id, once given, is never reused.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum HashFunction {
     /// BLAKE3 with 256-bit output, id `0x00`; the default.
+    #[default]
     Blake3,
     /// SHA-256, id `0x01`.
     Sha256,
@@ -44,12 +45,6 @@ impl HashFunction {
     /// Looks a function up by its registry id.
     pub fn from_id(id: u8) -> Option<HashFunction> {
         HashFunction::ALL.into_iter().find(|f| f.id() == id)
-    }
-}
-
-impl Default for HashFunction {
-    fn default() -> Self {
-        HashFunction::Blake3
     }
 }
 
@@ -98,7 +93,10 @@ pub struct Hasher {
     state: State,
 }
 
+// BLAKE3's state is large (about 1.9 KiB) but boxing it would need an
+// allocator, and a hasher lives on the stack for one copy at a time.
 #[derive(Clone)]
+#[allow(clippy::large_enum_variant)]
 enum State {
     Blake3(blake3::Hasher),
     Sha256(sha2::Sha256),

@@ -41,7 +41,7 @@ impl core::fmt::Display for HexError {
 }
 
 #[cfg(feature = "std")]
-impl std::error::Error for HexError {}
+impl core::error::Error for HexError {}
 
 const DIGITS: &[u8; 16] = b"0123456789abcdef";
 

@@ -159,7 +159,7 @@ impl core::fmt::Display for KeyError {
 }
 
 #[cfg(feature = "std")]
-impl std::error::Error for KeyError {}
+impl core::error::Error for KeyError {}
 
 /// Whether `name` may name a shell (KEY-4).
 pub fn is_valid_shell_name(name: &str) -> bool {

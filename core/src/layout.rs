@@ -125,8 +125,11 @@ pub fn evicted_dir(key: &Key, suffix: u64) -> LayoutPath {
     ))
 }
 
-/// `<dir>/<name>`.
-pub fn join(dir: &str, name: &str) -> LayoutPath {
+/// `<dir>/<name>`, for the layout's own bounded names inside a scratch or
+/// entry directory. Names read from a directory listing are unbounded and
+/// are joined into heap strings instead, never here.
+pub(crate) fn join(dir: &str, name: &str) -> LayoutPath {
+    debug_assert!(dir.len() + 1 + name.len() <= 192, "layout path overflow");
     build(format_args!("{dir}/{name}"))
 }
 

@@ -50,4 +50,5 @@ pub mod hash;
 pub mod hex;
 pub mod key;
 pub mod layout;
+pub mod manifest;
 pub mod path;

@@ -64,7 +64,7 @@ impl core::fmt::Display for PathError {
 }
 
 #[cfg(feature = "std")]
-impl std::error::Error for PathError {}
+impl core::error::Error for PathError {}
 
 /// Whether PATH-2 forbids `character` anywhere in a segment.
 pub fn is_forbidden_character(character: char) -> bool {
