@@ -124,7 +124,7 @@ impl core::fmt::Display for Error {
 }
 
 #[cfg(feature = "std")]
-impl std::error::Error for Error {}
+impl core::error::Error for Error {}
 
 /// What a directory entry is, as seen without following symlinks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -299,4 +299,57 @@ pub trait Filesystem {
 
     /// Makes the directory's entries durable (`fsync` on the directory).
     fn sync_dir(&self, root: Root, path: &str) -> Result<(), Error>;
+}
+
+impl<F: Filesystem + ?Sized> Filesystem for &F {
+    type Reader = F::Reader;
+    type Writer = F::Writer;
+
+    fn open_file(&self, root: Root, path: &str) -> Result<Self::Reader, Error> {
+        (**self).open_file(root, path)
+    }
+    fn create_new_file(&self, root: Root, path: &str) -> Result<Self::Writer, Error> {
+        (**self).create_new_file(root, path)
+    }
+    fn create_dir(&self, root: Root, path: &str) -> Result<(), Error> {
+        (**self).create_dir(root, path)
+    }
+    fn rename(&self, from_root: Root, from: &str, to_root: Root, to: &str) -> Result<(), Error> {
+        (**self).rename(from_root, from, to_root, to)
+    }
+    fn rename_no_replace(
+        &self,
+        from_root: Root,
+        from: &str,
+        to_root: Root,
+        to: &str,
+    ) -> Result<(), Error> {
+        (**self).rename_no_replace(from_root, from, to_root, to)
+    }
+    fn remove_file(&self, root: Root, path: &str) -> Result<(), Error> {
+        (**self).remove_file(root, path)
+    }
+    fn remove_dir(&self, root: Root, path: &str) -> Result<(), Error> {
+        (**self).remove_dir(root, path)
+    }
+    fn read_dir(
+        &self,
+        root: Root,
+        path: &str,
+        visit: &mut dyn FnMut(&str, FileKind) -> ControlFlow<()>,
+    ) -> Result<(), Error> {
+        (**self).read_dir(root, path, visit)
+    }
+    fn metadata(&self, root: Root, path: &str) -> Result<Metadata, Error> {
+        (**self).metadata(root, path)
+    }
+    fn set_mode(&self, root: Root, path: &str, mode: u32) -> Result<(), Error> {
+        (**self).set_mode(root, path, mode)
+    }
+    fn set_modified(&self, root: Root, path: &str, modified: Timestamp) -> Result<(), Error> {
+        (**self).set_modified(root, path, modified)
+    }
+    fn sync_dir(&self, root: Root, path: &str) -> Result<(), Error> {
+        (**self).sync_dir(root, path)
+    }
 }

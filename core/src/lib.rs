@@ -51,4 +51,6 @@ pub mod hex;
 pub mod key;
 pub mod layout;
 pub mod manifest;
+#[cfg(feature = "alloc")]
+pub mod memfs;
 pub mod path;
