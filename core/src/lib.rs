@@ -45,6 +45,8 @@ extern crate alloc;
 #[cfg(feature = "std")]
 extern crate std;
 
+#[cfg(feature = "alloc")]
+pub mod cache;
 pub mod fs;
 pub mod hash;
 pub mod hex;

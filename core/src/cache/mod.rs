@@ -1,0 +1,445 @@
+//! The cache operations (SPEC §6, OP-1..8), written once against
+//! [`Filesystem`].
+//!
+//! [`Cache`] owns a filesystem and [`Options`]; each operation lives in its
+//! own module: [`Cache::lookup`] and [`Cache::lookup_status`] (OP-1),
+//! [`Cache::store`] (OP-2), [`Cache::restore`] (OP-3), and the maintenance
+//! walks [`Cache::clear`], [`Cache::clean`], [`Cache::info`] and
+//! [`Cache::verify`] (OP-4..7). Every byte of output and stream content
+//! flows through one fixed buffer of [`Options::copy_buffer_bytes`], so
+//! memory does not grow with output sizes; the manifest is the only thing
+//! read whole, and it is capped by [`Options::max_manifest_bytes`] (MAN-4).
+//!
+//! The core owns no clock and no randomness: the current time and the
+//! random suffixes of scratch names (DISK-5) come from a [`Context`].
+//!
+//! Concurrency (OP-8) and crashes (SAFE-3) rest on three habits: an entry
+//! becomes visible only by renaming a complete, synced scratch directory
+//! into place; an entry disappears only by being renamed aside (to a
+//! scratch name) before anything in it is deleted; and a reader that finds
+//! anything missing or wrong reports a miss, never an error.
+
+mod lookup;
+mod maintain;
+mod restore;
+mod store;
+
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::ops::ControlFlow;
+
+use crate::fs::{self, FileKind, Filesystem, Read, Root, Timestamp, Write};
+use crate::hash::{Digest, HashFunction, Hasher};
+use crate::key::Key;
+use crate::layout;
+use crate::path::{MAX_PATH_BYTES, PathError};
+
+pub use lookup::LookupStatus;
+pub use maintain::{
+    CleanModes, CleanReason, CleanReport, ClearReport, Damage, DamagedEntry, Failure, InfoReport,
+    RemovedItem, SchemaCount, VerifyReport,
+};
+pub use restore::RestoreOutcome;
+pub use store::StoreOutcome;
+
+/// Tunables, with defaults that suit a developer machine.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Options {
+    /// The active hash function: keys are derived with it, and entries
+    /// written under another one are schema misses (OP-1).
+    pub hash_function: HashFunction,
+    /// Manifests larger than this are corrupt (MAN-4). Default 64 MiB,
+    /// room for about 250,000 outputs.
+    pub max_manifest_bytes: u64,
+    /// Size of the one buffer every copy streams through. Default 256 KiB.
+    pub copy_buffer_bytes: usize,
+    /// Scratch directories younger than this are left alone by a soft
+    /// clean, because a store or restore may still be using them (OP-5).
+    /// Default one hour.
+    pub scratch_grace_seconds: u64,
+}
+
+/// Default for [`Options::max_manifest_bytes`].
+pub const DEFAULT_MAX_MANIFEST_BYTES: u64 = 64 * 1024 * 1024;
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            hash_function: HashFunction::Blake3,
+            max_manifest_bytes: DEFAULT_MAX_MANIFEST_BYTES,
+            copy_buffer_bytes: 256 * 1024,
+            scratch_grace_seconds: 3600,
+        }
+    }
+}
+
+/// What the operations need from the host besides a filesystem.
+pub trait Context {
+    /// The current time.
+    fn now(&self) -> Timestamp;
+    /// A fresh random value for a scratch-name suffix (DISK-5). Values must
+    /// differ between concurrent processes; within one process, successive
+    /// calls must differ too.
+    fn scratch_suffix(&mut self) -> u64;
+}
+
+/// A deterministic [`Context`] for tests and fuzzing: a settable clock and a
+/// counter for suffixes.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DeterministicContext {
+    /// What [`Context::now`] returns.
+    pub now: Timestamp,
+    /// The next suffix [`Context::scratch_suffix`] hands out.
+    pub next_suffix: u64,
+}
+
+impl Context for DeterministicContext {
+    fn now(&self) -> Timestamp {
+        self.now
+    }
+
+    fn scratch_suffix(&mut self) -> u64 {
+        let suffix = self.next_suffix;
+        self.next_suffix = self.next_suffix.wrapping_add(1);
+        suffix
+    }
+}
+
+/// Which filesystem call failed, for error messages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Step {
+    /// Opening a file for reading.
+    Open,
+    /// Creating a file.
+    Create,
+    /// Creating a directory.
+    CreateDir,
+    /// Reading file contents.
+    Read,
+    /// Writing file contents.
+    Write,
+    /// Syncing a file or directory.
+    Sync,
+    /// Renaming.
+    Rename,
+    /// Removing a file or directory.
+    Remove,
+    /// Listing a directory.
+    List,
+    /// Reading metadata.
+    Stat,
+    /// Setting permission bits.
+    SetMode,
+}
+
+impl core::fmt::Display for Step {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            Step::Open => "open",
+            Step::Create => "create",
+            Step::CreateDir => "create directory",
+            Step::Read => "read",
+            Step::Write => "write",
+            Step::Sync => "sync",
+            Step::Rename => "rename",
+            Step::Remove => "remove",
+            Step::List => "list",
+            Step::Stat => "inspect",
+            Step::SetMode => "set permissions of",
+        })
+    }
+}
+
+/// Why an operation failed. A miss is never an error (OP-1, SAFE-4).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CacheError {
+    /// A filesystem call failed.
+    Io {
+        /// What the operation was doing.
+        step: Step,
+        /// Which root `path` is relative to.
+        root: Root,
+        /// The path, relative to `root`.
+        path: String,
+        /// The host's error.
+        source: fs::Error,
+    },
+    /// An output path given to store is not a valid workspace path (PATH-3).
+    InvalidOutputPath {
+        /// The path as given.
+        path: String,
+        /// What is wrong with it.
+        reason: PathError,
+    },
+    /// The same output path was given twice to one store (OP-2).
+    DuplicateOutput {
+        /// The repeated path.
+        path: String,
+    },
+    /// An output is not a regular file: manifests hold regular files only,
+    /// so the entry is not stored rather than stored without it.
+    OutputNotRegularFile {
+        /// The output's workspace path.
+        path: String,
+        /// What it is instead.
+        kind: FileKind,
+    },
+    /// A restore target cannot be written safely: an ancestor directory is
+    /// a symlink or not a directory, or the target is a directory (SAFE-2).
+    /// Nothing was written.
+    UnsafeTarget {
+        /// The output's workspace path.
+        path: String,
+        /// The workspace path of the component in the way.
+        blocker: String,
+        /// What that component is.
+        kind: FileKind,
+    },
+    /// Writing a replayed stream to the caller's sink failed.
+    StreamWrite {
+        /// `stdout` or `stderr`.
+        stream: &'static str,
+        /// The sink's error.
+        source: fs::Error,
+    },
+    /// A directory in the cache is nested deeper than any path cachet
+    /// creates; it was left in place.
+    TooDeep {
+        /// The path, relative to the cache root, where the walk stopped.
+        path: String,
+    },
+}
+
+impl core::fmt::Display for CacheError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            CacheError::Io {
+                step,
+                root,
+                path,
+                source,
+            } => {
+                write!(f, "could not {step} '{path}' in the {root} root: {source}")
+            }
+            CacheError::InvalidOutputPath { path, reason } => {
+                write!(
+                    f,
+                    "output path '{path}' is not a valid workspace path: {reason}"
+                )
+            }
+            CacheError::DuplicateOutput { path } => {
+                write!(f, "output path '{path}' is listed twice")
+            }
+            CacheError::OutputNotRegularFile { path, kind } => write!(
+                f,
+                "output '{path}' is a {}, not a regular file; cachet stores regular files only, so this result was not cached",
+                kind_name(*kind)
+            ),
+            CacheError::UnsafeTarget {
+                path,
+                blocker,
+                kind,
+            } => write!(
+                f,
+                "refusing to restore '{path}': '{blocker}' is a {}, and writing through it could leave the workspace",
+                kind_name(*kind)
+            ),
+            CacheError::StreamWrite { stream, source } => {
+                write!(f, "could not replay the recorded {stream}: {source}")
+            }
+            CacheError::TooDeep { path } => write!(
+                f,
+                "'{path}' in the cache root is nested too deeply to be a cachet entry; remove it by hand"
+            ),
+        }
+    }
+}
+
+#[cfg(feature = "std")]
+impl core::error::Error for CacheError {}
+
+pub(crate) fn kind_name(kind: FileKind) -> &'static str {
+    match kind {
+        FileKind::File => "regular file",
+        FileKind::Dir => "directory",
+        FileKind::Symlink => "symlink",
+        FileKind::Other => "special file",
+    }
+}
+
+/// Wraps a filesystem error with what was being done and where.
+pub(crate) fn io(step: Step, root: Root, path: &str) -> impl FnOnce(fs::Error) -> CacheError {
+    move |source| CacheError::Io {
+        step,
+        root,
+        path: String::from(path),
+        source,
+    }
+}
+
+/// A content cache over one filesystem (see the module docs).
+#[derive(Debug)]
+pub struct Cache<F: Filesystem> {
+    fs: F,
+    options: Options,
+}
+
+impl<F: Filesystem> Cache<F> {
+    /// A cache over `fs` with default [`Options`].
+    pub fn new(fs: F) -> Cache<F> {
+        Cache::with_options(fs, Options::default())
+    }
+
+    /// A cache over `fs` with `options`.
+    pub fn with_options(fs: F, options: Options) -> Cache<F> {
+        Cache { fs, options }
+    }
+
+    /// The filesystem this cache works on.
+    pub fn filesystem(&self) -> &F {
+        &self.fs
+    }
+
+    /// The options in force.
+    pub fn options(&self) -> &Options {
+        &self.options
+    }
+
+    fn buffer(&self) -> Vec<u8> {
+        alloc::vec![0u8; self.options.copy_buffer_bytes.max(4096)]
+    }
+
+    /// Removes `path` and everything below it, without following symlinks;
+    /// an absent path is fine. Iterative, so a hostile tree cannot exhaust
+    /// the stack (SAFE-1).
+    pub(crate) fn remove_tree(&self, root: Root, path: &str) -> Result<(), CacheError> {
+        match self.fs.metadata(root, path) {
+            Err(e) if e.kind == fs::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(io(Step::Stat, root, path)(e)),
+            Ok(meta) if meta.kind != FileKind::Dir => {
+                return remove_ignoring_absent(self.fs.remove_file(root, path), root, path);
+            }
+            Ok(_) => {}
+        }
+        let mut stack: Vec<String> = alloc::vec![String::from(path)];
+        while let Some(dir) = stack.last().cloned() {
+            let mut subdirs: Vec<String> = Vec::new();
+            let mut failure: Option<CacheError> = None;
+            let listed = self.fs.read_dir(root, &dir, &mut |name, kind| {
+                let child = child_path(&dir, name);
+                if kind == FileKind::Dir {
+                    subdirs.push(String::from(child.as_str()));
+                } else if let Err(e) =
+                    remove_ignoring_absent(self.fs.remove_file(root, &child), root, &child)
+                {
+                    failure = Some(e);
+                    return ControlFlow::Break(());
+                }
+                ControlFlow::Continue(())
+            });
+            if let Some(e) = failure {
+                return Err(e);
+            }
+            match listed {
+                Err(e) if e.kind == fs::ErrorKind::NotFound => {
+                    stack.pop();
+                    continue;
+                }
+                Err(e) => return Err(io(Step::List, root, &dir)(e)),
+                Ok(()) => {}
+            }
+            if subdirs.is_empty() {
+                remove_ignoring_absent(self.fs.remove_dir(root, &dir), root, &dir)?;
+                stack.pop();
+            } else {
+                if subdirs.iter().any(|d| d.len() > MAX_PATH_BYTES) {
+                    return Err(CacheError::TooDeep { path: dir });
+                }
+                stack.extend(subdirs);
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes the entry for `key` invisible by renaming its directory aside,
+    /// then deletes it (OP-2's "moved aside", OP-5's "invisible before its
+    /// blobs go"). Returns whether this call removed it: `false` when it
+    /// was already gone.
+    pub(crate) fn evict(&self, key: &Key, ctx: &mut dyn Context) -> Result<bool, CacheError> {
+        let entry = layout::entry_dir(key);
+        let aside = layout::evicted_dir(key, ctx.scratch_suffix());
+        match self.fs.rename(Root::Cache, &entry, Root::Cache, &aside) {
+            Ok(()) => {}
+            Err(e) if e.kind == fs::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(io(Step::Rename, Root::Cache, &entry)(e)),
+        }
+        self.remove_tree(Root::Cache, &aside)?;
+        Ok(true)
+    }
+}
+
+/// `<dir>/<name>` for a name read from a listing, which may be arbitrarily
+/// long in a damaged or hostile cache.
+pub(crate) fn child_path(dir: &str, name: &str) -> String {
+    let mut path = String::with_capacity(dir.len() + 1 + name.len());
+    if !dir.is_empty() {
+        path.push_str(dir);
+        path.push('/');
+    }
+    path.push_str(name);
+    path
+}
+
+fn remove_ignoring_absent(
+    result: Result<(), fs::Error>,
+    root: Root,
+    path: &str,
+) -> Result<(), CacheError> {
+    match result {
+        Err(e) if e.kind == fs::ErrorKind::NotFound => Ok(()),
+        other => other.map_err(io(Step::Remove, root, path)),
+    }
+}
+
+/// Where a streaming copy failed.
+pub(crate) enum CopyFailure {
+    Read(fs::Error),
+    Write(fs::Error),
+}
+
+/// Copies `reader` into `writer` through `buffer`, hashing what passes.
+/// Returns the digest and the number of bytes copied.
+pub(crate) fn copy_hashing<R: Read, W: Write>(
+    mut reader: R,
+    mut writer: W,
+    buffer: &mut [u8],
+    function: HashFunction,
+) -> Result<(Digest, u64), CopyFailure> {
+    let mut hasher = Hasher::new(function);
+    let mut total: u64 = 0;
+    loop {
+        let n = reader.read(buffer).map_err(CopyFailure::Read)?;
+        if n == 0 {
+            break;
+        }
+        let chunk = buffer.get(..n).unwrap_or_default();
+        hasher.update(chunk);
+        writer.write_all(chunk).map_err(CopyFailure::Write)?;
+        total = total.saturating_add(n as u64);
+    }
+    Ok((hasher.finalize(), total))
+}
+
+/// A sink that discards what it is given, for hashing without copying.
+pub(crate) struct Discard;
+
+impl Write for Discard {
+    fn write(&mut self, buf: &[u8]) -> Result<usize, fs::Error> {
+        Ok(buf.len())
+    }
+}
+
+#[cfg(test)]
+mod tests;

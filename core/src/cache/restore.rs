@@ -1,0 +1,425 @@
+//! OP-3: restore.
+//!
+//! Re-validates the entry as lookup does, checks that every target can be
+//! written without leaving the workspace (SAFE-2), stages every output and
+//! both streams in a restore scratch directory (DISK-5) while verifying
+//! content hashes and sizes, and only when all of it is staged, verified
+//! and synced renames each staged file onto its target (its mode already
+//! applied, so a target appears complete and with its final permissions at
+//! once). A mismatch aborts before anything is published and reports the
+//! entry as corrupt. The scratch directory is removed on success and
+//! failure. If publishing fails midway the error is returned and the caller
+//! treats the result as a miss: it runs the task, which rewrites every
+//! output.
+
+use alloc::collections::BTreeSet;
+use alloc::string::String;
+use core::fmt::Write as _;
+
+use super::lookup::LookupStatus;
+use super::{Cache, CacheError, Context, CopyFailure, Step, copy_hashing, io};
+use crate::fs::{ErrorKind, FileKind, FileWriter, Filesystem, Root, Write};
+use crate::hash::Digest;
+use crate::key::Key;
+use crate::layout::{self, LayoutPath};
+use crate::manifest::{Manifest, OutputRecord};
+use crate::path::WorkspacePath;
+
+/// How a restore ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RestoreOutcome {
+    /// Every output is in place and both streams were replayed.
+    Restored {
+        /// Number of outputs written.
+        outputs: u64,
+        /// Bytes of stdout replayed.
+        stdout_len: u64,
+        /// Bytes of stderr replayed.
+        stderr_len: u64,
+    },
+    /// Nothing was written: the entry is not a hit, or its bytes did not
+    /// verify while staging (reported as [`LookupStatus::MissCorrupt`]).
+    Miss(LookupStatus),
+}
+
+/// Ancestor directories already checked or created, so that many outputs
+/// in one directory cost one stat, not one each.
+type CheckedDirs = BTreeSet<String>;
+
+fn staged_path(scratch: &str, index: usize) -> LayoutPath {
+    let mut path = LayoutPath::new();
+    // A 90-byte scratch name plus a decimal index fits the capacity.
+    let _ = write!(path, "{scratch}/{index}");
+    path
+}
+
+fn as_workspace_path(record: &OutputRecord) -> Option<WorkspacePath<'_>> {
+    WorkspacePath::new(record.path.as_str()).ok()
+}
+
+impl<F: Filesystem> Cache<F> {
+    /// OP-3: restores `key`'s outputs into the workspace and replays its
+    /// streams into `stdout` and `stderr`.
+    pub fn restore<O: Write, E: Write>(
+        &self,
+        key: &Key,
+        stdout: O,
+        stderr: E,
+        ctx: &mut dyn Context,
+    ) -> Result<RestoreOutcome, CacheError> {
+        let inspection = self.inspect(key)?;
+        if inspection.status != LookupStatus::Hit {
+            return Ok(RestoreOutcome::Miss(inspection.status));
+        }
+        let bytes = inspection.manifest.unwrap_or_default();
+        let Ok(manifest) = Manifest::parse(&bytes) else {
+            return Ok(RestoreOutcome::Miss(LookupStatus::MissCorrupt));
+        };
+        let mut checked = CheckedDirs::new();
+        self.check_targets(&manifest, &mut checked)?;
+
+        let scratch = layout::restore_scratch_dir(key, ctx.scratch_suffix());
+        self.fs.create_dir(Root::Cache, &scratch).map_err(io(
+            Step::CreateDir,
+            Root::Cache,
+            &scratch,
+        ))?;
+        let outcome = self
+            .stage(key, &manifest, &scratch)
+            .and_then(|verdict| match verdict {
+                Some(miss) => Ok(RestoreOutcome::Miss(miss)),
+                None => self
+                    .publish_outputs(&manifest, &scratch, &mut checked, ctx)
+                    .and_then(|()| self.replay(&manifest, &scratch, stdout, stderr)),
+            });
+        // Removing our own scratch is housekeeping: a failure here must not
+        // turn a completed restore into an error, and soft clean finds it.
+        let _ = self.remove_tree(Root::Cache, &scratch);
+        if matches!(outcome, Ok(RestoreOutcome::Restored { .. })) {
+            self.touch(key, ctx);
+        }
+        outcome
+    }
+
+    /// Refuses, before anything is written, targets whose ancestors are not
+    /// plain directories (a symlink could lead outside the workspace) or
+    /// which are directories themselves (SAFE-2).
+    fn check_targets(
+        &self,
+        manifest: &Manifest<'_>,
+        checked: &mut CheckedDirs,
+    ) -> Result<(), CacheError> {
+        for record in manifest.outputs() {
+            let Some(path) = as_workspace_path(&record) else {
+                // The parser validated every path; a failure here would be a
+                // parser bug, and refusing is the safe answer.
+                return Err(CacheError::InvalidOutputPath {
+                    path: String::from(record.path.as_str()),
+                    reason: crate::path::PathError::Empty,
+                });
+            };
+            for ancestor in path.ancestors() {
+                if checked.contains(ancestor) {
+                    continue;
+                }
+                match self.fs.metadata(Root::Workspace, ancestor) {
+                    Ok(meta) if meta.kind == FileKind::Dir => {
+                        checked.insert(String::from(ancestor));
+                    }
+                    Ok(meta) => return Err(unsafe_target(&path, ancestor, meta.kind)),
+                    Err(e) if e.kind == ErrorKind::NotFound => break,
+                    Err(e) if e.kind == ErrorKind::SymlinkRefused => {
+                        return Err(unsafe_target(&path, ancestor, FileKind::Symlink));
+                    }
+                    Err(e) if e.kind == ErrorKind::NotADirectory => {
+                        return Err(unsafe_target(&path, ancestor, FileKind::File));
+                    }
+                    Err(e) => return Err(io(Step::Stat, Root::Workspace, path.as_str())(e)),
+                }
+            }
+            match self.fs.metadata(Root::Workspace, path.relative()) {
+                Ok(meta) if meta.kind == FileKind::Dir => {
+                    return Err(unsafe_target(&path, path.relative(), FileKind::Dir));
+                }
+                Ok(_) => {}
+                Err(e) if e.kind == ErrorKind::NotFound => {}
+                Err(e) => return Err(io(Step::Stat, Root::Workspace, path.as_str())(e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Copies every blob and both streams into `scratch`, verifying hashes
+    /// and sizes. `Ok(Some(status))` means the entry turned out not to be a
+    /// hit after all.
+    fn stage(
+        &self,
+        key: &Key,
+        manifest: &Manifest<'_>,
+        scratch: &str,
+    ) -> Result<Option<LookupStatus>, CacheError> {
+        let mut buffer = self.buffer();
+        for (index, record) in manifest.outputs().enumerate() {
+            let source = layout::blob(key, &record.content_hash);
+            let staged = staged_path(scratch, index);
+            let verdict = self.stage_file(
+                &source,
+                &staged,
+                &record.content_hash,
+                record.size,
+                &mut buffer,
+            )?;
+            if verdict.is_some() {
+                return Ok(verdict);
+            }
+            self.fs
+                .set_mode(Root::Cache, &staged, record.mode & 0o7777)
+                .map_err(io(Step::SetMode, Root::Cache, &staged))?;
+        }
+        let tail = &manifest.tail;
+        let streams = [
+            (
+                layout::stdout(key),
+                layout::STDOUT_FILE,
+                &tail.stdout_hash,
+                tail.stdout_len,
+            ),
+            (
+                layout::stderr(key),
+                layout::STDERR_FILE,
+                &tail.stderr_hash,
+                tail.stderr_len,
+            ),
+        ];
+        for (source, name, hash, len) in streams {
+            let staged = layout::join(scratch, name);
+            let verdict = self.stage_file(&source, &staged, hash, len, &mut buffer)?;
+            if verdict.is_some() {
+                return Ok(verdict);
+            }
+        }
+        Ok(None)
+    }
+
+    fn stage_file(
+        &self,
+        source: &str,
+        staged: &str,
+        expected_hash: &Digest,
+        expected_size: u64,
+        buffer: &mut [u8],
+    ) -> Result<Option<LookupStatus>, CacheError> {
+        let reader = match self.fs.open_file(Root::Cache, source) {
+            Ok(reader) => reader,
+            // Deleted, replaced or tampered with since the lookup: a
+            // concurrent clean or an attack, and either way a miss.
+            Err(e) if is_entry_damage(e.kind) => return Ok(Some(LookupStatus::MissCorrupt)),
+            Err(e) => return Err(io(Step::Open, Root::Cache, source)(e)),
+        };
+        let mut writer = self.fs.create_new_file(Root::Cache, staged).map_err(io(
+            Step::Create,
+            Root::Cache,
+            staged,
+        ))?;
+        let (hash, size) = copy_hashing(reader, &mut writer, buffer, self.options.hash_function)
+            .map_err(|failure| match failure {
+                CopyFailure::Read(e) => io(Step::Read, Root::Cache, source)(e),
+                CopyFailure::Write(e) => io(Step::Write, Root::Cache, staged)(e),
+            })?;
+        if hash != *expected_hash || size != expected_size {
+            return Ok(Some(LookupStatus::MissCorrupt));
+        }
+        // Synced before it is renamed onto a target, so that after a power
+        // loss a target is either the old file or the complete new one.
+        writer.sync().map_err(io(Step::Sync, Root::Cache, staged))?;
+        Ok(None)
+    }
+
+    /// Renames every staged output onto its target, creating parent
+    /// directories.
+    fn publish_outputs(
+        &self,
+        manifest: &Manifest<'_>,
+        scratch: &str,
+        checked: &mut CheckedDirs,
+        ctx: &mut dyn Context,
+    ) -> Result<(), CacheError> {
+        for (index, record) in manifest.outputs().enumerate() {
+            let Some(path) = as_workspace_path(&record) else {
+                continue;
+            };
+            self.create_ancestors(&path, checked)?;
+            let staged = staged_path(scratch, index);
+            match self
+                .fs
+                .rename(Root::Cache, &staged, Root::Workspace, path.relative())
+            {
+                Ok(()) => {}
+                Err(e) if e.kind == ErrorKind::CrossesDevices => {
+                    self.publish_by_copy(&staged, &path, record.mode & 0o7777, ctx)?;
+                }
+                Err(e) => return Err(io(Step::Rename, Root::Workspace, path.as_str())(e)),
+            }
+        }
+        Ok(())
+    }
+
+    fn create_ancestors(
+        &self,
+        path: &WorkspacePath<'_>,
+        checked: &mut CheckedDirs,
+    ) -> Result<(), CacheError> {
+        for ancestor in path.ancestors() {
+            if checked.contains(ancestor) {
+                continue;
+            }
+            match self.fs.create_dir(Root::Workspace, ancestor) {
+                Ok(()) => {}
+                Err(e) if e.kind == ErrorKind::AlreadyExists => {
+                    // Appeared since the check: it must still be a plain
+                    // directory.
+                    let meta = self.fs.metadata(Root::Workspace, ancestor).map_err(io(
+                        Step::Stat,
+                        Root::Workspace,
+                        ancestor,
+                    ))?;
+                    if meta.kind != FileKind::Dir {
+                        return Err(unsafe_target(path, ancestor, meta.kind));
+                    }
+                }
+                Err(e) if e.kind == ErrorKind::SymlinkRefused => {
+                    return Err(unsafe_target(path, ancestor, FileKind::Symlink));
+                }
+                Err(e) => return Err(io(Step::CreateDir, Root::Workspace, ancestor)(e)),
+            }
+            checked.insert(String::from(ancestor));
+        }
+        Ok(())
+    }
+
+    /// Where the cache root is on another filesystem than the workspace, a
+    /// staged file cannot be renamed onto its target; it is copied to a
+    /// scratch name beside the target and renamed from there, which keeps
+    /// each target's replacement atomic.
+    fn publish_by_copy(
+        &self,
+        staged: &str,
+        path: &WorkspacePath<'_>,
+        mode: u32,
+        ctx: &mut dyn Context,
+    ) -> Result<(), CacheError> {
+        let relative = path.relative();
+        let (parent, name) = match relative.rfind('/') {
+            Some(slash) => (
+                relative.get(..slash),
+                relative.get(slash + 1..).unwrap_or(""),
+            ),
+            None => (None, relative),
+        };
+        let mut beside = String::new();
+        if let Some(parent) = parent {
+            beside.push_str(parent);
+            beside.push('/');
+        }
+        let _ = write!(
+            beside,
+            ".{name}.cachet-{}",
+            crate::hex::encode_u64(ctx.scratch_suffix())
+        );
+        let mut buffer = self.buffer();
+        let result = (|| {
+            let reader = self.fs.open_file(Root::Cache, staged).map_err(io(
+                Step::Open,
+                Root::Cache,
+                staged,
+            ))?;
+            let mut writer = self
+                .fs
+                .create_new_file(Root::Workspace, &beside)
+                .map_err(io(Step::Create, Root::Workspace, &beside))?;
+            copy_hashing(reader, &mut writer, &mut buffer, self.options.hash_function).map_err(
+                |failure| match failure {
+                    CopyFailure::Read(e) => io(Step::Read, Root::Cache, staged)(e),
+                    CopyFailure::Write(e) => io(Step::Write, Root::Workspace, &beside)(e),
+                },
+            )?;
+            writer
+                .sync()
+                .map_err(io(Step::Sync, Root::Workspace, &beside))?;
+            drop(writer);
+            self.fs
+                .set_mode(Root::Workspace, &beside, mode)
+                .map_err(io(Step::SetMode, Root::Workspace, &beside))?;
+            self.fs
+                .rename(Root::Workspace, &beside, Root::Workspace, relative)
+                .map_err(io(Step::Rename, Root::Workspace, path.as_str()))
+        })();
+        if result.is_err() {
+            let _ = self.fs.remove_file(Root::Workspace, &beside);
+        }
+        result
+    }
+
+    /// Writes the staged, verified streams to the caller's sinks.
+    fn replay<O: Write, E: Write>(
+        &self,
+        manifest: &Manifest<'_>,
+        scratch: &str,
+        stdout: O,
+        stderr: E,
+    ) -> Result<RestoreOutcome, CacheError> {
+        let mut buffer = self.buffer();
+        self.replay_one(scratch, layout::STDOUT_FILE, stdout, &mut buffer)?;
+        self.replay_one(scratch, layout::STDERR_FILE, stderr, &mut buffer)?;
+        Ok(RestoreOutcome::Restored {
+            outputs: manifest.output_count() as u64,
+            stdout_len: manifest.tail.stdout_len,
+            stderr_len: manifest.tail.stderr_len,
+        })
+    }
+
+    fn replay_one<W: Write>(
+        &self,
+        scratch: &str,
+        name: &'static str,
+        sink: W,
+        buffer: &mut [u8],
+    ) -> Result<(), CacheError> {
+        let staged = layout::join(scratch, name);
+        let reader = self.fs.open_file(Root::Cache, &staged).map_err(io(
+            Step::Open,
+            Root::Cache,
+            &staged,
+        ))?;
+        copy_hashing(reader, sink, buffer, self.options.hash_function)
+            .map(|_| ())
+            .map_err(|failure| match failure {
+                CopyFailure::Read(e) => io(Step::Read, Root::Cache, &staged)(e),
+                CopyFailure::Write(source) => CacheError::StreamWrite {
+                    stream: name,
+                    source,
+                },
+            })
+    }
+}
+
+/// Errors on a cache path that mean the entry changed under us.
+fn is_entry_damage(kind: ErrorKind) -> bool {
+    matches!(
+        kind,
+        ErrorKind::NotFound
+            | ErrorKind::SymlinkRefused
+            | ErrorKind::IsADirectory
+            | ErrorKind::NotADirectory
+    )
+}
+
+fn unsafe_target(path: &WorkspacePath<'_>, blocker: &str, kind: FileKind) -> CacheError {
+    let mut shown = String::from("/");
+    shown.push_str(blocker);
+    CacheError::UnsafeTarget {
+        path: String::from(path.as_str()),
+        blocker: shown,
+        kind,
+    }
+}

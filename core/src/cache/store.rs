@@ -1,0 +1,300 @@
+//! OP-2: store.
+//!
+//! The entry is assembled in a fresh scratch directory (DISK-5): blobs are
+//! streamed from the workspace through the hasher into temporary files and
+//! renamed to their content hash (equal contents share one blob, DISK-4);
+//! the manifest is written while the outputs are copied, because its
+//! outputs array precedes the stream members (MAN-1) and the outputs are
+//! unbounded. Every file is synced, then the directories, and only then is
+//! the scratch directory renamed to the entry directory and the shard
+//! synced. An existing valid entry wins (same key, equivalent content); a
+//! corrupt one is renamed aside first, never deleted in place.
+
+use super::{Cache, CacheError, Context, CopyFailure, Step, copy_hashing, io};
+use crate::fs::{self, ErrorKind, FileKind, FileWriter, Filesystem, Read, Root};
+use crate::key::{CHAPTER_REVISION, Key};
+use crate::layout::{self, LayoutPath};
+use crate::manifest::{ManifestHead, ManifestTail, ManifestWriter};
+use crate::path::WorkspacePath;
+
+use alloc::string::String;
+
+use super::lookup::LookupStatus;
+
+/// How a store ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StoreOutcome {
+    /// This call published the entry.
+    Stored,
+    /// A valid entry for the key already existed and was kept (OP-2).
+    AlreadyPresent,
+    /// Other processes kept putting broken entries in the way, so nothing
+    /// was published; the next lookup is a miss, the worst outcome a race
+    /// may have (OP-8).
+    Contended,
+}
+
+/// Temporary name of a blob inside the scratch `outputs/` directory while
+/// its content hash is still being computed; the scratch directory is
+/// private to this store, so one name serves every output in turn.
+const PARTIAL_BLOB: &str = ".partial";
+
+impl<F: Filesystem> Cache<F> {
+    /// OP-2: stores the result of a run that exited 0.
+    ///
+    /// `outputs` are workspace-absolute paths of regular files (PATH-1,
+    /// PATH-2), unique within one store; they are sorted in place so the
+    /// manifest is the same whatever order they were given in. `stdout` and
+    /// `stderr` are the captured streams.
+    pub fn store<O: Read, E: Read>(
+        &self,
+        key: &Key,
+        outputs: &mut [&str],
+        stdout: O,
+        stderr: E,
+        ctx: &mut dyn Context,
+    ) -> Result<StoreOutcome, CacheError> {
+        for path in outputs.iter() {
+            WorkspacePath::new(path).map_err(|reason| CacheError::InvalidOutputPath {
+                path: String::from(*path),
+                reason,
+            })?;
+        }
+        outputs.sort_unstable_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+        if let Some(pair) = outputs.windows(2).find(|pair| pair[0] == pair[1]) {
+            return Err(CacheError::DuplicateOutput {
+                path: String::from(pair[0]),
+            });
+        }
+        if self.lookup_status(key)? == LookupStatus::Hit {
+            return Ok(StoreOutcome::AlreadyPresent);
+        }
+
+        self.ensure_shard(key)?;
+        let scratch = layout::store_scratch_dir(key, ctx.scratch_suffix());
+        self.fs.create_dir(Root::Cache, &scratch).map_err(io(
+            Step::CreateDir,
+            Root::Cache,
+            &scratch,
+        ))?;
+        let assembled = self.assemble(key, &scratch, outputs, stdout, stderr, ctx);
+        let outcome = assembled.and_then(|()| self.publish(key, &scratch, ctx));
+        if !matches!(outcome, Ok(StoreOutcome::Stored)) {
+            // The scratch dir is private; on failure or when another entry
+            // won, it is debris. If even this fails, a soft clean finds it.
+            let _ = self.remove_tree(Root::Cache, &scratch);
+        }
+        outcome
+    }
+
+    /// Creates the key's shard directory if needed, syncing the cache root
+    /// when it is new so the entry published into it survives power loss.
+    fn ensure_shard(&self, key: &Key) -> Result<(), CacheError> {
+        let shard = layout::shard(key);
+        match self.fs.create_dir(Root::Cache, &shard) {
+            Ok(()) => self
+                .fs
+                .sync_dir(Root::Cache, "")
+                .map_err(io(Step::Sync, Root::Cache, "")),
+            Err(e) if e.kind == ErrorKind::AlreadyExists => {
+                let meta = self.fs.metadata(Root::Cache, &shard).map_err(io(
+                    Step::Stat,
+                    Root::Cache,
+                    &shard,
+                ))?;
+                if meta.kind == FileKind::Dir {
+                    Ok(())
+                } else {
+                    Err(io(Step::CreateDir, Root::Cache, &shard)(fs::Error::new(
+                        ErrorKind::NotADirectory,
+                    )))
+                }
+            }
+            Err(e) => Err(io(Step::CreateDir, Root::Cache, &shard)(e)),
+        }
+    }
+
+    /// Writes blobs, streams and manifest into `scratch` and syncs them.
+    fn assemble<O: Read, E: Read>(
+        &self,
+        key: &Key,
+        scratch: &str,
+        outputs: &[&str],
+        stdout: O,
+        stderr: E,
+        ctx: &mut dyn Context,
+    ) -> Result<(), CacheError> {
+        let function = self.options.hash_function;
+        let mut buffer = self.buffer();
+        let blobs = layout::join(scratch, layout::OUTPUTS_DIR);
+        self.fs.create_dir(Root::Cache, &blobs).map_err(io(
+            Step::CreateDir,
+            Root::Cache,
+            &blobs,
+        ))?;
+
+        let manifest_path = layout::join(scratch, layout::MANIFEST_FILE);
+        let manifest_file = self
+            .fs
+            .create_new_file(Root::Cache, &manifest_path)
+            .map_err(io(Step::Create, Root::Cache, &manifest_path))?;
+        let head = ManifestHead {
+            chapter_revision: CHAPTER_REVISION,
+            hash_function: function,
+            key: *key,
+        };
+        let mut manifest = ManifestWriter::begin(manifest_file, &head).map_err(io(
+            Step::Write,
+            Root::Cache,
+            &manifest_path,
+        ))?;
+
+        let partial = layout::join(&blobs, PARTIAL_BLOB);
+        for output in outputs {
+            // Validated by the caller of assemble.
+            let relative = output.get(1..).unwrap_or_default();
+            let meta = self.fs.metadata(Root::Workspace, relative).map_err(io(
+                Step::Stat,
+                Root::Workspace,
+                output,
+            ))?;
+            if meta.kind != FileKind::File {
+                return Err(CacheError::OutputNotRegularFile {
+                    path: String::from(*output),
+                    kind: meta.kind,
+                });
+            }
+            let reader = self.fs.open_file(Root::Workspace, relative).map_err(io(
+                Step::Open,
+                Root::Workspace,
+                output,
+            ))?;
+            let (content_hash, size) = self.write_synced(&partial, reader, &mut buffer, output)?;
+            let blob = layout::join(&blobs, content_hash.to_hex().as_str());
+            match self.fs.metadata(Root::Cache, &blob) {
+                Ok(_) => self.fs.remove_file(Root::Cache, &partial).map_err(io(
+                    Step::Remove,
+                    Root::Cache,
+                    &partial,
+                ))?,
+                Err(e) if e.kind == ErrorKind::NotFound => self
+                    .fs
+                    .rename(Root::Cache, &partial, Root::Cache, &blob)
+                    .map_err(io(Step::Rename, Root::Cache, &partial))?,
+                Err(e) => return Err(io(Step::Stat, Root::Cache, &blob)(e)),
+            }
+            manifest
+                .output(output, &content_hash, size, meta.mode & 0o7777)
+                .map_err(io(Step::Write, Root::Cache, &manifest_path))?;
+        }
+
+        let stdout_path = layout::join(scratch, layout::STDOUT_FILE);
+        let (stdout_hash, stdout_len) =
+            self.write_synced(&stdout_path, stdout, &mut buffer, "stdout")?;
+        let stderr_path = layout::join(scratch, layout::STDERR_FILE);
+        let (stderr_hash, stderr_len) =
+            self.write_synced(&stderr_path, stderr, &mut buffer, "stderr")?;
+
+        let tail = ManifestTail {
+            stdout_len,
+            stderr_len,
+            stdout_hash,
+            stderr_hash,
+            exit_status: 0,
+            created_at_unix: ctx.now().seconds,
+        };
+        let mut manifest_file =
+            manifest
+                .finish(&tail)
+                .map_err(io(Step::Write, Root::Cache, &manifest_path))?;
+        manifest_file
+            .sync()
+            .map_err(io(Step::Sync, Root::Cache, &manifest_path))?;
+        drop(manifest_file);
+        for dir in [blobs.as_str(), scratch] {
+            self.fs
+                .sync_dir(Root::Cache, dir)
+                .map_err(io(Step::Sync, Root::Cache, dir))?;
+        }
+        Ok(())
+    }
+
+    /// Creates `path` in the cache, streams `source` into it while hashing,
+    /// and syncs it. `source_name` names the source in errors.
+    fn write_synced<R: Read>(
+        &self,
+        path: &LayoutPath,
+        source: R,
+        buffer: &mut [u8],
+        source_name: &str,
+    ) -> Result<(crate::hash::Digest, u64), CacheError> {
+        let mut file = self.fs.create_new_file(Root::Cache, path).map_err(io(
+            Step::Create,
+            Root::Cache,
+            path,
+        ))?;
+        let copied = copy_hashing(source, &mut file, buffer, self.options.hash_function);
+        let (digest, size) = copied.map_err(|failure| match failure {
+            CopyFailure::Read(e) => io(Step::Read, Root::Workspace, source_name)(e),
+            CopyFailure::Write(e) => io(Step::Write, Root::Cache, path)(e),
+        })?;
+        file.sync().map_err(io(Step::Sync, Root::Cache, path))?;
+        Ok((digest, size))
+    }
+
+    /// Renames the assembled scratch dir into place (OP-2's publish step).
+    fn publish(
+        &self,
+        key: &Key,
+        scratch: &str,
+        ctx: &mut dyn Context,
+    ) -> Result<StoreOutcome, CacheError> {
+        let entry = layout::entry_dir(key);
+        // Two rounds: the first may find a corrupt entry in the way and move
+        // it aside; if the second still finds one, another process has just
+        // published, and its entry is judged like any other.
+        for _round in 0..2 {
+            if self.rename_into_place(scratch, &entry)? {
+                let shard = layout::shard(key);
+                self.fs.sync_dir(Root::Cache, &shard).map_err(io(
+                    Step::Sync,
+                    Root::Cache,
+                    &shard,
+                ))?;
+                return Ok(StoreOutcome::Stored);
+            }
+            if self.lookup_status(key)? == LookupStatus::Hit {
+                return Ok(StoreOutcome::AlreadyPresent);
+            }
+            self.evict(key, ctx)?;
+        }
+        Ok(StoreOutcome::Contended)
+    }
+
+    /// Renames without replacing a non-empty entry; `Ok(false)` when one is
+    /// in the way.
+    fn rename_into_place(&self, scratch: &str, entry: &str) -> Result<bool, CacheError> {
+        let occupied = |e: &fs::Error| {
+            matches!(
+                e.kind,
+                ErrorKind::AlreadyExists | ErrorKind::DirectoryNotEmpty
+            )
+        };
+        match self
+            .fs
+            .rename_no_replace(Root::Cache, scratch, Root::Cache, entry)
+        {
+            Ok(()) => return Ok(true),
+            Err(e) if occupied(&e) => return Ok(false),
+            Err(e) if e.kind == ErrorKind::Unsupported => {}
+            Err(e) => return Err(io(Step::Rename, Root::Cache, scratch)(e)),
+        }
+        // POSIX rename replaces only an empty directory, which holds no
+        // entry, so this cannot clobber a published one.
+        match self.fs.rename(Root::Cache, scratch, Root::Cache, entry) {
+            Ok(()) => Ok(true),
+            Err(e) if occupied(&e) => Ok(false),
+            Err(e) => Err(io(Step::Rename, Root::Cache, scratch)(e)),
+        }
+    }
+}

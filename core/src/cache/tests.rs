@@ -1,0 +1,842 @@
+//! Unit tests of every cache operation over the in-memory filesystem,
+//! including their failure paths. Test names cite the SPEC rule they check.
+
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use super::*;
+use crate::fs::ErrorKind;
+use crate::hash;
+use crate::manifest::Manifest;
+use crate::memfs::MemFs;
+
+const W: Root = Root::Workspace;
+const C: Root = Root::Cache;
+
+fn key(byte: u8) -> Key {
+    Key(Digest([byte; 32]))
+}
+
+fn ctx() -> DeterministicContext {
+    DeterministicContext {
+        now: Timestamp::from_seconds(1_000_000),
+        next_suffix: 1,
+    }
+}
+
+fn setup() -> (MemFs, Cache<MemFs>) {
+    let fs = MemFs::new();
+    fs.set_now(Timestamp::from_seconds(1_000_000));
+    let cache = Cache::new(fs.clone());
+    (fs, cache)
+}
+
+/// A workspace with a few outputs of different shapes.
+fn write_outputs(fs: &MemFs) -> Vec<&'static str> {
+    fs.write_file(W, "out/app.bin", b"\x00\x01binary\xff", 0o755)
+        .unwrap();
+    fs.write_file(W, "out/empty", b"", 0o600).unwrap();
+    fs.write_file(W, "out/copy.txt", b"same bytes\n", 0o644)
+        .unwrap();
+    fs.write_file(
+        W,
+        "out/deep/nested/\u{65e5}\u{672c}.txt",
+        b"same bytes\n",
+        0o644,
+    )
+    .unwrap();
+    alloc::vec![
+        "/out/app.bin",
+        "/out/empty",
+        "/out/copy.txt",
+        "/out/deep/nested/\u{65e5}\u{672c}.txt",
+    ]
+}
+
+fn store(
+    cache: &Cache<MemFs>,
+    k: &Key,
+    outputs: &[&str],
+    ctx: &mut DeterministicContext,
+) -> Result<StoreOutcome, CacheError> {
+    let mut outputs = outputs.to_vec();
+    cache.store(
+        k,
+        &mut outputs,
+        &b"out stream\n"[..],
+        &b"err stream\n"[..],
+        ctx,
+    )
+}
+
+fn restore(
+    cache: &Cache<MemFs>,
+    k: &Key,
+    ctx: &mut DeterministicContext,
+) -> (Result<RestoreOutcome, CacheError>, Vec<u8>, Vec<u8>) {
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let result = cache.restore(k, &mut out, &mut err, ctx);
+    (result, out, err)
+}
+
+fn workspace_files(fs: &MemFs) -> Vec<(String, Vec<u8>, u32)> {
+    fs.tree(W)
+        .into_iter()
+        .filter(|(_, kind, _, _)| *kind == FileKind::File)
+        .map(|(path, _, data, mode)| (path, data, mode))
+        .collect()
+}
+
+fn scratch_left(fs: &MemFs) -> Vec<String> {
+    fs.tree(C)
+        .into_iter()
+        .map(|(path, ..)| path)
+        .filter(|path| path.split('/').any(|segment| segment.starts_with('.')))
+        .collect()
+}
+
+/// Removes every file and directory from the workspace.
+fn wipe_workspace(fs: &MemFs) {
+    let cache = Cache::new(fs.clone());
+    let mut names = Vec::new();
+    fs.read_dir(W, "", &mut |name, _| {
+        names.push(String::from(name));
+        ControlFlow::Continue(())
+    })
+    .unwrap();
+    for name in names {
+        cache.remove_tree(W, &name).unwrap();
+    }
+}
+
+#[test]
+fn claim_1_restore_reproduces_files_modes_and_streams() {
+    let (fs, cache) = setup();
+    let mut ctx = ctx();
+    let outputs = write_outputs(&fs);
+    let before = workspace_files(&fs);
+    assert_eq!(
+        store(&cache, &key(1), &outputs, &mut ctx),
+        Ok(StoreOutcome::Stored)
+    );
+    wipe_workspace(&fs);
+    assert!(workspace_files(&fs).is_empty());
+
+    let (result, out, err) = restore(&cache, &key(1), &mut ctx);
+    assert_eq!(
+        result,
+        Ok(RestoreOutcome::Restored {
+            outputs: 4,
+            stdout_len: 11,
+            stderr_len: 11
+        })
+    );
+    assert_eq!(out, b"out stream\n");
+    assert_eq!(err, b"err stream\n");
+    assert_eq!(workspace_files(&fs), before);
+    assert!(scratch_left(&fs).is_empty(), "{:?}", scratch_left(&fs));
+}
+
+#[test]
+fn op_2_store_then_lookup_hits_and_disk_4_shares_equal_blobs() {
+    let (fs, cache) = setup();
+    let mut ctx = ctx();
+    let outputs = write_outputs(&fs);
+    assert!(!cache.lookup(&key(1), &mut ctx).unwrap());
+    store(&cache, &key(1), &outputs, &mut ctx).unwrap();
+    assert!(cache.lookup(&key(1), &mut ctx).unwrap());
+    let mut blobs = 0;
+    fs.read_dir(C, &layout::outputs_dir(&key(1)), &mut |_, _| {
+        blobs += 1;
+        ControlFlow::Continue(())
+    })
+    .unwrap();
+    // app.bin, empty, and one blob for the two equal text files.
+    assert_eq!(blobs, 3);
+}
+
+#[test]
+fn op_2_manifest_does_not_depend_on_output_order() {
+    let (fs, cache) = setup();
+    let mut ctx = ctx();
+    let outputs = write_outputs(&fs);
+    store(&cache, &key(1), &outputs, &mut ctx).unwrap();
+    let mut reversed = outputs.clone();
+    reversed.reverse();
+    store(&cache, &key(2), &reversed, &mut ctx).unwrap();
+    let one = fs.read_file(C, &layout::manifest(&key(1))).unwrap();
+    let two = fs.read_file(C, &layout::manifest(&key(2))).unwrap();
+    let one = Manifest::parse(&one).unwrap();
+    let two = Manifest::parse(&two).unwrap();
+    assert!(
+        one.outputs()
+            .map(|o| o.path)
+            .eq(two.outputs().map(|o| o.path))
+    );
+}
+
+#[test]
+fn op_2_and_path_3_bad_output_lists_are_refused() {
+    let (fs, cache) = setup();
+    let mut ctx = ctx();
+    write_outputs(&fs);
+    assert!(matches!(
+        store(&cache, &key(1), &["/out/../etc/passwd"], &mut ctx),
+        Err(CacheError::InvalidOutputPath { .. })
+    ));
+    assert!(matches!(
+        store(&cache, &key(1), &["/out/empty", "/out/app.bin", "/out/empty"], &mut ctx),
+        Err(CacheError::DuplicateOutput { path }) if path == "/out/empty"
+    ));
+    assert_eq!(cache.lookup_status(&key(1)), Ok(LookupStatus::MissNoEntry));
+}
+
+#[test]
+fn op_2_non_regular_output_is_reported_and_nothing_is_stored() {
+    let (fs, cache) = setup();
+    let mut ctx = ctx();
+    let mut outputs = write_outputs(&fs);
+    fs.symlink(W, "out/link", "app.bin").unwrap();
+    outputs.push("/out/link");
+    assert!(matches!(
+        store(&cache, &key(1), &outputs, &mut ctx),
+        Err(CacheError::OutputNotRegularFile {
+            kind: FileKind::Symlink,
+            ..
+        })
+    ));
+    assert_eq!(cache.lookup_status(&key(1)), Ok(LookupStatus::MissNoEntry));
+    assert!(scratch_left(&fs).is_empty());
+}
+
+#[test]
+fn op_2_existing_valid_entry_is_kept() {
+    let (fs, cache) = setup();
+    let mut ctx = ctx();
+    let outputs = write_outputs(&fs);
+    store(&cache, &key(1), &outputs, &mut ctx).unwrap();
+    let manifest_before = fs.read_file(C, &layout::manifest(&key(1)));
+    ctx.now = Timestamp::from_seconds(2_000_000);
+    assert_eq!(
+        store(&cache, &key(1), &outputs, &mut ctx),
+        Ok(StoreOutcome::AlreadyPresent)
+    );
+    assert_eq!(fs.read_file(C, &layout::manifest(&key(1))), manifest_before);
+}
+
+#[test]
+fn op_2_corrupt_entry_is_moved_aside_and_replaced() {
+    for no_replace in [true, false] {
+        let (fs, cache) = setup();
+        fs.set_rename_no_replace_supported(no_replace);
+        let mut ctx = ctx();
+        let outputs = write_outputs(&fs);
+        fs.write_file(C, &layout::manifest(&key(1)), b"{ not json", 0o644)
+            .unwrap();
+        assert_eq!(cache.lookup_status(&key(1)), Ok(LookupStatus::MissCorrupt));
+        assert_eq!(
+            store(&cache, &key(1), &outputs, &mut ctx),
+            Ok(StoreOutcome::Stored)
+        );
+        assert_eq!(cache.lookup_status(&key(1)), Ok(LookupStatus::Hit));
+        assert!(scratch_left(&fs).is_empty(), "{:?}", scratch_left(&fs));
+    }
+}
+
+#[test]
+fn op_2_a_failure_at_any_step_publishes_nothing_and_leaves_no_scratch() {
+    let (fs, _) = setup();
+    let outputs = write_outputs(&fs);
+    let probe = Cache::new(fs.clone());
+    let start = fs.op_count();
+    store(&probe, &key(9), &outputs, &mut ctx()).unwrap();
+    let total = fs.op_count() - start;
+    assert!(total > 20);
+    for n in 0..total {
+        let (fs, cache) = setup();
+        let outputs = write_outputs(&fs);
+        fs.fail_at(n, ErrorKind::Other);
+        let result = store(&cache, &key(1), &outputs, &mut ctx());
+        let status = cache.lookup_status(&key(1)).unwrap();
+        match result {
+            Ok(StoreOutcome::Stored) => assert_eq!(status, LookupStatus::Hit, "op {n}"),
+            Ok(other) => panic!("op {n}: unexpected {other:?}"),
+            Err(_) => {
+                // A failure after the publishing rename (syncing the shard)
+                // leaves a complete entry; anything earlier leaves none.
+                if status == LookupStatus::Hit {
+                    wipe_workspace(&fs);
+                    let (restored, out, _) = restore(&cache, &key(1), &mut ctx());
+                    assert!(matches!(
+                        restored,
+                        Ok(RestoreOutcome::Restored { outputs: 4, .. })
+                    ));
+                    assert_eq!(out, b"out stream\n", "op {n}");
+                } else {
+                    assert_eq!(status, LookupStatus::MissNoEntry, "op {n}");
+                }
+                assert!(
+                    scratch_left(&fs).is_empty(),
+                    "op {n}: {:?}",
+                    scratch_left(&fs)
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn op_1_statuses_for_damaged_entries() {
+    type Damage = fn(&MemFs, &Key);
+    let cases: [(&str, Damage, LookupStatus); 9] = [
+        (
+            "manifest removed",
+            |fs, k| {
+                fs.remove_file(C, &layout::manifest(k)).unwrap();
+            },
+            LookupStatus::MissNoEntry,
+        ),
+        (
+            "manifest garbage",
+            |fs, k| {
+                fs.remove_file(C, &layout::manifest(k)).unwrap();
+                fs.write_file(C, &layout::manifest(k), b"[]", 0o644)
+                    .unwrap();
+            },
+            LookupStatus::MissCorrupt,
+        ),
+        (
+            "blob removed",
+            |fs, k| {
+                let blob = layout::blob(k, &hash::digest(HashFunction::Blake3, b""));
+                fs.remove_file(C, &blob).unwrap();
+            },
+            LookupStatus::MissCorrupt,
+        ),
+        (
+            "blob truncated",
+            |fs, k| {
+                let blob = layout::blob(k, &hash::digest(HashFunction::Blake3, b"same bytes\n"));
+                fs.remove_file(C, &blob).unwrap();
+                fs.write_file(C, &blob, b"same", 0o644).unwrap();
+            },
+            LookupStatus::MissCorrupt,
+        ),
+        (
+            "blob is a symlink",
+            |fs, k| {
+                let blob = layout::blob(k, &hash::digest(HashFunction::Blake3, b"same bytes\n"));
+                fs.pretend_symlink(C, &blob).unwrap();
+            },
+            LookupStatus::MissCorrupt,
+        ),
+        (
+            "stdout removed",
+            |fs, k| {
+                fs.remove_file(C, &layout::stdout(k)).unwrap();
+            },
+            LookupStatus::MissCorrupt,
+        ),
+        (
+            "stderr longer",
+            |fs, k| {
+                fs.remove_file(C, &layout::stderr(k)).unwrap();
+                fs.write_file(C, &layout::stderr(k), b"err stream\n!", 0o644)
+                    .unwrap();
+            },
+            LookupStatus::MissCorrupt,
+        ),
+        (
+            "entry dir is a symlink",
+            |fs, k| {
+                fs.pretend_symlink(C, &layout::entry_dir(k)).unwrap();
+            },
+            LookupStatus::MissCorrupt,
+        ),
+        (
+            "manifest is a directory",
+            |fs, k| {
+                let cache = Cache::new(fs.clone());
+                cache.remove_tree(C, &layout::manifest(k)).unwrap();
+                fs.create_dir_all(C, &layout::manifest(k)).unwrap();
+            },
+            LookupStatus::MissCorrupt,
+        ),
+    ];
+    for (name, damage, expected) in cases {
+        let (fs, cache) = setup();
+        let outputs = write_outputs(&fs);
+        store(&cache, &key(1), &outputs, &mut ctx()).unwrap();
+        damage(&fs, &key(1));
+        assert_eq!(cache.lookup_status(&key(1)), Ok(expected), "{name}");
+        let (result, out, _) = restore(&cache, &key(1), &mut ctx());
+        assert_eq!(result, Ok(RestoreOutcome::Miss(expected)), "{name}");
+        assert!(out.is_empty(), "{name}");
+    }
+}
+
+#[test]
+fn op_1_entry_filed_under_another_key_is_corrupt() {
+    let (fs, cache) = setup();
+    let outputs = write_outputs(&fs);
+    store(&cache, &key(1), &outputs, &mut ctx()).unwrap();
+    // Copy key 1's entry under key 2's directory.
+    for (path, kind, data, mode) in fs.tree(C) {
+        let Some(rest) = path.strip_prefix(layout::entry_dir(&key(1)).as_str()) else {
+            continue;
+        };
+        let target = alloc::format!("{}{rest}", layout::entry_dir(&key(2)));
+        match kind {
+            FileKind::File => fs.write_file(C, &target, &data, mode).unwrap(),
+            _ => fs.create_dir_all(C, &target).unwrap(),
+        }
+    }
+    assert_eq!(cache.lookup_status(&key(1)), Ok(LookupStatus::Hit));
+    assert_eq!(cache.lookup_status(&key(2)), Ok(LookupStatus::MissCorrupt));
+}
+
+#[test]
+fn op_1_other_hash_function_is_a_schema_miss() {
+    let (fs, cache) = setup();
+    let outputs = write_outputs(&fs);
+    let sha = Cache::with_options(
+        fs.clone(),
+        Options {
+            hash_function: HashFunction::Sha256,
+            ..Options::default()
+        },
+    );
+    store(&sha, &key(1), &outputs, &mut ctx()).unwrap();
+    assert_eq!(sha.lookup_status(&key(1)), Ok(LookupStatus::Hit));
+    assert_eq!(cache.lookup_status(&key(1)), Ok(LookupStatus::MissSchema));
+}
+
+#[test]
+fn man_4_manifest_over_the_cap_is_corrupt() {
+    let (fs, _) = setup();
+    let outputs = write_outputs(&fs);
+    let small = Cache::with_options(
+        fs.clone(),
+        Options {
+            max_manifest_bytes: 200,
+            ..Options::default()
+        },
+    );
+    store(&small, &key(1), &outputs, &mut ctx()).unwrap();
+    assert_eq!(small.lookup_status(&key(1)), Ok(LookupStatus::MissCorrupt));
+    assert_eq!(Cache::new(fs).lookup_status(&key(1)), Ok(LookupStatus::Hit));
+}
+
+#[test]
+fn op_1_real_io_failures_are_errors_not_misses() {
+    let (fs, cache) = setup();
+    let outputs = write_outputs(&fs);
+    store(&cache, &key(1), &outputs, &mut ctx()).unwrap();
+    fs.fail_at(0, ErrorKind::PermissionDenied);
+    assert!(matches!(
+        cache.lookup_status(&key(1)),
+        Err(CacheError::Io { source, .. }) if source.kind == ErrorKind::PermissionDenied
+    ));
+    assert_eq!(cache.lookup_status(&key(1)), Ok(LookupStatus::Hit));
+}
+
+#[test]
+fn op_5_lookup_hit_refreshes_last_used() {
+    let (fs, cache) = setup();
+    let mut ctx = ctx();
+    let outputs = write_outputs(&fs);
+    store(&cache, &key(1), &outputs, &mut ctx).unwrap();
+    ctx.now = Timestamp::from_seconds(5_000_000);
+    assert!(cache.lookup(&key(1), &mut ctx).unwrap());
+    let meta = fs.metadata(C, &layout::manifest(&key(1))).unwrap();
+    assert_eq!(meta.modified, ctx.now);
+}
+
+#[test]
+fn op_3_tampered_blob_of_same_size_aborts_before_publishing() {
+    let (fs, cache) = setup();
+    let outputs = write_outputs(&fs);
+    store(&cache, &key(1), &outputs, &mut ctx()).unwrap();
+    wipe_workspace(&fs);
+    let blob = layout::blob(
+        &key(1),
+        &hash::digest(HashFunction::Blake3, b"same bytes\n"),
+    );
+    fs.remove_file(C, &blob).unwrap();
+    fs.write_file(C, &blob, b"evil bytes\n", 0o644).unwrap();
+    assert_eq!(cache.lookup_status(&key(1)), Ok(LookupStatus::Hit));
+    let (result, out, err) = restore(&cache, &key(1), &mut ctx());
+    assert_eq!(result, Ok(RestoreOutcome::Miss(LookupStatus::MissCorrupt)));
+    assert!(out.is_empty() && err.is_empty());
+    assert!(workspace_files(&fs).is_empty());
+    assert!(scratch_left(&fs).is_empty());
+}
+
+#[test]
+fn op_3_and_safe_2_symlinked_ancestor_is_refused() {
+    let (fs, cache) = setup();
+    let outputs = write_outputs(&fs);
+    store(&cache, &key(1), &outputs, &mut ctx()).unwrap();
+    wipe_workspace(&fs);
+    fs.symlink(W, "out", "/etc").unwrap();
+    let (result, _, _) = restore(&cache, &key(1), &mut ctx());
+    assert!(
+        matches!(
+            result,
+            Err(CacheError::UnsafeTarget { ref blocker, kind: FileKind::Symlink, .. }) if blocker == "/out"
+        ),
+        "{result:?}"
+    );
+    assert!(workspace_files(&fs).is_empty());
+    assert!(scratch_left(&fs).is_empty());
+
+    // A deeper ancestor that only pretends to be a directory.
+    let (fs, cache) = setup();
+    let outputs = write_outputs(&fs);
+    store(&cache, &key(1), &outputs, &mut ctx()).unwrap();
+    fs.pretend_symlink(W, "out/deep").unwrap();
+    let (result, _, _) = restore(&cache, &key(1), &mut ctx());
+    assert!(
+        matches!(result, Err(CacheError::UnsafeTarget { .. })),
+        "{result:?}"
+    );
+}
+
+#[test]
+fn op_3_target_that_is_a_directory_is_refused_before_writing() {
+    let (fs, cache) = setup();
+    let outputs = write_outputs(&fs);
+    store(&cache, &key(1), &outputs, &mut ctx()).unwrap();
+    wipe_workspace(&fs);
+    fs.create_dir_all(W, "out/empty").unwrap();
+    let (result, _, _) = restore(&cache, &key(1), &mut ctx());
+    assert!(matches!(
+        result,
+        Err(CacheError::UnsafeTarget {
+            kind: FileKind::Dir,
+            ..
+        })
+    ));
+    assert!(workspace_files(&fs).is_empty());
+}
+
+#[test]
+fn op_3_restore_overwrites_existing_targets_and_symlinks_without_following() {
+    let (fs, cache) = setup();
+    let outputs = write_outputs(&fs);
+    let before = workspace_files(&fs);
+    store(&cache, &key(1), &outputs, &mut ctx()).unwrap();
+    fs.remove_file(W, "out/app.bin").unwrap();
+    fs.write_file(W, "secret", b"do not touch", 0o600).unwrap();
+    fs.symlink(W, "out/app.bin", "../secret").unwrap();
+    fs.remove_file(W, "out/copy.txt").unwrap();
+    fs.write_file(W, "out/copy.txt", b"stale", 0o600).unwrap();
+    let (result, ..) = restore(&cache, &key(1), &mut ctx());
+    assert!(matches!(result, Ok(RestoreOutcome::Restored { .. })));
+    let mut after = workspace_files(&fs);
+    after.retain(|(path, ..)| path != "secret");
+    assert_eq!(after, before);
+    assert_eq!(fs.read_file(W, "secret").unwrap(), b"do not touch");
+}
+
+#[test]
+fn op_3_cache_on_another_filesystem_restores_by_copy() {
+    let (fs, cache) = setup();
+    let outputs = write_outputs(&fs);
+    let before = workspace_files(&fs);
+    store(&cache, &key(1), &outputs, &mut ctx()).unwrap();
+    wipe_workspace(&fs);
+    fs.set_cross_device(true);
+    let (result, out, _) = restore(&cache, &key(1), &mut ctx());
+    assert!(
+        matches!(result, Ok(RestoreOutcome::Restored { outputs: 4, .. })),
+        "{result:?}"
+    );
+    assert_eq!(out, b"out stream\n");
+    assert_eq!(workspace_files(&fs), before);
+}
+
+#[test]
+fn op_3_a_failure_at_any_step_never_tears_a_target() {
+    let (fs, _) = setup();
+    let outputs = write_outputs(&fs);
+    let expected = workspace_files(&fs);
+    let probe = Cache::new(fs.clone());
+    store(&probe, &key(1), &outputs, &mut ctx()).unwrap();
+    wipe_workspace(&fs);
+    let start = fs.op_count();
+    restore(&probe, &key(1), &mut ctx()).0.unwrap();
+    let total = fs.op_count() - start;
+    for n in 0..total {
+        let (fs, cache) = setup();
+        let outputs = write_outputs(&fs);
+        store(&cache, &key(1), &outputs, &mut ctx()).unwrap();
+        wipe_workspace(&fs);
+        fs.fail_at(n, ErrorKind::Other);
+        let (result, ..) = restore(&cache, &key(1), &mut ctx());
+        // Every file present is complete, with its final mode.
+        for file in workspace_files(&fs) {
+            assert!(expected.contains(&file), "op {n}: torn {file:?}");
+        }
+        if matches!(result, Ok(RestoreOutcome::Restored { .. })) {
+            assert_eq!(workspace_files(&fs), expected, "op {n}");
+        }
+        // The failure hit at most one call; cleanup of the scratch dir
+        // then succeeds unless it was that call.
+        let left = scratch_left(&fs);
+        assert!(left.len() <= 1 || result.is_ok(), "op {n}: {left:?}");
+    }
+}
+
+#[test]
+fn op_4_clear_removes_everything_and_absent_root_is_fine() {
+    let (fs, cache) = setup();
+    let mut ctx = ctx();
+    let outputs = write_outputs(&fs);
+    store(&cache, &key(1), &outputs, &mut ctx).unwrap();
+    store(&cache, &key(2), &outputs, &mut ctx).unwrap();
+    fs.create_dir_all(C, ".restore-junk/x").unwrap();
+    fs.write_file(C, "README", b"foreign", 0o644).unwrap();
+    let report = cache.clear(&mut ctx).unwrap();
+    assert_eq!(report.entries_removed, 2);
+    assert_eq!(report.other_removed, 2);
+    assert!(report.failures.is_empty());
+    assert!(fs.tree(C).is_empty(), "{:?}", fs.tree(C));
+    assert_eq!(cache.clear(&mut ctx).unwrap(), ClearReport::default());
+}
+
+#[test]
+fn op_5_soft_clean_removes_corrupt_stale_and_old_scratch_only() {
+    let (fs, cache) = setup();
+    let mut ctx = ctx();
+    let outputs = write_outputs(&fs);
+    store(&cache, &key(1), &outputs, &mut ctx).unwrap();
+    store(&cache, &key(2), &outputs, &mut ctx).unwrap();
+    let sha = Cache::with_options(
+        fs.clone(),
+        Options {
+            hash_function: HashFunction::Sha256,
+            ..Options::default()
+        },
+    );
+    store(&sha, &key(3), &outputs, &mut ctx).unwrap();
+    fs.remove_file(C, &layout::stdout(&key(2))).unwrap();
+    fs.set_now(Timestamp::from_seconds(1_000_000 - 7200));
+    fs.create_dir_all(C, ".restore-old").unwrap();
+    fs.set_now(Timestamp::from_seconds(1_000_000));
+    fs.create_dir_all(C, "ab/.tmp-young").unwrap();
+
+    let modes = CleanModes {
+        soft: true,
+        dry_run: true,
+        ..CleanModes::default()
+    };
+    let dry = cache.clean(&modes, &mut ctx).unwrap();
+    let tree_before = fs.tree(C);
+    assert_eq!(dry.removed.len(), 3, "{dry:?}");
+    assert_eq!(fs.tree(C), tree_before, "dry run changed the cache");
+
+    let modes = CleanModes {
+        soft: true,
+        ..CleanModes::default()
+    };
+    let report = cache.clean(&modes, &mut ctx).unwrap();
+    let mut reasons: Vec<_> = report.removed.iter().map(|r| r.reason).collect();
+    reasons.sort_by_key(|r| r.as_str());
+    assert_eq!(
+        reasons,
+        [
+            CleanReason::Corrupt,
+            CleanReason::Schema,
+            CleanReason::Scratch
+        ]
+    );
+    assert_eq!(report.remaining_entries, 1);
+    assert!(report.failures.is_empty());
+    assert_eq!(cache.lookup_status(&key(1)), Ok(LookupStatus::Hit));
+    assert!(fs.exists(C, "ab/.tmp-young"));
+    assert!(!fs.exists(C, ".restore-old"));
+}
+
+#[test]
+fn op_5_max_age_then_max_size_by_last_use() {
+    let (fs, cache) = setup();
+    let mut ctx = ctx();
+    let outputs = write_outputs(&fs);
+    for (i, k) in [key(1), key(2), key(3), key(4)].iter().enumerate() {
+        ctx.now = Timestamp::from_seconds(1_000_000 + 100 * i as u64);
+        fs.set_now(ctx.now);
+        store(&cache, k, &outputs, &mut ctx).unwrap();
+    }
+    // Key 2 was used most recently; key 3 next.
+    ctx.now = Timestamp::from_seconds(2_000_000);
+    cache.lookup(&key(3), &mut ctx).unwrap();
+    ctx.now = Timestamp::from_seconds(2_000_100);
+    cache.lookup(&key(2), &mut ctx).unwrap();
+    let one_entry = cache.info().unwrap().total_bytes / 4;
+
+    ctx.now = Timestamp::from_seconds(1_000_000 + 350);
+    let modes = CleanModes {
+        max_age_seconds: Some(300),
+        max_size_bytes: Some(one_entry * 2),
+        ..CleanModes::default()
+    };
+    let report = cache.clean(&modes, &mut ctx).unwrap();
+    let removed: Vec<_> = report
+        .removed
+        .iter()
+        .map(|r| (r.path.clone(), r.reason))
+        .collect();
+    assert_eq!(
+        removed,
+        [
+            (
+                String::from(layout::entry_dir(&key(1)).as_str()),
+                CleanReason::MaxAge
+            ),
+            (
+                String::from(layout::entry_dir(&key(4)).as_str()),
+                CleanReason::MaxSize
+            ),
+        ]
+    );
+    assert_eq!(report.remaining_entries, 2);
+    assert_eq!(cache.lookup_status(&key(2)), Ok(LookupStatus::Hit));
+    assert_eq!(cache.lookup_status(&key(3)), Ok(LookupStatus::Hit));
+}
+
+#[test]
+fn op_5_entry_used_after_planning_is_kept() {
+    let (fs, cache) = setup();
+    let mut ctx = ctx();
+    let outputs = write_outputs(&fs);
+    store(&cache, &key(1), &outputs, &mut ctx).unwrap();
+    let planned = super::maintain::ValidEntry {
+        key: key(1),
+        path: String::from(layout::entry_dir(&key(1)).as_str()),
+        created_at_unix: 0,
+        last_used: fs.metadata(C, &layout::manifest(&key(1))).unwrap().modified,
+        bytes: 0,
+    };
+    ctx.now = Timestamp::from_seconds(3_000_000);
+    cache.lookup(&key(1), &mut ctx).unwrap();
+    let mut report = CleanReport::default();
+    let kept = cache.clean_valid(planned, CleanReason::MaxSize, false, &mut ctx, &mut report);
+    assert!(kept.is_some());
+    assert_eq!(report.kept_in_use, 1);
+    assert_eq!(cache.lookup_status(&key(1)), Ok(LookupStatus::Hit));
+}
+
+#[test]
+fn op_6_info_counts_and_writes_nothing() {
+    let (fs, cache) = setup();
+    let mut ctx = ctx();
+    let outputs = write_outputs(&fs);
+    store(&cache, &key(1), &outputs, &mut ctx).unwrap();
+    store(&cache, &key(2), &outputs, &mut ctx).unwrap();
+    let sha = Cache::with_options(
+        fs.clone(),
+        Options {
+            hash_function: HashFunction::Sha256,
+            ..Options::default()
+        },
+    );
+    store(&sha, &key(3), &outputs, &mut ctx).unwrap();
+    fs.remove_file(C, &layout::stdout(&key(2))).unwrap();
+    fs.create_dir_all(C, ".restore-x").unwrap();
+    let before = fs.tree(C);
+    let info = cache.info().unwrap();
+    assert_eq!(fs.tree(C), before);
+    assert_eq!(
+        (
+            info.valid_entries,
+            info.corrupt_entries,
+            info.schema_entries
+        ),
+        (1, 1, 1)
+    );
+    assert_eq!(info.scratch_items, 1);
+    let files: u64 = before
+        .iter()
+        .filter(|(_, kind, ..)| *kind == FileKind::File)
+        .map(|(_, _, data, _)| data.len() as u64)
+        .sum();
+    assert_eq!(info.total_bytes, files);
+    assert_eq!(
+        info.schemas,
+        [
+            SchemaCount {
+                chapter_revision: 0,
+                hash_function: HashFunction::Blake3,
+                entries: 2
+            },
+            SchemaCount {
+                chapter_revision: 0,
+                hash_function: HashFunction::Sha256,
+                entries: 1
+            },
+        ]
+    );
+}
+
+#[test]
+fn op_7_verify_finds_same_size_tampering_and_evicts_on_request() {
+    let (fs, cache) = setup();
+    let mut ctx = ctx();
+    let outputs = write_outputs(&fs);
+    store(&cache, &key(1), &outputs, &mut ctx).unwrap();
+    store(&cache, &key(2), &outputs, &mut ctx).unwrap();
+    let blob = layout::blob(
+        &key(2),
+        &hash::digest(HashFunction::Blake3, b"same bytes\n"),
+    );
+    fs.remove_file(C, &blob).unwrap();
+    fs.write_file(C, &blob, b"evil bytes\n", 0o644).unwrap();
+
+    let report = cache.verify(false, &mut ctx).unwrap();
+    assert_eq!((report.checked, report.intact), (2, 1));
+    assert_eq!(
+        report.damaged,
+        [DamagedEntry {
+            key: key(2),
+            damage: Damage::ContentMismatch {
+                path: String::from(blob.as_str())
+            },
+            evicted: false,
+        }]
+    );
+    assert_eq!(cache.lookup_status(&key(2)), Ok(LookupStatus::Hit));
+
+    let report = cache.verify(true, &mut ctx).unwrap();
+    assert!(report.damaged[0].evicted);
+    assert_eq!(cache.lookup_status(&key(2)), Ok(LookupStatus::MissNoEntry));
+    assert_eq!(cache.lookup_status(&key(1)), Ok(LookupStatus::Hit));
+    assert!(scratch_left(&fs).is_empty());
+}
+
+#[test]
+fn safe_1_remove_tree_handles_deep_debris_without_recursion() {
+    const DEPTH: usize = 1000;
+    let (fs, cache) = setup();
+    let mut path = String::from("ab/.tmp-deep");
+    for _ in 0..DEPTH {
+        path.push_str("/d");
+    }
+    fs.create_dir_all(C, &path).unwrap();
+    fs.write_file(C, &alloc::format!("{path}/f"), b"x", 0o644)
+        .unwrap();
+    let report = cache
+        .clean(
+            &CleanModes {
+                soft: true,
+                ..CleanModes::default()
+            },
+            &mut DeterministicContext {
+                now: Timestamp::from_seconds(u64::MAX / 2),
+                next_suffix: 0,
+            },
+        )
+        .unwrap();
+    assert_eq!(report.removed.len(), 1, "{report:?}");
+    assert!(!fs.exists(C, "ab/.tmp-deep"));
+}
