@@ -1,0 +1,573 @@
+//! [`CapStdFilesystem`]: the core's [`Filesystem`] over two `cap_std`
+//! directory capabilities.
+//!
+//! Every path the core hands over is resolved by `cap-std` relative to one of
+//! two [`Dir`] handles, so nothing — `..`, an absolute path, or a symlink in
+//! any component — can make a call act outside its root (SAFE-2): `cap-std`
+//! refuses such a path with `PermissionDenied`. Symlinks that stay inside the
+//! root are followed in intermediate components; in the last component they
+//! are never followed where the trait says so.
+//!
+//! Where `cap-std` has no call for what the trait asks
+//! ([`Filesystem::rename_no_replace`]), the parent directory is opened
+//! through `cap-std` first and `rustix` is called on the parent's fd with a
+//! single-component name, so the kernel never walks a multi-component path
+//! on its own.
+//!
+//! # Durability
+//!
+//! This binding syncs exactly when the core asks ([`FileWriter::sync`],
+//! [`Filesystem::sync_dir`]) and never on its own: OP-2 puts the order of
+//! file syncs, directory syncs and renames in the core, and extra syncs here
+//! would only cost time.
+//!
+//! # Copies
+//!
+//! The trait moves bytes through [`Read`]/[`Write`]. [`CapStdReader`] and
+//! [`CapStdWriter`] implement [`AsFd`] so that a copy fast path
+//! (`copy_file_range`, or a reflink via `FICLONE`, falling back to streaming)
+//! can be added as an inherent method taking both, without reopening either
+//! file by path.
+
+use core::ops::ControlFlow;
+use core::time::Duration;
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use cachet_core::fs::{
+    Error, ErrorKind, FileKind, FileWriter, Filesystem, Metadata, Read, Root, Timestamp, Write,
+};
+use cap_fs_ext::{
+    DirExt, FollowSymlinks, OpenOptionsFollowExt, OpenOptionsMaybeDirExt, SystemTimeSpec,
+};
+use cap_std::fs::{
+    Dir, File, MetadataExt, OpenOptions, OpenOptionsExt, Permissions, PermissionsExt,
+};
+use cap_std::{AmbientAuthority, ambient_authority};
+use rustix::fs::{OFlags, RenameFlags};
+use rustix::io::Errno;
+
+/// The core's [`Filesystem`] over a workspace and a cache root, each held as
+/// a `cap_std` [`Dir`] capability.
+#[derive(Debug)]
+pub struct CapStdFilesystem {
+    workspace: Dir,
+    cache: Dir,
+}
+
+/// Why [`CapStdFilesystem::open_ambient`] could not open a root.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum OpenError {
+    /// The workspace directory could not be opened.
+    Workspace {
+        /// The path given for the workspace.
+        path: PathBuf,
+        /// What the operating system reported.
+        source: io::Error,
+    },
+    /// The cache root did not exist and could not be created.
+    CreateCacheRoot {
+        /// The path given for the cache root.
+        path: PathBuf,
+        /// What the operating system reported.
+        source: io::Error,
+    },
+    /// The cache root exists but could not be opened as a directory.
+    CacheRoot {
+        /// The path given for the cache root.
+        path: PathBuf,
+        /// What the operating system reported.
+        source: io::Error,
+    },
+}
+
+impl core::fmt::Display for OpenError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            OpenError::Workspace { path, source } => write!(
+                f,
+                "cannot open the workspace directory {}: {source}; check that it exists and is readable",
+                path.display()
+            ),
+            OpenError::CreateCacheRoot { path, source } => write!(
+                f,
+                "cannot create the cache root {}: {source}; check the permissions of its parent or choose another cache directory",
+                path.display()
+            ),
+            OpenError::CacheRoot { path, source } => write!(
+                f,
+                "cannot open the cache root {}: {source}; it must be a directory you can read and write",
+                path.display()
+            ),
+        }
+    }
+}
+
+impl core::error::Error for OpenError {
+    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
+        match self {
+            OpenError::Workspace { source, .. }
+            | OpenError::CreateCacheRoot { source, .. }
+            | OpenError::CacheRoot { source, .. } => Some(source),
+        }
+    }
+}
+
+impl CapStdFilesystem {
+    /// Wraps two already-opened capabilities; no ambient authority is used.
+    pub fn new(workspace: Dir, cache: Dir) -> CapStdFilesystem {
+        CapStdFilesystem { workspace, cache }
+    }
+
+    /// Opens the workspace and the cache root by ambient path, creating the
+    /// cache root (and its missing parents) if needed.
+    ///
+    /// This is the only place in the binding that uses
+    /// [`ambient_authority`]: once the two roots are open, every later call
+    /// is relative to them. Symlinks in the two paths themselves are
+    /// followed, since they are the caller's choice.
+    pub fn open_ambient(workspace: &Path, cache_root: &Path) -> Result<Self, OpenError> {
+        let authority: AmbientAuthority = ambient_authority();
+        let workspace_dir =
+            Dir::open_ambient_dir(workspace, authority).map_err(|source| OpenError::Workspace {
+                path: workspace.to_path_buf(),
+                source,
+            })?;
+        Dir::create_ambient_dir_all(cache_root, authority).map_err(|source| {
+            OpenError::CreateCacheRoot {
+                path: cache_root.to_path_buf(),
+                source,
+            }
+        })?;
+        let cache_dir = Dir::open_ambient_dir(cache_root, authority).map_err(|source| {
+            OpenError::CacheRoot {
+                path: cache_root.to_path_buf(),
+                source,
+            }
+        })?;
+        Ok(CapStdFilesystem::new(workspace_dir, cache_dir))
+    }
+
+    /// The capability for `root`.
+    pub fn dir(&self, root: Root) -> &Dir {
+        match root {
+            Root::Workspace => &self.workspace,
+            Root::Cache => &self.cache,
+        }
+    }
+
+    /// Opens the entry at `path` itself (file or directory, never through a
+    /// symlink in the last component) for reading, without blocking on a
+    /// FIFO or acquiring a terminal.
+    fn open_entry_nofollow(&self, root: Root, path: &str) -> io::Result<File> {
+        let mut options = OpenOptions::new();
+        options
+            .read(true)
+            .follow(FollowSymlinks::No)
+            .maybe_dir(true)
+            .custom_flags(nonblocking_flags());
+        self.dir(root).open_with(relative(path), &options)
+    }
+
+    /// Opens the parent directory of `path` through `cap-std` and returns it
+    /// with the last component, for calls that `rustix` makes on one name.
+    fn parent_and_name<'p>(
+        &self,
+        root: Root,
+        path: &'p str,
+    ) -> Result<(Parent<'_>, &'p str), Error> {
+        let (parent, name) = match path.rsplit_once('/') {
+            Some((parent, name)) => (Some(parent), name),
+            None => (None, path),
+        };
+        if name.is_empty() || name == "." || name == ".." {
+            return Err(Error::new(ErrorKind::InvalidInput));
+        }
+        let dir = self.dir(root);
+        let parent = match parent {
+            None => Parent::Root(dir),
+            Some(parent) => Parent::Opened(dir.open_dir(relative(parent)).map_err(map_io_error)?),
+        };
+        Ok((parent, name))
+    }
+}
+
+/// A parent directory: the root itself, or one opened below it.
+enum Parent<'a> {
+    Root(&'a Dir),
+    Opened(Dir),
+}
+
+impl AsFd for Parent<'_> {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match self {
+            Parent::Root(dir) => dir.as_fd(),
+            Parent::Opened(dir) => dir.as_fd(),
+        }
+    }
+}
+
+/// The trait's empty path names the root; `cap-std` spells that `.`.
+fn relative(path: &str) -> &Path {
+    if path.is_empty() {
+        Path::new(".")
+    } else {
+        Path::new(path)
+    }
+}
+
+/// `O_NONBLOCK` keeps an open of a FIFO from hanging until a writer appears;
+/// `O_NOCTTY` keeps a terminal device from becoming the controlling one.
+fn nonblocking_flags() -> i32 {
+    // The flag values fit in an i32 on every Linux ABI; open(2) takes an int.
+    i32::try_from((OFlags::NONBLOCK | OFlags::NOCTTY).bits()).unwrap_or(0)
+}
+
+/// Maps a host error onto the core's [`ErrorKind`], keeping the raw errno.
+///
+/// This is the binding's only error mapping. Errors that `cap-std`
+/// synthesises carry no errno (its refusal of a path leading outside a root
+/// is `PermissionDenied`); they are mapped by [`io::ErrorKind`].
+pub fn map_io_error(error: io::Error) -> Error {
+    let os_code = error.raw_os_error();
+    let kind = match Errno::from_io_error(&error) {
+        Some(errno) => kind_of_errno(errno),
+        None => kind_of_io_kind(error.kind()),
+    };
+    Error { kind, os_code }
+}
+
+fn map_errno(errno: Errno) -> Error {
+    map_io_error(io::Error::from(errno))
+}
+
+fn kind_of_errno(errno: Errno) -> ErrorKind {
+    match errno {
+        Errno::NOENT => ErrorKind::NotFound,
+        Errno::EXIST => ErrorKind::AlreadyExists,
+        Errno::NOTDIR => ErrorKind::NotADirectory,
+        Errno::ISDIR => ErrorKind::IsADirectory,
+        Errno::NOTEMPTY => ErrorKind::DirectoryNotEmpty,
+        Errno::ACCESS | Errno::PERM => ErrorKind::PermissionDenied,
+        Errno::ROFS => ErrorKind::ReadOnly,
+        // O_NOFOLLOW on a symlink and a symlink loop both report ELOOP;
+        // either way a symlink was not followed.
+        Errno::LOOP => ErrorKind::SymlinkRefused,
+        Errno::XDEV => ErrorKind::CrossesDevices,
+        Errno::NOSPC | Errno::DQUOT => ErrorKind::StorageFull,
+        Errno::NOSYS | Errno::OPNOTSUPP => ErrorKind::Unsupported,
+        Errno::INVAL | Errno::NAMETOOLONG | Errno::ILSEQ => ErrorKind::InvalidInput,
+        _ => ErrorKind::Other,
+    }
+}
+
+fn kind_of_io_kind(kind: io::ErrorKind) -> ErrorKind {
+    match kind {
+        io::ErrorKind::NotFound => ErrorKind::NotFound,
+        io::ErrorKind::AlreadyExists => ErrorKind::AlreadyExists,
+        io::ErrorKind::NotADirectory => ErrorKind::NotADirectory,
+        io::ErrorKind::IsADirectory => ErrorKind::IsADirectory,
+        io::ErrorKind::DirectoryNotEmpty => ErrorKind::DirectoryNotEmpty,
+        io::ErrorKind::PermissionDenied => ErrorKind::PermissionDenied,
+        io::ErrorKind::ReadOnlyFilesystem => ErrorKind::ReadOnly,
+        io::ErrorKind::CrossesDevices => ErrorKind::CrossesDevices,
+        io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded => ErrorKind::StorageFull,
+        io::ErrorKind::Unsupported => ErrorKind::Unsupported,
+        io::ErrorKind::InvalidInput | io::ErrorKind::InvalidFilename => ErrorKind::InvalidInput,
+        io::ErrorKind::UnexpectedEof | io::ErrorKind::WriteZero => ErrorKind::UnexpectedEof,
+        _ => ErrorKind::Other,
+    }
+}
+
+fn kind_of(file_type: cap_std::fs::FileType) -> FileKind {
+    if file_type.is_symlink() {
+        FileKind::Symlink
+    } else if file_type.is_file() {
+        FileKind::File
+    } else if file_type.is_dir() {
+        FileKind::Dir
+    } else {
+        FileKind::Other
+    }
+}
+
+/// A file opened by [`Filesystem::open_file`].
+#[derive(Debug)]
+pub struct CapStdReader {
+    file: File,
+}
+
+impl CapStdReader {
+    /// The underlying file, e.g. for `copy_file_range`.
+    pub fn file(&self) -> &File {
+        &self.file
+    }
+}
+
+impl AsFd for CapStdReader {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.file.as_fd()
+    }
+}
+
+impl Read for CapStdReader {
+    fn read(&mut self, buf: &mut [u8]) -> Result<usize, Error> {
+        loop {
+            match io::Read::read(&mut self.file, buf) {
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                other => return other.map_err(map_io_error),
+            }
+        }
+    }
+}
+
+/// A file created by [`Filesystem::create_new_file`].
+#[derive(Debug)]
+pub struct CapStdWriter {
+    file: File,
+}
+
+impl CapStdWriter {
+    /// The underlying file, e.g. for `copy_file_range`.
+    pub fn file(&self) -> &File {
+        &self.file
+    }
+}
+
+impl AsFd for CapStdWriter {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.file.as_fd()
+    }
+}
+
+impl Write for CapStdWriter {
+    fn write(&mut self, buf: &[u8]) -> Result<usize, Error> {
+        loop {
+            match io::Write::write(&mut self.file, buf) {
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                other => return other.map_err(map_io_error),
+            }
+        }
+    }
+}
+
+impl FileWriter for CapStdWriter {
+    fn sync(&mut self) -> Result<(), Error> {
+        self.file.sync_all().map_err(map_io_error)
+    }
+}
+
+impl Filesystem for CapStdFilesystem {
+    type Reader = CapStdReader;
+    type Writer = CapStdWriter;
+
+    fn open_file(&self, root: Root, path: &str) -> Result<CapStdReader, Error> {
+        let mut options = OpenOptions::new();
+        options
+            .read(true)
+            .follow(FollowSymlinks::No)
+            .custom_flags(nonblocking_flags());
+        let file = self
+            .dir(root)
+            .open_with(relative(path), &options)
+            .map_err(map_io_error)?;
+        let file_type = file.metadata().map_err(map_io_error)?.file_type();
+        if file_type.is_dir() {
+            return Err(Error::new(ErrorKind::IsADirectory));
+        }
+        if !file_type.is_file() {
+            // A FIFO or device is never cache content; reading one could
+            // block or never end (SAFE-1).
+            return Err(Error::new(ErrorKind::InvalidInput));
+        }
+        Ok(CapStdReader { file })
+    }
+
+    fn create_new_file(&self, root: Root, path: &str) -> Result<CapStdWriter, Error> {
+        let mut options = OpenOptions::new();
+        // O_CREAT|O_EXCL never follows a symlink, dangling or not.
+        options.write(true).create_new(true);
+        let file = self
+            .dir(root)
+            .open_with(relative(path), &options)
+            .map_err(map_io_error)?;
+        Ok(CapStdWriter { file })
+    }
+
+    fn create_dir(&self, root: Root, path: &str) -> Result<(), Error> {
+        self.dir(root)
+            .create_dir(relative(path))
+            .map_err(map_io_error)
+    }
+
+    fn rename(&self, from_root: Root, from: &str, to_root: Root, to: &str) -> Result<(), Error> {
+        self.dir(from_root)
+            .rename(relative(from), self.dir(to_root), relative(to))
+            .map_err(map_io_error)
+    }
+
+    fn rename_no_replace(
+        &self,
+        from_root: Root,
+        from: &str,
+        to_root: Root,
+        to: &str,
+    ) -> Result<(), Error> {
+        let (from_parent, from_name) = self.parent_and_name(from_root, from)?;
+        let (to_parent, to_name) = self.parent_and_name(to_root, to)?;
+        rustix::fs::renameat_with(
+            &from_parent,
+            from_name,
+            &to_parent,
+            to_name,
+            RenameFlags::NOREPLACE,
+        )
+        .map_err(|errno| match errno {
+            // renameat2(2): EINVAL is how a filesystem says it lacks
+            // RENAME_NOREPLACE; the core then falls back to its own scheme.
+            Errno::INVAL => Error {
+                kind: ErrorKind::Unsupported,
+                os_code: Some(errno.raw_os_error()),
+            },
+            other => map_errno(other),
+        })
+    }
+
+    fn remove_file(&self, root: Root, path: &str) -> Result<(), Error> {
+        // unlinkat never follows the last component, so a symlink itself is
+        // removed.
+        self.dir(root)
+            .remove_file(relative(path))
+            .map_err(map_io_error)
+    }
+
+    fn remove_dir(&self, root: Root, path: &str) -> Result<(), Error> {
+        self.dir(root)
+            .remove_dir(relative(path))
+            .map_err(map_io_error)
+    }
+
+    fn read_dir(
+        &self,
+        root: Root,
+        path: &str,
+        visit: &mut dyn FnMut(&str, FileKind) -> ControlFlow<()>,
+    ) -> Result<(), Error> {
+        let dir = self.dir(root);
+        let entries = if path.is_empty() {
+            dir.entries().map_err(map_io_error)?
+        } else {
+            match dir
+                .open_dir_nofollow(path)
+                .and_then(|opened| opened.entries())
+            {
+                Ok(entries) => entries,
+                Err(error) => {
+                    let error = map_io_error(error);
+                    // O_DIRECTORY|O_NOFOLLOW on a symlink reports ENOTDIR;
+                    // say what was actually refused.
+                    if error.kind == ErrorKind::NotADirectory
+                        && self.metadata(root, path).map(|m| m.kind) == Ok(FileKind::Symlink)
+                    {
+                        return Err(Error {
+                            kind: ErrorKind::SymlinkRefused,
+                            ..error
+                        });
+                    }
+                    return Err(error);
+                }
+            }
+        };
+        for entry in entries {
+            let entry = entry.map_err(map_io_error)?;
+            let name = entry.file_name();
+            // A name that is not UTF-8 can be neither a cache entry nor a
+            // path the core could ask about, so it is not reported; a lossy
+            // rendering could alias a real name.
+            let Some(name) = name.to_str() else {
+                continue;
+            };
+            let kind = kind_of(entry.file_type().map_err(map_io_error)?);
+            if visit(name, kind).is_break() {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    fn metadata(&self, root: Root, path: &str) -> Result<Metadata, Error> {
+        let metadata = self
+            .dir(root)
+            .symlink_metadata(relative(path))
+            .map_err(map_io_error)?;
+        // A time before 1970 cannot be expressed as a Timestamp; the epoch
+        // is the nearest representable value.
+        let modified = match (
+            u64::try_from(metadata.mtime()),
+            u32::try_from(metadata.mtime_nsec()),
+        ) {
+            (Ok(seconds), Ok(nanos)) if nanos < 1_000_000_000 => Timestamp { seconds, nanos },
+            (Ok(seconds), _) => Timestamp::from_seconds(seconds),
+            (Err(_), _) => Timestamp::default(),
+        };
+        Ok(Metadata {
+            kind: kind_of(metadata.file_type()),
+            size: metadata.len(),
+            mode: metadata.mode() & 0o7777,
+            modified,
+        })
+    }
+
+    fn set_mode(&self, root: Root, path: &str, mode: u32) -> Result<(), Error> {
+        if mode & !0o7777 != 0 {
+            return Err(Error::new(ErrorKind::InvalidInput));
+        }
+        let permissions = Permissions::from_mode(mode);
+        match self.open_entry_nofollow(root, path) {
+            // fchmod on the opened entry cannot be redirected by a symlink
+            // swapped in after the open.
+            Ok(file) => file.set_permissions(permissions).map_err(map_io_error),
+            // Without read permission the entry cannot be opened; Linux has
+            // no lchmod, so check the kind first and chmod by path. A
+            // concurrent swap to a symlink could then redirect the chmod,
+            // but only to something inside the same root.
+            Err(error) if Errno::from_io_error(&error) == Some(Errno::ACCESS) => {
+                if self.metadata(root, path)?.kind == FileKind::Symlink {
+                    return Err(Error::new(ErrorKind::SymlinkRefused));
+                }
+                self.dir(root)
+                    .set_permissions(relative(path), permissions)
+                    .map_err(map_io_error)
+            }
+            Err(error) => Err(map_io_error(error)),
+        }
+    }
+
+    fn set_modified(&self, root: Root, path: &str, modified: Timestamp) -> Result<(), Error> {
+        if modified.nanos >= 1_000_000_000 {
+            return Err(Error::new(ErrorKind::InvalidInput));
+        }
+        let time = SystemTime::UNIX_EPOCH
+            .checked_add(Duration::new(modified.seconds, modified.nanos))
+            .ok_or(Error::new(ErrorKind::InvalidInput))?;
+        let spec = SystemTimeSpec::Absolute(cap_std::time::SystemTime::from_std(time));
+        // utimensat(AT_SYMLINK_NOFOLLOW) on the parent: needs no read or
+        // write permission on the entry and never touches a symlink's target.
+        self.dir(root)
+            .set_symlink_times(relative(path), None, Some(spec))
+            .map_err(map_io_error)
+    }
+
+    fn sync_dir(&self, root: Root, path: &str) -> Result<(), Error> {
+        // The Dir handles are O_PATH descriptors, which fsync refuses; an
+        // O_RDONLY descriptor of the same directory syncs it.
+        let dir = self.open_entry_nofollow(root, path).map_err(map_io_error)?;
+        if !dir.metadata().map_err(map_io_error)?.is_dir() {
+            return Err(Error::new(ErrorKind::NotADirectory));
+        }
+        dir.sync_all().map_err(map_io_error)
+    }
+}

@@ -1,0 +1,760 @@
+//! `CapStdFilesystem` against the `Filesystem` contract, on a real directory
+//! tree: every method, its error kinds, and SAFE-2 confinement.
+
+use core::ops::ControlFlow;
+use std::fs;
+use std::os::unix::fs::{PermissionsExt, symlink};
+use std::path::{Path, PathBuf};
+
+use cachet::core::fs::{
+    Error, ErrorKind, FileKind, FileWriter, Filesystem, Read, Root, Timestamp, Write,
+};
+use cachet::fs::{CapStdFilesystem, OpenError, map_io_error};
+use tempfile::TempDir;
+
+/// A workspace, a cache root and a directory outside both holding a secret.
+struct Fixture {
+    _tmp: TempDir,
+    workspace: PathBuf,
+    cache: PathBuf,
+    outside: PathBuf,
+    fs: CapStdFilesystem,
+}
+
+fn fixture() -> Fixture {
+    let tmp = tempfile::tempdir().unwrap();
+    let workspace = tmp.path().join("ws");
+    let cache = tmp.path().join("cache-root");
+    let outside = tmp.path().join("outside");
+    fs::create_dir(&workspace).unwrap();
+    fs::create_dir(&outside).unwrap();
+    fs::write(outside.join("secret"), b"secret").unwrap();
+    let fs = CapStdFilesystem::open_ambient(&workspace, &cache).unwrap();
+    Fixture {
+        _tmp: tmp,
+        workspace,
+        cache,
+        outside,
+        fs,
+    }
+}
+
+fn kind<T: core::fmt::Debug>(result: Result<T, Error>) -> ErrorKind {
+    result.expect_err("the call should fail").kind
+}
+
+fn read_all(fs: &CapStdFilesystem, root: Root, path: &str) -> Vec<u8> {
+    let mut reader = fs.open_file(root, path).unwrap();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 7];
+    loop {
+        match reader.read(&mut buf).unwrap() {
+            0 => return out,
+            n => out.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+fn write_new(fs: &CapStdFilesystem, root: Root, path: &str, bytes: &[u8]) {
+    let mut writer = fs.create_new_file(root, path).unwrap();
+    writer.write_all(bytes).unwrap();
+    writer.sync().unwrap();
+}
+
+fn list(fs: &CapStdFilesystem, root: Root, path: &str) -> Vec<(String, FileKind)> {
+    let mut out = Vec::new();
+    fs.read_dir(root, path, &mut |name, kind| {
+        out.push((name.to_owned(), kind));
+        ControlFlow::Continue(())
+    })
+    .unwrap();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+fn mkfifo(path: &Path) {
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        path,
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o644),
+        0,
+    )
+    .unwrap();
+}
+
+fn assert_secret_intact(f: &Fixture) {
+    assert_eq!(fs::read(f.outside.join("secret")).unwrap(), b"secret");
+    let names: Vec<_> = fs::read_dir(&f.outside)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, ["secret"], "nothing may appear outside the roots");
+}
+
+#[test]
+fn open_ambient_creates_missing_cache_root_with_parents() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("a/b/cache");
+    CapStdFilesystem::open_ambient(tmp.path(), &cache).unwrap();
+    assert!(cache.is_dir());
+    // An existing cache root is fine too.
+    CapStdFilesystem::open_ambient(tmp.path(), &cache).unwrap();
+}
+
+#[test]
+fn open_ambient_errors_name_the_path() {
+    let tmp = tempfile::tempdir().unwrap();
+    let missing = tmp.path().join("no-such-workspace");
+    let error = CapStdFilesystem::open_ambient(&missing, &tmp.path().join("c")).unwrap_err();
+    assert!(matches!(error, OpenError::Workspace { .. }), "{error:?}");
+    assert!(error.to_string().contains("no-such-workspace"), "{error}");
+
+    let file = tmp.path().join("plain-file");
+    fs::write(&file, b"x").unwrap();
+    let error = CapStdFilesystem::open_ambient(tmp.path(), &file).unwrap_err();
+    assert!(
+        matches!(
+            error,
+            OpenError::CreateCacheRoot { .. } | OpenError::CacheRoot { .. }
+        ),
+        "{error:?}"
+    );
+    assert!(error.to_string().contains("plain-file"), "{error}");
+}
+
+#[test]
+fn create_write_sync_and_read_back() {
+    let f = fixture();
+    write_new(&f.fs, Root::Cache, "blob", b"hello, cache");
+    assert_eq!(read_all(&f.fs, Root::Cache, "blob"), b"hello, cache");
+    assert_eq!(fs::read(f.cache.join("blob")).unwrap(), b"hello, cache");
+    f.fs.create_dir(Root::Workspace, "d").unwrap();
+    write_new(&f.fs, Root::Workspace, "d/e", b"");
+    assert_eq!(read_all(&f.fs, Root::Workspace, "d/e"), b"");
+}
+
+#[test]
+fn create_new_file_refuses_anything_existing() {
+    let f = fixture();
+    fs::write(f.workspace.join("file"), b"keep").unwrap();
+    fs::create_dir(f.workspace.join("dir")).unwrap();
+    symlink("does-not-exist", f.workspace.join("dangling")).unwrap();
+    symlink(f.outside.join("new"), f.workspace.join("dangling-out")).unwrap();
+    for path in ["file", "dir", "dangling", "dangling-out"] {
+        assert_eq!(
+            kind(f.fs.create_new_file(Root::Workspace, path)),
+            ErrorKind::AlreadyExists,
+            "{path}"
+        );
+    }
+    assert_eq!(fs::read(f.workspace.join("file")).unwrap(), b"keep");
+    assert!(!f.workspace.join("does-not-exist").exists());
+    assert_eq!(
+        kind(f.fs.create_new_file(Root::Workspace, "missing/x")),
+        ErrorKind::NotFound
+    );
+    assert_eq!(
+        kind(f.fs.create_new_file(Root::Workspace, "file/x")),
+        ErrorKind::NotADirectory
+    );
+    assert_secret_intact(&f);
+}
+
+#[test]
+fn open_file_error_kinds() {
+    let f = fixture();
+    fs::write(f.workspace.join("target"), b"t").unwrap();
+    fs::create_dir(f.workspace.join("dir")).unwrap();
+    symlink("target", f.workspace.join("link")).unwrap();
+    mkfifo(&f.workspace.join("fifo"));
+    assert_eq!(
+        kind(f.fs.open_file(Root::Workspace, "missing")),
+        ErrorKind::NotFound
+    );
+    assert_eq!(
+        kind(f.fs.open_file(Root::Workspace, "link")),
+        ErrorKind::SymlinkRefused
+    );
+    assert_eq!(
+        kind(f.fs.open_file(Root::Workspace, "dir")),
+        ErrorKind::IsADirectory
+    );
+    // Would block forever without O_NONBLOCK; must be refused instead.
+    assert_eq!(
+        kind(f.fs.open_file(Root::Workspace, "fifo")),
+        ErrorKind::InvalidInput
+    );
+    assert_eq!(
+        kind(f.fs.open_file(Root::Workspace, "target/x")),
+        ErrorKind::NotADirectory
+    );
+}
+
+#[test]
+fn safe_2_intermediate_symlinks_inside_the_root_are_followed() {
+    let f = fixture();
+    fs::create_dir(f.workspace.join("real")).unwrap();
+    fs::write(f.workspace.join("real/file"), b"inside").unwrap();
+    symlink("real", f.workspace.join("alias")).unwrap();
+    assert_eq!(read_all(&f.fs, Root::Workspace, "alias/file"), b"inside");
+}
+
+#[test]
+fn safe_2_intermediate_symlinks_leading_outside_are_never_followed() {
+    let f = fixture();
+    symlink("../outside", f.workspace.join("relative-escape")).unwrap();
+    symlink(&f.outside, f.workspace.join("absolute-escape")).unwrap();
+    fs::create_dir(f.workspace.join("sub")).unwrap();
+    symlink("../../outside", f.workspace.join("sub/deep-escape")).unwrap();
+    fs::write(f.workspace.join("victim"), b"v").unwrap();
+    fs::create_dir(f.workspace.join("emptydir")).unwrap();
+
+    for escape in ["relative-escape", "absolute-escape", "sub/deep-escape"] {
+        let secret = format!("{escape}/secret");
+        let new = format!("{escape}/new");
+        let refused = |kind: ErrorKind, what: &str| {
+            assert!(
+                matches!(kind, ErrorKind::PermissionDenied),
+                "{what} via {escape}: {kind:?}"
+            );
+        };
+        refused(kind(f.fs.open_file(Root::Workspace, &secret)), "open_file");
+        refused(kind(f.fs.metadata(Root::Workspace, &secret)), "metadata");
+        refused(
+            kind(f.fs.create_new_file(Root::Workspace, &new)),
+            "create_new_file",
+        );
+        refused(kind(f.fs.create_dir(Root::Workspace, &new)), "create_dir");
+        refused(
+            kind(f.fs.remove_file(Root::Workspace, &secret)),
+            "remove_file",
+        );
+        refused(
+            kind(f.fs.rename(Root::Workspace, "victim", Root::Workspace, &new)),
+            "rename to",
+        );
+        refused(
+            kind(f.fs.rename(Root::Workspace, &secret, Root::Workspace, "stolen")),
+            "rename from",
+        );
+        refused(
+            kind(f.fs.rename_no_replace(Root::Workspace, "victim", Root::Workspace, &new)),
+            "rename_no_replace to",
+        );
+        refused(
+            kind(f.fs.rename_no_replace(Root::Workspace, &secret, Root::Cache, "stolen")),
+            "rename_no_replace from",
+        );
+        refused(
+            kind(f.fs.set_mode(Root::Workspace, &secret, 0o777)),
+            "set_mode",
+        );
+        refused(
+            kind(f.fs.set_modified(Root::Workspace, &secret, Timestamp::from_seconds(1))),
+            "set_modified",
+        );
+        refused(
+            kind(
+                f.fs.read_dir(Root::Workspace, &format!("{escape}/."), &mut |_, _| {
+                    ControlFlow::Continue(())
+                }),
+            ),
+            "read_dir",
+        );
+    }
+    // A symlink to a directory in the last component is not listed, synced
+    // or removed as a directory.
+    for escape in ["relative-escape", "absolute-escape"] {
+        assert_eq!(
+            kind(f.fs.read_dir(Root::Workspace, escape, &mut |_, _| {
+                ControlFlow::Continue(())
+            })),
+            ErrorKind::SymlinkRefused
+        );
+        assert_eq!(
+            kind(f.fs.sync_dir(Root::Workspace, escape)),
+            ErrorKind::SymlinkRefused
+        );
+        assert_eq!(
+            kind(f.fs.remove_dir(Root::Workspace, escape)),
+            ErrorKind::NotADirectory
+        );
+    }
+    assert_eq!(
+        fs::metadata(f.outside.join("secret"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o644
+    );
+    assert!(f.workspace.join("victim").exists());
+    assert!(!f.cache.join("stolen").exists());
+    assert_secret_intact(&f);
+}
+
+#[test]
+fn safe_2_dot_dot_and_absolute_paths_are_refused() {
+    let f = fixture();
+    for path in ["../outside/secret", "/etc/passwd"] {
+        assert!(f.fs.open_file(Root::Workspace, path).is_err(), "{path}");
+        assert!(
+            f.fs.create_new_file(Root::Workspace, &path.replace("secret", "new"))
+                .is_err(),
+            "{path}"
+        );
+    }
+    assert_eq!(
+        kind(f.fs.open_file(Root::Workspace, "../outside/secret")),
+        ErrorKind::PermissionDenied
+    );
+    assert_eq!(
+        kind(f.fs.open_file(Root::Cache, "../outside/secret")),
+        ErrorKind::PermissionDenied
+    );
+    assert_secret_intact(&f);
+}
+
+#[test]
+fn create_dir_error_kinds() {
+    let f = fixture();
+    f.fs.create_dir(Root::Cache, "ab").unwrap();
+    assert!(f.cache.join("ab").is_dir());
+    assert_eq!(
+        kind(f.fs.create_dir(Root::Cache, "ab")),
+        ErrorKind::AlreadyExists
+    );
+    assert_eq!(
+        kind(f.fs.create_dir(Root::Cache, "missing/x")),
+        ErrorKind::NotFound
+    );
+    fs::write(f.cache.join("file"), b"").unwrap();
+    assert_eq!(
+        kind(f.fs.create_dir(Root::Cache, "file")),
+        ErrorKind::AlreadyExists
+    );
+    assert_eq!(
+        kind(f.fs.create_dir(Root::Cache, "file/x")),
+        ErrorKind::NotADirectory
+    );
+    symlink("nowhere", f.cache.join("dangling")).unwrap();
+    assert_eq!(
+        kind(f.fs.create_dir(Root::Cache, "dangling")),
+        ErrorKind::AlreadyExists
+    );
+    assert!(!f.cache.join("nowhere").exists());
+}
+
+#[test]
+fn rename_within_and_across_roots() {
+    let f = fixture();
+    write_new(&f.fs, Root::Cache, "a", b"A");
+    f.fs.rename(Root::Cache, "a", Root::Cache, "b").unwrap();
+    assert_eq!(read_all(&f.fs, Root::Cache, "b"), b"A");
+    assert_eq!(kind(f.fs.open_file(Root::Cache, "a")), ErrorKind::NotFound);
+
+    // Across roots, both ways, into nested directories.
+    f.fs.create_dir(Root::Workspace, "out").unwrap();
+    f.fs.rename(Root::Cache, "b", Root::Workspace, "out/b")
+        .unwrap();
+    assert_eq!(fs::read(f.workspace.join("out/b")).unwrap(), b"A");
+    f.fs.rename(Root::Workspace, "out", Root::Cache, "moved-dir")
+        .unwrap();
+    assert_eq!(fs::read(f.cache.join("moved-dir/b")).unwrap(), b"A");
+
+    // Replaces a file.
+    write_new(&f.fs, Root::Workspace, "new", b"new");
+    write_new(&f.fs, Root::Workspace, "old", b"old");
+    f.fs.rename(Root::Workspace, "new", Root::Workspace, "old")
+        .unwrap();
+    assert_eq!(read_all(&f.fs, Root::Workspace, "old"), b"new");
+
+    // A directory replaces only an empty directory.
+    f.fs.create_dir(Root::Cache, "empty").unwrap();
+    f.fs.rename(Root::Cache, "moved-dir", Root::Cache, "empty")
+        .unwrap();
+    assert!(f.cache.join("empty/b").exists());
+    f.fs.create_dir(Root::Cache, "other").unwrap();
+    assert_eq!(
+        kind(f.fs.rename(Root::Cache, "other", Root::Cache, "empty")),
+        ErrorKind::DirectoryNotEmpty
+    );
+    assert_eq!(
+        kind(f.fs.rename(Root::Cache, "missing", Root::Cache, "x")),
+        ErrorKind::NotFound
+    );
+}
+
+#[test]
+fn rename_moves_a_symlink_not_its_target() {
+    let f = fixture();
+    fs::write(f.workspace.join("target"), b"t").unwrap();
+    symlink("target", f.workspace.join("link")).unwrap();
+    f.fs.rename(Root::Workspace, "link", Root::Workspace, "link2")
+        .unwrap();
+    assert!(
+        fs::symlink_metadata(f.workspace.join("link2"))
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    assert_eq!(fs::read(f.workspace.join("target")).unwrap(), b"t");
+}
+
+#[test]
+fn rename_no_replace_never_replaces() {
+    let f = fixture();
+    write_new(&f.fs, Root::Cache, "src", b"src");
+    write_new(&f.fs, Root::Cache, "dst", b"dst");
+    assert_eq!(
+        kind(f.fs.rename_no_replace(Root::Cache, "src", Root::Cache, "dst")),
+        ErrorKind::AlreadyExists
+    );
+    assert_eq!(read_all(&f.fs, Root::Cache, "src"), b"src");
+    assert_eq!(read_all(&f.fs, Root::Cache, "dst"), b"dst");
+
+    // An empty directory or a dangling symlink at the target also counts.
+    f.fs.create_dir(Root::Cache, "d1").unwrap();
+    f.fs.create_dir(Root::Cache, "d2").unwrap();
+    assert_eq!(
+        kind(f.fs.rename_no_replace(Root::Cache, "d1", Root::Cache, "d2")),
+        ErrorKind::AlreadyExists
+    );
+    symlink("nowhere", f.cache.join("dangling")).unwrap();
+    assert_eq!(
+        kind(f.fs.rename_no_replace(Root::Cache, "src", Root::Cache, "dangling")),
+        ErrorKind::AlreadyExists
+    );
+
+    // Succeeds when nothing is there, within a root, across roots and in
+    // nested directories.
+    f.fs.rename_no_replace(Root::Cache, "src", Root::Cache, "d1/src")
+        .unwrap();
+    f.fs.create_dir(Root::Workspace, "w").unwrap();
+    f.fs.rename_no_replace(Root::Cache, "d1/src", Root::Workspace, "w/src")
+        .unwrap();
+    assert_eq!(fs::read(f.workspace.join("w/src")).unwrap(), b"src");
+    f.fs.rename_no_replace(Root::Workspace, "w", Root::Cache, "ab")
+        .unwrap();
+    assert_eq!(fs::read(f.cache.join("ab/src")).unwrap(), b"src");
+
+    assert_eq!(
+        kind(f.fs.rename_no_replace(Root::Cache, "missing", Root::Cache, "x")),
+        ErrorKind::NotFound
+    );
+    assert_eq!(
+        kind(f.fs.rename_no_replace(Root::Cache, "dst", Root::Cache, "missing/x")),
+        ErrorKind::NotFound
+    );
+    for bad in ["", "a/", "a/..", "."] {
+        assert_eq!(
+            kind(f.fs.rename_no_replace(Root::Cache, bad, Root::Cache, "y")),
+            ErrorKind::InvalidInput,
+            "{bad:?}"
+        );
+        assert_eq!(
+            kind(f.fs.rename_no_replace(Root::Cache, "dst", Root::Cache, bad)),
+            ErrorKind::InvalidInput,
+            "{bad:?}"
+        );
+    }
+    assert_eq!(read_all(&f.fs, Root::Cache, "dst"), b"dst");
+}
+
+#[test]
+fn remove_file_error_kinds_and_symlinks() {
+    let f = fixture();
+    write_new(&f.fs, Root::Cache, "f", b"x");
+    f.fs.remove_file(Root::Cache, "f").unwrap();
+    assert!(!f.cache.join("f").exists());
+    assert_eq!(
+        kind(f.fs.remove_file(Root::Cache, "f")),
+        ErrorKind::NotFound
+    );
+    f.fs.create_dir(Root::Cache, "d").unwrap();
+    assert_eq!(
+        kind(f.fs.remove_file(Root::Cache, "d")),
+        ErrorKind::IsADirectory
+    );
+    // The link goes, its target stays.
+    symlink(f.outside.join("secret"), f.cache.join("link")).unwrap();
+    f.fs.remove_file(Root::Cache, "link").unwrap();
+    assert!(fs::symlink_metadata(f.cache.join("link")).is_err());
+    assert_secret_intact(&f);
+}
+
+#[test]
+fn remove_dir_error_kinds() {
+    let f = fixture();
+    f.fs.create_dir(Root::Cache, "d").unwrap();
+    write_new(&f.fs, Root::Cache, "d/f", b"");
+    assert_eq!(
+        kind(f.fs.remove_dir(Root::Cache, "d")),
+        ErrorKind::DirectoryNotEmpty
+    );
+    assert_eq!(
+        kind(f.fs.remove_dir(Root::Cache, "d/f")),
+        ErrorKind::NotADirectory
+    );
+    f.fs.remove_file(Root::Cache, "d/f").unwrap();
+    f.fs.remove_dir(Root::Cache, "d").unwrap();
+    assert!(!f.cache.join("d").exists());
+    assert_eq!(kind(f.fs.remove_dir(Root::Cache, "d")), ErrorKind::NotFound);
+}
+
+#[test]
+fn read_dir_lists_names_and_kinds_without_following() {
+    let f = fixture();
+    fs::write(f.cache.join("file"), b"").unwrap();
+    fs::create_dir(f.cache.join("dir")).unwrap();
+    fs::write(f.cache.join("dir/inner"), b"").unwrap();
+    symlink("dir", f.cache.join("link")).unwrap();
+    mkfifo(&f.cache.join("fifo"));
+    assert_eq!(
+        list(&f.fs, Root::Cache, ""),
+        [
+            ("dir".to_owned(), FileKind::Dir),
+            ("fifo".to_owned(), FileKind::Other),
+            ("file".to_owned(), FileKind::File),
+            ("link".to_owned(), FileKind::Symlink),
+        ]
+    );
+    assert_eq!(
+        list(&f.fs, Root::Cache, "dir"),
+        [("inner".to_owned(), FileKind::File)]
+    );
+    assert_eq!(
+        kind(f.fs.read_dir(Root::Cache, "missing", &mut |_, _| {
+            ControlFlow::Continue(())
+        })),
+        ErrorKind::NotFound
+    );
+    assert_eq!(
+        kind(f.fs.read_dir(Root::Cache, "file", &mut |_, _| {
+            ControlFlow::Continue(())
+        })),
+        ErrorKind::NotADirectory
+    );
+    assert_eq!(
+        kind(f.fs.read_dir(Root::Cache, "link", &mut |_, _| {
+            ControlFlow::Continue(())
+        })),
+        ErrorKind::SymlinkRefused
+    );
+}
+
+#[test]
+fn read_dir_stops_on_break_and_allows_removal_of_the_visited_entry() {
+    let f = fixture();
+    for i in 0..20 {
+        fs::write(f.cache.join(format!("f{i}")), b"").unwrap();
+    }
+    let mut seen = 0;
+    f.fs.read_dir(Root::Cache, "", &mut |_, _| {
+        seen += 1;
+        if seen == 3 {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
+    })
+    .unwrap();
+    assert_eq!(seen, 3);
+
+    let mut removed = 0;
+    f.fs.read_dir(Root::Cache, "", &mut |name, _| {
+        f.fs.remove_file(Root::Cache, name).unwrap();
+        removed += 1;
+        ControlFlow::Continue(())
+    })
+    .unwrap();
+    assert_eq!(removed, 20);
+    assert_eq!(fs::read_dir(&f.cache).unwrap().count(), 0);
+}
+
+#[test]
+fn metadata_does_not_follow_symlinks() {
+    let f = fixture();
+    fs::write(f.workspace.join("file"), b"12345").unwrap();
+    fs::set_permissions(f.workspace.join("file"), fs::Permissions::from_mode(0o4751)).unwrap();
+    fs::create_dir(f.workspace.join("dir")).unwrap();
+    symlink("file", f.workspace.join("link")).unwrap();
+
+    let file = f.fs.metadata(Root::Workspace, "file").unwrap();
+    assert_eq!(file.kind, FileKind::File);
+    assert_eq!(file.size, 5);
+    assert_eq!(file.mode, 0o4751);
+    let std_mtime = fs::metadata(f.workspace.join("file"))
+        .unwrap()
+        .modified()
+        .unwrap()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    assert_eq!(file.modified.seconds, std_mtime.as_secs());
+    assert_eq!(file.modified.nanos, std_mtime.subsec_nanos());
+
+    assert_eq!(
+        f.fs.metadata(Root::Workspace, "dir").unwrap().kind,
+        FileKind::Dir
+    );
+    assert_eq!(
+        f.fs.metadata(Root::Workspace, "").unwrap().kind,
+        FileKind::Dir
+    );
+    let link = f.fs.metadata(Root::Workspace, "link").unwrap();
+    assert_eq!(link.kind, FileKind::Symlink);
+    assert_eq!(link.size, 4, "the size of the link text, not of the target");
+    assert_eq!(
+        kind(f.fs.metadata(Root::Workspace, "missing")),
+        ErrorKind::NotFound
+    );
+}
+
+#[test]
+fn set_mode_on_files_and_dirs_but_not_through_symlinks() {
+    let f = fixture();
+    write_new(&f.fs, Root::Workspace, "file", b"");
+    f.fs.create_dir(Root::Workspace, "dir").unwrap();
+    f.fs.set_mode(Root::Workspace, "file", 0o755).unwrap();
+    assert_eq!(f.fs.metadata(Root::Workspace, "file").unwrap().mode, 0o755);
+    f.fs.set_mode(Root::Workspace, "file", 0o000).unwrap();
+    assert_eq!(f.fs.metadata(Root::Workspace, "file").unwrap().mode, 0);
+    f.fs.set_mode(Root::Workspace, "file", 0o640).unwrap();
+    assert_eq!(f.fs.metadata(Root::Workspace, "file").unwrap().mode, 0o640);
+    f.fs.set_mode(Root::Workspace, "dir", 0o750).unwrap();
+    assert_eq!(f.fs.metadata(Root::Workspace, "dir").unwrap().mode, 0o750);
+
+    symlink("file", f.workspace.join("link")).unwrap();
+    assert_eq!(
+        kind(f.fs.set_mode(Root::Workspace, "link", 0o777)),
+        ErrorKind::SymlinkRefused
+    );
+    assert_eq!(f.fs.metadata(Root::Workspace, "file").unwrap().mode, 0o640);
+    assert_eq!(
+        kind(f.fs.set_mode(Root::Workspace, "file", 0o10000)),
+        ErrorKind::InvalidInput
+    );
+    assert_eq!(
+        kind(f.fs.set_mode(Root::Workspace, "missing", 0o644)),
+        ErrorKind::NotFound
+    );
+}
+
+#[test]
+fn set_modified_files_dirs_and_root_without_following() {
+    let f = fixture();
+    write_new(&f.fs, Root::Cache, "file", b"");
+    f.fs.create_dir(Root::Cache, "dir").unwrap();
+    let when = Timestamp {
+        seconds: 1_600_000_000,
+        nanos: 123_456_789,
+    };
+    for path in ["file", "dir", ""] {
+        f.fs.set_modified(Root::Cache, path, when).unwrap();
+        assert_eq!(
+            f.fs.metadata(Root::Cache, path).unwrap().modified,
+            when,
+            "{path:?}"
+        );
+    }
+    symlink("file", f.cache.join("link")).unwrap();
+    let later = Timestamp::from_seconds(1_700_000_000);
+    f.fs.set_modified(Root::Cache, "link", later).unwrap();
+    assert_eq!(f.fs.metadata(Root::Cache, "link").unwrap().modified, later);
+    assert_eq!(
+        f.fs.metadata(Root::Cache, "file").unwrap().modified,
+        when,
+        "the target is untouched"
+    );
+    assert_eq!(
+        kind(f.fs.set_modified(
+            Root::Cache,
+            "file",
+            Timestamp {
+                seconds: 1,
+                nanos: 1_000_000_000
+            }
+        )),
+        ErrorKind::InvalidInput
+    );
+    assert_eq!(
+        kind(f.fs.set_modified(Root::Cache, "missing", when)),
+        ErrorKind::NotFound
+    );
+}
+
+#[test]
+fn sync_dir_root_and_subdirs() {
+    let f = fixture();
+    f.fs.create_dir(Root::Cache, "ab").unwrap();
+    f.fs.sync_dir(Root::Cache, "").unwrap();
+    f.fs.sync_dir(Root::Cache, "ab").unwrap();
+    f.fs.sync_dir(Root::Workspace, "").unwrap();
+    write_new(&f.fs, Root::Cache, "file", b"");
+    assert_eq!(
+        kind(f.fs.sync_dir(Root::Cache, "file")),
+        ErrorKind::NotADirectory
+    );
+    assert_eq!(
+        kind(f.fs.sync_dir(Root::Cache, "missing")),
+        ErrorKind::NotFound
+    );
+}
+
+#[test]
+fn error_mapping_keeps_the_os_code() {
+    let cases = [
+        (libc_errno::ENOENT, ErrorKind::NotFound),
+        (libc_errno::EEXIST, ErrorKind::AlreadyExists),
+        (libc_errno::ENOTDIR, ErrorKind::NotADirectory),
+        (libc_errno::EISDIR, ErrorKind::IsADirectory),
+        (libc_errno::ENOTEMPTY, ErrorKind::DirectoryNotEmpty),
+        (libc_errno::EACCES, ErrorKind::PermissionDenied),
+        (libc_errno::EPERM, ErrorKind::PermissionDenied),
+        (libc_errno::EROFS, ErrorKind::ReadOnly),
+        (libc_errno::ELOOP, ErrorKind::SymlinkRefused),
+        (libc_errno::EXDEV, ErrorKind::CrossesDevices),
+        (libc_errno::ENOSPC, ErrorKind::StorageFull),
+        (libc_errno::EDQUOT, ErrorKind::StorageFull),
+        (libc_errno::ENOSYS, ErrorKind::Unsupported),
+        (libc_errno::EINVAL, ErrorKind::InvalidInput),
+        (libc_errno::EIO, ErrorKind::Other),
+    ];
+    for (code, expected) in cases {
+        let error = map_io_error(std::io::Error::from_raw_os_error(code));
+        assert_eq!(error.kind, expected, "errno {code}");
+        assert_eq!(error.os_code, Some(code));
+    }
+    // cap-std's refusal of an escape carries no errno.
+    let escape = map_io_error(std::io::Error::new(
+        std::io::ErrorKind::PermissionDenied,
+        "a path led outside of the filesystem",
+    ));
+    assert_eq!(escape.kind, ErrorKind::PermissionDenied);
+    assert_eq!(escape.os_code, None);
+    assert_eq!(
+        map_io_error(std::io::ErrorKind::UnexpectedEof.into()).kind,
+        ErrorKind::UnexpectedEof
+    );
+}
+
+/// Linux errno values, spelled out so the test does not share the mapping's
+/// own constants.
+mod libc_errno {
+    pub const EPERM: i32 = 1;
+    pub const ENOENT: i32 = 2;
+    pub const EIO: i32 = 5;
+    pub const EACCES: i32 = 13;
+    pub const EEXIST: i32 = 17;
+    pub const EXDEV: i32 = 18;
+    pub const ENOTDIR: i32 = 20;
+    pub const EISDIR: i32 = 21;
+    pub const EINVAL: i32 = 22;
+    pub const ENOSPC: i32 = 28;
+    pub const EROFS: i32 = 30;
+    pub const ENOSYS: i32 = 38;
+    pub const ENOTEMPTY: i32 = 39;
+    pub const ELOOP: i32 = 40;
+    pub const EDQUOT: i32 = 122;
+}
