@@ -2,7 +2,9 @@
 //! DISK-1..5).
 //!
 //! Reads the directory named by `CACHET_VECTORS_DIR` (default: the
-//! workspace's `../shared/vectors`), checks every case of every file, fails
+//! workspace's `../shared/vectors`), checks every case of every file and
+//! every entry of `fixture/` (OP-1 hit, OP-3 exact restore, on a copy of
+//! the directory through the native binding), fails
 //! naming the first case of each file that disagrees, and prints how many
 //! cases each section checked, so that a run over another directory of the
 //! same format is meaningful.
@@ -336,6 +338,134 @@ fn check_layout(dir: &Path) -> Result<usize, String> {
     Ok(cases.len())
 }
 
+// ---- fixture/ (OP-1, OP-3, CLAIM-1 against entries haz-cache wrote) ----
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FixtureEntry {
+    name: String,
+    hash_function: String,
+    key: String,
+    key_case: KeyCase,
+    outputs: Vec<FixtureOutput>,
+    stdout: String,
+    stderr: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FixtureOutput {
+    path: String,
+    mode: u32,
+    size: u64,
+    content_hash: String,
+}
+
+/// Copies `from` into `to`. Directories are created fresh (the vectors are
+/// read-only, and a restore needs to write its scratch dir into the cache
+/// root); files keep their bytes and modes.
+fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_tree(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), &target)?;
+        }
+    }
+    Ok(())
+}
+
+fn check_fixture_entry(fixture: &Path, entry: &FixtureEntry) -> Result<(), String> {
+    use cachet::fs::CapStdFilesystem;
+    use cachet_core::cache::{Cache, DeterministicContext, LookupStatus, Options, RestoreOutcome};
+    use std::os::unix::fs::PermissionsExt;
+
+    let name = &entry.name;
+    check_key_case(&entry.key_case)?;
+    if entry.key_case.key != entry.key {
+        return Err(format!("entry {name:?}: key_case.key differs from key"));
+    }
+    let hash_function = HashFunction::from_name(&entry.hash_function)
+        .ok_or_else(|| format!("entry {name:?}: unknown hash_function"))?;
+    let key = Key::from_hex(&entry.key).map_err(|e| format!("entry {name:?}: key: {e}"))?;
+
+    let scratch = tempfile::tempdir().map_err(|e| format!("cannot create a temp dir: {e}"))?;
+    let workspace = scratch.path().join("workspace");
+    copy_tree(&fixture.join("workspace"), &workspace)
+        .map_err(|e| format!("cannot copy the fixture workspace: {e}"))?;
+    let fs = CapStdFilesystem::open_ambient(&workspace, &workspace.join(layout::HAZ_CACHE_ROOT))
+        .map_err(|e| format!("entry {name:?}: {e}"))?;
+    let cache = Cache::with_options(
+        fs,
+        Options {
+            hash_function,
+            ..Options::default()
+        },
+    );
+    let status = cache
+        .lookup_status(&key)
+        .map_err(|e| format!("entry {name:?}: lookup failed: {e}"))?;
+    if status != LookupStatus::Hit {
+        return Err(format!("entry {name:?}: lookup says {status}, not hit"));
+    }
+    let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+    let mut ctx = DeterministicContext::default();
+    let outcome = cache
+        .restore(&key, &mut stdout, &mut stderr, &mut ctx)
+        .map_err(|e| format!("entry {name:?}: restore failed: {e}"))?;
+    if !matches!(outcome, RestoreOutcome::Restored { .. }) {
+        return Err(format!("entry {name:?}: restore gave {outcome:?}"));
+    }
+    if stdout != entry.stdout.as_bytes() || stderr != entry.stderr.as_bytes() {
+        return Err(format!(
+            "entry {name:?}: replayed streams {:?} / {:?} differ from {:?} / {:?}",
+            String::from_utf8_lossy(&stdout),
+            String::from_utf8_lossy(&stderr),
+            entry.stdout,
+            entry.stderr
+        ));
+    }
+    for output in &entry.outputs {
+        let file = workspace.join(output.path.trim_start_matches('/'));
+        let bytes = std::fs::read(&file)
+            .map_err(|e| format!("entry {name:?}: {} not restored: {e}", output.path))?;
+        let expected = digest(name, "outputs.content_hash", &output.content_hash)?;
+        let actual = cachet_core::hash::digest(hash_function, &bytes);
+        if actual != expected || bytes.len() as u64 != output.size {
+            return Err(format!(
+                "entry {name:?}: {} restored with {} bytes hashing to {actual}, expected {} bytes hashing to {expected}",
+                output.path,
+                bytes.len(),
+                output.size
+            ));
+        }
+        let mode = std::fs::metadata(&file)
+            .map_err(|e| format!("entry {name:?}: {}: {e}", output.path))?
+            .permissions()
+            .mode()
+            & 0o7777;
+        if mode != output.mode {
+            return Err(format!(
+                "entry {name:?}: {} restored with mode {mode:o}, expected {:o}",
+                output.path, output.mode
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn check_fixture(dir: &Path) -> Result<usize, String> {
+    let fixture = dir.join("fixture");
+    let entries: Vec<FixtureEntry> = load(&fixture, "entries.json")?;
+    for entry in &entries {
+        check_fixture_entry(&fixture, entry)?;
+    }
+    Ok(entries.len())
+}
+
 #[test]
 fn vectors() {
     let dir = vectors_dir();
@@ -350,10 +480,12 @@ fn vectors() {
     let keys = check_keys(&dir);
     let manifests = check_manifests(&dir);
     let layout = check_layout(&dir);
+    let fixture = check_fixture(&dir);
     let failures: Vec<String> = [
         ("keys.json", &keys),
         ("manifests.json", &manifests),
         ("layout.json", &layout),
+        ("fixture/", &fixture),
     ]
     .into_iter()
     .filter_map(|(file, result)| result.as_ref().err().map(|e| format!("{file}: {e}")))
@@ -366,9 +498,10 @@ fn vectors() {
     );
     let count = |result: Result<usize, String>| result.unwrap_or_default();
     println!(
-        "vectors: keys={} manifests={} layout={}",
+        "vectors: keys={} manifests={} layout={} fixture={}",
         count(keys),
         count(manifests),
-        count(layout)
+        count(layout),
+        count(fixture)
     );
 }

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Runs every check cachet has, on a fresh machine with only the Rust
+# toolchain: formatting, lints, the bare-metal build of the core, and every
+# test. CI runs exactly this (see .ci/run); so should you before pushing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "toolchain: targets and components"
+if command -v rustup >/dev/null 2>&1; then
+  rustup target add wasm32-wasip1 x86_64-unknown-none
+  rustup component add rustfmt clippy
+fi
+
+step "format"
+cargo fmt --all -- --check
+
+step "lints"
+cargo clippy --workspace --all-targets -- -D warnings
+cargo clippy -p cachet-core --no-default-features -- -D warnings
+
+step "core builds without std (and without an allocator)"
+cargo build -p cachet-core --target x86_64-unknown-none --no-default-features
+cargo build -p cachet-core --target x86_64-unknown-none --features alloc
+
+step "tests"
+cargo test --workspace
+
+step "vectors"
+cargo test -p cachet-tests --test vectors -- --nocapture
