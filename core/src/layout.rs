@@ -125,6 +125,7 @@ pub fn evicted_dir(key: &Key, suffix: u64) -> LayoutPath {
     ))
 }
 
+#[cfg(feature = "alloc")]
 /// `<dir>/<name>`, for the layout's own bounded names inside a scratch or
 /// entry directory. Names read from a directory listing are unbounded and
 /// are joined into heap strings instead, never here.
