@@ -1,0 +1,82 @@
+//! Adapters between `std::io` and the core's byte streams.
+
+use std::io;
+
+use cachet_core::fs::{self, ErrorKind};
+
+/// A `std::io::Write` as the core's [`fs::Write`], e.g. to replay streams
+/// into this process's stdout.
+pub struct StdWrite<'a>(pub &'a mut dyn io::Write);
+
+impl fs::Write for StdWrite<'_> {
+    fn write(&mut self, buf: &[u8]) -> Result<usize, fs::Error> {
+        loop {
+            match self.0.write(buf) {
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                other => return other.map_err(|error| fs_error(&error)),
+            }
+        }
+    }
+}
+
+impl core::fmt::Debug for StdWrite<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("StdWrite")
+    }
+}
+
+/// A `std::io::Read` as the core's [`fs::Read`], e.g. a captured stream in
+/// a temporary file.
+#[derive(Debug)]
+pub struct StdRead<R>(pub R);
+
+impl<R: io::Read> fs::Read for StdRead<R> {
+    fn read(&mut self, buf: &mut [u8]) -> Result<usize, fs::Error> {
+        loop {
+            match self.0.read(buf) {
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                other => return other.map_err(|error| fs_error(&error)),
+            }
+        }
+    }
+}
+
+/// Maps a `std::io::Error` onto the core's error, keeping the raw code.
+pub fn fs_error(error: &io::Error) -> fs::Error {
+    let kind = match error.kind() {
+        io::ErrorKind::NotFound => ErrorKind::NotFound,
+        io::ErrorKind::AlreadyExists => ErrorKind::AlreadyExists,
+        io::ErrorKind::NotADirectory => ErrorKind::NotADirectory,
+        io::ErrorKind::IsADirectory => ErrorKind::IsADirectory,
+        io::ErrorKind::DirectoryNotEmpty => ErrorKind::DirectoryNotEmpty,
+        io::ErrorKind::PermissionDenied => ErrorKind::PermissionDenied,
+        io::ErrorKind::ReadOnlyFilesystem => ErrorKind::ReadOnly,
+        io::ErrorKind::CrossesDevices => ErrorKind::CrossesDevices,
+        io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded => ErrorKind::StorageFull,
+        io::ErrorKind::Unsupported => ErrorKind::Unsupported,
+        io::ErrorKind::InvalidInput | io::ErrorKind::InvalidFilename => ErrorKind::InvalidInput,
+        io::ErrorKind::UnexpectedEof | io::ErrorKind::WriteZero => ErrorKind::UnexpectedEof,
+        _ => ErrorKind::Other,
+    };
+    fs::Error {
+        kind,
+        os_code: error.raw_os_error(),
+    }
+}
+
+/// Either a readable stream or nothing: an absent `--stdout-file` is an
+/// empty stream.
+#[derive(Debug)]
+pub(crate) enum MaybeRead<R> {
+    Some(R),
+    Empty,
+}
+
+impl<R: fs::Read> fs::Read for MaybeRead<R> {
+    fn read(&mut self, buf: &mut [u8]) -> Result<usize, fs::Error> {
+        match self {
+            MaybeRead::Some(reader) => reader.read(buf),
+            MaybeRead::Empty => Ok(0),
+        }
+    }
+}

@@ -1,0 +1,175 @@
+//! The `cachet` command line, shared by the native `cachet` binary and the
+//! `cachet-wasi` guest.
+//!
+//! Everything here is portable (it builds for `wasm32-wasip1`) and works
+//! over any [`Filesystem`](cachet_core::fs::Filesystem): the two hosts
+//! differ only in how they open the workspace and the cache directory, and
+//! the native binary adds `run`. A guest's `main` is:
+//!
+//! ```no_run
+//! # use cachet::cli::{self, Host, PlumbingCli, SystemContext};
+//! # use cachet_core::cache::Cache;
+//! # fn open_filesystem(_: &cli::GlobalArgs) -> cachet_core::memfs::MemFs { cachet_core::memfs::MemFs::new() }
+//! let (mut stdout, mut stderr) = (std::io::stdout(), std::io::stderr());
+//! let code = match PlumbingCli::parse_from_named("cachet-wasi", std::env::args_os()) {
+//!     Err(error) => cli::report_usage_error(&error, &mut stdout, &mut stderr),
+//!     Ok(line) => {
+//!         let cache = Cache::with_options(open_filesystem(&line.globals), line.globals.cache_options());
+//!         // The workspace's path, and the cache directory relative to it when inside.
+//!         let host = Host::new(Some("/workspace".into()), vec![String::from(".cachet")]);
+//!         cli::run_plumbing(&line.command, &host, &cache, &mut SystemContext::new(), &mut stdout, &mut stderr)
+//!     }
+//! };
+//! std::process::exit(i32::from(code));
+//! ```
+//!
+//! # Subcommands and flags
+//!
+//! Global flags, accepted before or after the subcommand:
+//! `--workspace DIR` (default: the current directory), `--cache-dir DIR`
+//! (default: `$CACHET_CACHE_DIR` if set and non-empty, else
+//! `<workspace>/.cachet`; a relative path is relative to the current
+//! directory), `--hash blake3|sha256` (default `blake3`; entries of the
+//! other function are `miss-schema`), `-v`/`--verbose`.
+//!
+//! - `run` (native only): `[--input GLOB]... [--output GLOB]... [--env
+//!   NAME]... [--set NAME=VALUE]... [--after PROJECT:TASK=KEY]... (--
+//!   ARGV... | --script TEXT [--shell NAME])`.
+//! - `key`: the same key flags as `run`, without `--output`, plus `--json`.
+//! - `status --key HEX [--json]`: exit 0 on a hit, 1 on a miss.
+//! - `store --key HEX [--stdout-file F] [--stderr-file F] [--output
+//!   GLOB]... [--json]`: stream files are workspace paths (relative to the
+//!   workspace, or absolute below it); an absent one is an empty stream.
+//! - `restore --key HEX [--json]`: restores the outputs and replays stdout
+//!   and stderr; with `--json`, prints the report instead of replaying the
+//!   streams. Exit 1 on a miss, with nothing written.
+//! - `info [--json]`, `clear [--json]`.
+//! - `clean (--soft | --max-age DURATION | --max-size SIZE)... [--dry-run]
+//!   [--json]`: durations such as `7d`, `12h`, `1h 30m`; sizes such as
+//!   `4096`, `512MiB`, `10G` (`K`/`M`/`G`/`T` are powers of 1000, `Ki`/
+//!   `KiB`... powers of 1024), see [`parse`].
+//! - `verify [--evict] [--json]`: exit 1 when damage was found.
+//!
+//! Inputs and outputs are selected by [`select`] (its docs give the glob
+//! rules, `.gitignore` handling, and what is never selected).
+//!
+//! # JSON output
+//!
+//! With `--json`, a subcommand prints exactly one JSON document on stdout:
+//! pretty-printed with two-space indentation, members in the order below, a
+//! final newline, lowercase hex, lists sorted as stated. The same cache and
+//! workspace give the same bytes on every host. Errors are not JSON: they go
+//! to stderr as text, with a non-zero exit code.
+//!
+//! `key` (the shape of a case of the reference vectors' `keys.json`, without
+//! `name`):
+//!
+//! ```json
+//! {
+//!   "key": "<hex>",
+//!   "hash_function": "blake3",
+//!   "action": {"command": ["sh", "build.sh"]},
+//!   "input_files": [{"path": "/src/a.txt", "content_hash": "<hex>"}],
+//!   "predecessors": [{"project": "p", "task": "t", "stdout_hash": "<hex>", "stderr_hash": "<hex>"}],
+//!   "env": {"from_host": [["HOME", "/root"], ["UNSET", null]], "overrides": [["MODE", "release"]]}
+//! }
+//! ```
+//!
+//! A shell action is `{"shell": "sh", "script": "..."}`. `input_files` are
+//! sorted by path, `predecessors` by (project, task), both `env` lists by
+//! name; `from_host` lists every `--env` name, also those an override
+//! shadows (the derivation leaves them out, KEY-7); `null` means unset.
+//!
+//! `status`: `{"key": "<hex>", "status": "hit" | "miss-no-entry" |
+//! "miss-schema" | "miss-corrupt"}`.
+//!
+//! `store`: `{"key", "outcome": "stored" | "already-present" | "contended",
+//! "entry"}` where `entry` is the entry as published (`null` for
+//! `contended`): `{"outputs": [{"path", "content_hash", "size", "mode"}],
+//! "stdout_len", "stderr_len", "stdout_hash", "stderr_hash"}`, outputs in
+//! manifest order (sorted by path), `mode` the permission bits as a number.
+//!
+//! `restore --json`: `{"key", "status", "restored"}` where `restored` is
+//! `{"outputs", "stdout_len", "stderr_len"}` on a hit and `null` on a miss.
+//!
+//! `info`: `{"valid_entries", "schema_entries", "corrupt_entries",
+//! "scratch_items", "foreign_items", "total_bytes", "schemas":
+//! [{"chapter_revision", "hash_function", "entries"}], "failures"}`, schemas
+//! sorted by (revision, function).
+//!
+//! `clean`: `{"dry_run", "removed": [{"path", "reason", "bytes"}],
+//! "removed_bytes", "kept_in_use", "remaining_entries", "remaining_bytes",
+//! "failures"}`; `reason` is `corrupt`, `schema`, `scratch`, `max-age` or
+//! `max-size`; removed items are ordered by phase (soft, max-age,
+//! max-size), by path within the first two and from least to most recently
+//! used within max-size. Paths are relative to the cache directory.
+//!
+//! `clear`: `{"entries_removed", "other_removed", "failures"}`.
+//!
+//! `verify`: `{"checked", "intact", "skipped_schema", "damaged": [{"key",
+//! "damage": "corrupt" | "content-mismatch", "path", "evicted"}],
+//! "failures"}`, damaged entries sorted by key, `path` (relative to the
+//! cache directory) `null` unless the damage is a content mismatch.
+//!
+//! `failures` (every maintenance report): `[{"path", "error"}]` sorted by
+//! path, for items that could not be inspected or removed; the error text
+//! leaves out raw OS error numbers.
+//!
+//! # Exit codes
+//!
+//! See [`exit`] for the table.
+
+mod args;
+mod context;
+mod error;
+pub mod exit;
+mod io;
+mod keying;
+pub mod parse;
+mod plumbing;
+pub mod report;
+pub mod select;
+
+use std::path::{Path, PathBuf};
+
+use cachet_core::cache::Options;
+use cachet_core::layout::CACHET_CACHE_ROOT;
+
+pub use args::{
+    CleanArgs, ClearArgs, GlobalArgs, InfoArgs, KeyArgs, KeyCommand, PlumbingCli, PlumbingCommand,
+    RestoreArgs, StatusArgs, StoreArgs, VerifyArgs, report_usage_error,
+};
+pub use context::SystemContext;
+pub use error::CliError;
+pub use io::{StdRead, StdWrite, fs_error};
+pub use keying::{
+    ActionSpec, FileHasher, FsHasher, Host, InputReport, KeyReport, PredecessorReport, compute_key,
+    read_manifest,
+};
+pub use plumbing::{execute, report_error, run_plumbing};
+
+/// The environment variable that names the default cache directory.
+pub const CACHE_DIR_VARIABLE: &str = "CACHET_CACHE_DIR";
+
+impl GlobalArgs {
+    /// The cache options these flags ask for (the hash function).
+    pub fn cache_options(&self) -> Options {
+        Options {
+            hash_function: self.hash,
+            ..Options::default()
+        }
+    }
+
+    /// The cache directory: `--cache-dir`, else `$CACHET_CACHE_DIR` when set
+    /// and non-empty, else `<workspace>/.cachet`. A relative `--cache-dir`
+    /// or variable is returned as given (relative to the current directory).
+    pub fn cache_dir(&self, workspace: &Path) -> PathBuf {
+        if let Some(dir) = &self.cache_dir {
+            return dir.clone();
+        }
+        match std::env::var_os(CACHE_DIR_VARIABLE) {
+            Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+            _ => workspace.join(CACHET_CACHE_ROOT),
+        }
+    }
+}
