@@ -1,0 +1,382 @@
+//! The native `cachet` binary: opening the workspace and the cache
+//! directory with `cap-std`, the `run` subcommand, parallel input hashing
+//! and progress bars. Everything else is [`crate::cli`].
+//!
+//! `cachet run` and `cachet key` select inputs with the same portable code
+//! ([`crate::cli::select`]) as the WASI guest, so they always agree on a
+//! key; only the hashing is native (parallel, memory-mapped for large
+//! files, [`crate::inputs::hash_file`]), with the same digests. A progress
+//! bar for hashing appears on stderr only when stderr is a terminal and
+//! there is enough to hash to notice.
+//!
+//! Exit codes are those of [`crate::cli::exit`].
+
+mod run;
+
+use std::io::{self, IsTerminal};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use cachet_core::cache::{Cache, Step};
+use cachet_core::fs::{self as core_fs, ErrorKind};
+use cachet_core::hash::{Digest, HashFunction};
+use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use rayon::prelude::*;
+
+use crate::cli::{
+    self, CliError, FileHasher, GlobalArgs, Host, PlumbingCommand, SystemContext, exit, fs_error,
+};
+use crate::fs::{CapStdFilesystem, OpenError};
+use crate::inputs::{InputError, hash_file};
+
+pub use run::RunArgs;
+
+/// The native command line: `run` and the plumbing subcommands.
+#[derive(Parser, Clone, Debug, PartialEq, Eq)]
+#[command(
+    name = "cachet",
+    version,
+    about = "A content-addressed cache for build and task outputs",
+    after_help = "Run `cachet run -- <command>` to cache any command. Exit codes: the command's own on a miss; 0 on a hit; 64-73 for cachet's own failures (see the README)."
+)]
+#[non_exhaustive]
+pub struct Cli {
+    /// Options every subcommand takes.
+    #[command(flatten)]
+    pub globals: GlobalArgs,
+
+    /// The subcommand.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// A native subcommand.
+#[derive(Subcommand, Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Command {
+    /// Run a command through the cache: restore its outputs and streams on
+    /// a hit, run it and store the result on a miss
+    Run(RunArgs),
+    /// A plumbing subcommand.
+    #[command(flatten)]
+    Plumbing(PlumbingCommand),
+}
+
+/// Why the native binary could not start a subcommand, or `run` failed
+/// outside the shared [`CliError`]s.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum NativeError {
+    /// The current directory (the default workspace) is unusable.
+    CurrentDir(io::Error),
+    /// The workspace cannot be resolved.
+    Workspace {
+        /// The workspace as given.
+        path: PathBuf,
+        /// What the operating system reported.
+        source: io::Error,
+    },
+    /// The workspace or the cache directory cannot be opened.
+    Open(OpenError),
+    /// The cache directory is the workspace itself.
+    CacheIsWorkspace {
+        /// The directory.
+        path: PathBuf,
+    },
+    /// The command could not be run or its output captured.
+    Exec(crate::exec::ExecError),
+    /// A shared failure.
+    Cli(CliError),
+}
+
+impl NativeError {
+    /// The exit code (see [`crate::cli::exit`]).
+    pub fn exit_code(&self) -> u8 {
+        use crate::exec::ExecError;
+        match self {
+            NativeError::CurrentDir(_) | NativeError::Workspace { .. } => exit::NOT_FOUND,
+            NativeError::Open(OpenError::Workspace { .. }) => exit::NOT_FOUND,
+            NativeError::Open(_) => exit::CACHE_UNAVAILABLE,
+            NativeError::CacheIsWorkspace { .. } => exit::BAD_VALUE,
+            NativeError::Exec(ExecError::Spawn { source, .. }) => {
+                if source.kind() == io::ErrorKind::NotFound {
+                    exit::COMMAND_NOT_FOUND
+                } else {
+                    exit::CANNOT_EXECUTE
+                }
+            }
+            NativeError::Exec(ExecError::EmptyCommand | ExecError::InvalidShellName { .. }) => {
+                exit::BAD_VALUE
+            }
+            NativeError::Exec(_) => exit::FAILURE,
+            NativeError::Cli(error) => error.exit_code(),
+        }
+    }
+}
+
+impl core::fmt::Display for NativeError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            NativeError::CurrentDir(source) => write!(
+                f,
+                "cannot use the current directory as the workspace: {source}; pass --workspace DIR"
+            ),
+            NativeError::Workspace { path, source } => write!(
+                f,
+                "cannot use the workspace {}: {source}; check that the directory exists",
+                path.display()
+            ),
+            NativeError::Open(error) => write!(f, "{error}"),
+            NativeError::CacheIsWorkspace { path } => write!(
+                f,
+                "the cache directory {} is the workspace itself; pass a --cache-dir inside or outside it",
+                path.display()
+            ),
+            NativeError::Exec(error) => write!(f, "{error}"),
+            NativeError::Cli(error) => write!(f, "{error}"),
+        }
+    }
+}
+
+impl core::error::Error for NativeError {
+    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
+        match self {
+            NativeError::CurrentDir(source) | NativeError::Workspace { source, .. } => Some(source),
+            NativeError::Open(error) => Some(error),
+            NativeError::CacheIsWorkspace { .. } => None,
+            NativeError::Exec(error) => Some(error),
+            NativeError::Cli(error) => Some(error),
+        }
+    }
+}
+
+impl From<CliError> for NativeError {
+    fn from(error: CliError) -> NativeError {
+        NativeError::Cli(error)
+    }
+}
+
+/// The workspace and the cache directory, open.
+#[derive(Debug)]
+pub(crate) struct Opened {
+    /// The workspace, canonical.
+    pub workspace: PathBuf,
+    /// The cache directory, canonical.
+    pub cache_dir: PathBuf,
+    /// The cache directory relative to the workspace, when inside it.
+    pub excluded: Vec<String>,
+    /// The cache over both.
+    pub cache: Cache<CapStdFilesystem>,
+}
+
+fn open(globals: &GlobalArgs) -> Result<Opened, NativeError> {
+    let given = match &globals.workspace {
+        Some(path) => path.clone(),
+        None => std::env::current_dir().map_err(NativeError::CurrentDir)?,
+    };
+    let workspace = given
+        .canonicalize()
+        .map_err(|source| NativeError::Workspace {
+            path: given.clone(),
+            source,
+        })?;
+    let cache_dir = globals.cache_dir(&workspace);
+    let fs = CapStdFilesystem::open_ambient(&workspace, &cache_dir).map_err(NativeError::Open)?;
+    let cache_dir = cache_dir.canonicalize().map_err(|source| {
+        NativeError::Open(OpenError::CacheRoot {
+            path: cache_dir.clone(),
+            source,
+        })
+    })?;
+    if cache_dir == workspace {
+        return Err(NativeError::CacheIsWorkspace { path: cache_dir });
+    }
+    let excluded = cli::parse::excluded_dir(&workspace, &cache_dir)
+        .into_iter()
+        .collect();
+    Ok(Opened {
+        workspace,
+        cache_dir,
+        excluded,
+        cache: Cache::with_options(fs, globals.cache_options()),
+    })
+}
+
+/// The `cachet` binary: parses the command line, runs the subcommand and
+/// returns its exit code.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            return ExitCode::from(cli::report_usage_error(
+                &error,
+                &mut io::stdout(),
+                &mut io::stderr(),
+            ));
+        }
+    };
+    ExitCode::from(dispatch(&cli))
+}
+
+/// Runs a parsed command line and returns the exit code.
+pub fn dispatch(cli: &Cli) -> u8 {
+    let opened = match open(&cli.globals) {
+        Ok(opened) => opened,
+        Err(error) => {
+            cli::report_error(&mut io::stderr(), &error);
+            return error.exit_code();
+        }
+    };
+    match &cli.command {
+        Command::Run(args) => match run::run(args, &cli.globals, &opened) {
+            Ok(code) => code,
+            Err(error) => {
+                cli::report_error(&mut io::stderr(), &error);
+                error.exit_code()
+            }
+        },
+        Command::Plumbing(command) => {
+            let hasher = ParallelHasher::new(&opened.workspace);
+            let host = Host::new(Some(opened.workspace.clone()), opened.excluded.clone())
+                .with_hasher(&hasher);
+            cli::run_plumbing(
+                command,
+                &host,
+                &opened.cache,
+                &mut SystemContext::new(),
+                &mut io::stdout().lock(),
+                &mut io::stderr().lock(),
+            )
+        }
+    }
+}
+
+/// Hashing shows a progress bar (on a terminal) from this many bytes...
+const PROGRESS_MIN_BYTES: u64 = 256 * 1024 * 1024;
+/// ...or this many files.
+const PROGRESS_MIN_FILES: usize = 2000;
+
+/// Hashes input files on the `rayon` pool with [`hash_file`] (memory-mapped
+/// BLAKE3 for large files); the digests equal those of
+/// [`cli::FsHasher`].
+#[derive(Debug)]
+pub struct ParallelHasher {
+    workspace: PathBuf,
+    progress: bool,
+}
+
+impl ParallelHasher {
+    /// A hasher for files below `workspace`, showing progress when stderr
+    /// is a terminal.
+    pub fn new(workspace: &Path) -> ParallelHasher {
+        ParallelHasher {
+            workspace: workspace.to_path_buf(),
+            progress: io::stderr().is_terminal(),
+        }
+    }
+
+    fn progress_bar(&self, paths: &[String]) -> ProgressBar {
+        if !self.progress {
+            return ProgressBar::hidden();
+        }
+        let bytes: u64 = paths
+            .iter()
+            .filter_map(|path| std::fs::symlink_metadata(self.local(path)).ok())
+            .map(|meta| meta.len())
+            .sum();
+        if bytes < PROGRESS_MIN_BYTES && paths.len() < PROGRESS_MIN_FILES {
+            return ProgressBar::hidden();
+        }
+        let bar = ProgressBar::with_draw_target(
+            Some(u64::try_from(paths.len()).unwrap_or(u64::MAX)),
+            ProgressDrawTarget::stderr(),
+        );
+        if let Ok(style) =
+            ProgressStyle::with_template("cachet: hashing inputs {bar:30} {pos}/{len} files")
+        {
+            bar.set_style(style);
+        }
+        bar
+    }
+
+    fn local(&self, path: &str) -> PathBuf {
+        self.workspace.join(path.strip_prefix('/').unwrap_or(path))
+    }
+}
+
+impl FileHasher for ParallelHasher {
+    fn hash_files(
+        &self,
+        paths: &[String],
+        function: HashFunction,
+    ) -> Result<Vec<Digest>, CliError> {
+        let bar = self.progress_bar(paths);
+        let result = paths
+            .par_iter()
+            .map(|path| {
+                let hashed = hash_file(&self.local(path), function)
+                    .map(|content| content.digest)
+                    .map_err(|error| input_error(path, error));
+                bar.inc(1);
+                hashed
+            })
+            .collect();
+        bar.finish_and_clear();
+        result
+    }
+}
+
+fn input_error(path: &str, error: InputError) -> CliError {
+    let (step, source) = match &error {
+        InputError::Read { source, .. } => (Step::Read, fs_error(source)),
+        InputError::NotARegularFile { .. } => {
+            (Step::Open, core_fs::Error::new(ErrorKind::InvalidInput))
+        }
+        _ => (Step::Read, core_fs::Error::new(ErrorKind::Other)),
+    };
+    CliError::Workspace {
+        step,
+        path: String::from(path),
+        source,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::FsHasher;
+
+    #[test]
+    fn parallel_hashing_gives_the_portable_digests() {
+        let dir = tempfile::tempdir().unwrap();
+        let ws = dir.path().join("ws");
+        std::fs::create_dir_all(ws.join("sub")).unwrap();
+        std::fs::write(ws.join("empty"), b"").unwrap();
+        std::fs::write(ws.join("sub/small"), b"small").unwrap();
+        // Above inputs::LARGE_FILE_BYTES: hashed from a memory map.
+        let large: Vec<u8> = (0..400_000u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(ws.join("large"), &large).unwrap();
+        let fs = CapStdFilesystem::open_ambient(&ws, &dir.path().join("cache")).unwrap();
+        let paths: Vec<String> = ["/empty", "/large", "/sub/small"]
+            .iter()
+            .map(|p| String::from(*p))
+            .collect();
+        for function in HashFunction::ALL {
+            let portable = FsHasher(&fs).hash_files(&paths, function).unwrap();
+            let parallel = ParallelHasher::new(&ws)
+                .hash_files(&paths, function)
+                .unwrap();
+            assert_eq!(portable, parallel, "{function}");
+            assert_eq!(
+                portable[1],
+                cachet_core::hash::digest(function, &large),
+                "{function}"
+            );
+        }
+        let missing = ParallelHasher::new(&ws)
+            .hash_files(&[String::from("/gone")], HashFunction::Blake3)
+            .unwrap_err();
+        assert!(missing.to_string().contains("'/gone'"), "{missing}");
+    }
+}

@@ -1,0 +1,189 @@
+//! `cachet run`: a hit restores, a miss runs and stores.
+//!
+//! 1. The key is computed exactly as `cachet key` computes it
+//!    ([`cli::compute_key`]).
+//! 2. On a hit, the outputs are restored (OP-3) and the recorded stdout and
+//!    stderr bytes are written to this process's stdout and stderr; the
+//!    exit code is 0. If restoring fails in a way a fresh run repairs (an
+//!    I/O error while publishing, or the entry turning out corrupt), a
+//!    warning is printed and the command runs as on a miss. If a restore
+//!    target would be written through a symlink or onto a directory
+//!    (SAFE-2), nothing is written, the command does not run, and the exit
+//!    code is 70.
+//! 3. On a miss, the command runs in the workspace with the `--set`
+//!    variables added to the inherited environment; its stdout and stderr
+//!    pass through live and are captured to temporary files (in the cache
+//!    directory, as scratch, else in the system's temporary directory).
+//!    Its exit code is passed through. Only a run that exits 0 is stored,
+//!    with the regular files matched by `--output` after the run; if one is
+//!    a symlink or special file, cachet says so and exits 73 without
+//!    storing.
+//!
+//! Nothing but the command's own streams is printed unless `-v` is given
+//! (or something fails).
+
+use std::io::{self, Write};
+
+use cachet_core::cache::{CacheError, RestoreOutcome, StoreOutcome};
+use clap::Args;
+
+use super::{NativeError, Opened, ParallelHasher};
+use crate::cli::{
+    self, ActionSpec, CliError, GlobalArgs, Host, KeyArgs, StdRead, StdWrite, SystemContext, exit,
+};
+use crate::exec::{CommandSpec, ExecError, Program, RunResult, run_captured};
+
+/// `cachet run`.
+#[derive(Args, Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RunArgs {
+    /// The key's components.
+    #[command(flatten)]
+    pub key: KeyArgs,
+
+    /// Output files to store after a successful run: a glob over workspace
+    /// paths; a directory matched stores every file below it. Repeatable
+    #[arg(long = "output", value_name = "GLOB", allow_hyphen_values = true)]
+    pub outputs: Vec<String>,
+}
+
+fn say(verbose: bool, message: core::fmt::Arguments<'_>) {
+    if verbose {
+        let mut stderr = io::stderr().lock();
+        let _ = writeln!(stderr, "cachet: {message}");
+        let _ = stderr.flush();
+    }
+}
+
+/// Runs `cachet run` and returns its exit code.
+pub(super) fn run(
+    args: &RunArgs,
+    globals: &GlobalArgs,
+    opened: &Opened,
+) -> Result<u8, NativeError> {
+    let verbose = globals.verbose;
+    let cache = &opened.cache;
+    let hasher = ParallelHasher::new(&opened.workspace);
+    let host =
+        Host::new(Some(opened.workspace.clone()), opened.excluded.clone()).with_hasher(&hasher);
+    let report = cli::compute_key(&args.key, cache, &host)?;
+    let key = report.key;
+    let mut ctx = SystemContext::new();
+
+    let status = cache.lookup_status(&key).map_err(CliError::from)?;
+    if status.is_hit() {
+        let restored = {
+            let mut stdout = io::stdout().lock();
+            let mut stderr = io::stderr().lock();
+            let outcome =
+                cache.restore(&key, StdWrite(&mut stdout), StdWrite(&mut stderr), &mut ctx);
+            let _ = stdout.flush();
+            let _ = stderr.flush();
+            outcome
+        };
+        match restored {
+            Ok(RestoreOutcome::Restored { outputs, .. }) => {
+                say(
+                    verbose,
+                    format_args!("hit {key}: restored {outputs} outputs"),
+                );
+                return Ok(exit::SUCCESS);
+            }
+            Ok(RestoreOutcome::Miss(status)) => say(
+                verbose,
+                format_args!("miss ({status}) {key} while restoring; running the command"),
+            ),
+            Err(error @ (CacheError::UnsafeTarget { .. } | CacheError::StreamWrite { .. })) => {
+                return Err(CliError::Cache(error).into());
+            }
+            Err(error) => cli::report_error(
+                &mut io::stderr(),
+                &format_args!(
+                    "warning: could not restore {key} ({error}); running the command instead"
+                ),
+            ),
+        }
+    } else {
+        say(
+            verbose,
+            format_args!("miss ({status}) {key}; running the command"),
+        );
+    }
+
+    let program = match &report.action {
+        ActionSpec::Command(argv) => Program::Argv(argv.clone()),
+        ActionSpec::Shell { shell, script } => Program::Shell {
+            shell: shell.clone(),
+            script: script.clone(),
+        },
+    };
+    let mut spec = CommandSpec::new(program);
+    spec.overrides = report.overrides.clone();
+    let result = capture(&spec, opened)?;
+    if let Some(error) = &result.live_output_error {
+        say(
+            verbose,
+            format_args!("could not pass the command's output through: {error}"),
+        );
+    }
+    if !result.success() {
+        let code = match (result.exit_code, result.signal) {
+            (Some(code), _) => u8::try_from(code).unwrap_or(exit::FAILURE),
+            (None, Some(signal)) => u8::try_from(signal)
+                .ok()
+                .and_then(|signal| exit::SIGNAL_BASE.checked_add(signal))
+                .unwrap_or(exit::FAILURE),
+            (None, None) => exit::FAILURE,
+        };
+        say(
+            verbose,
+            format_args!("the command exited with {code}; nothing was stored"),
+        );
+        return Ok(code);
+    }
+
+    let outputs = cli::select::select_outputs(cache.filesystem(), &args.outputs, &opened.excluded)?;
+    let mut paths: Vec<&str> = outputs.iter().map(String::as_str).collect();
+    let open_capture = |capture: &crate::exec::Capture| {
+        capture.open().map_err(|source| {
+            NativeError::Exec(ExecError::Capture {
+                path: capture.path().to_path_buf(),
+                source,
+            })
+        })
+    };
+    let stdout = open_capture(&result.stdout)?;
+    let stderr = open_capture(&result.stderr)?;
+    let outcome = cache
+        .store(&key, &mut paths, StdRead(stdout), StdRead(stderr), &mut ctx)
+        .map_err(CliError::from)?;
+    match outcome {
+        StoreOutcome::Stored => say(
+            verbose,
+            format_args!("stored {key} with {} outputs", outputs.len()),
+        ),
+        StoreOutcome::AlreadyPresent => say(
+            verbose,
+            format_args!("{key} was stored meanwhile by another process; kept that entry"),
+        ),
+        StoreOutcome::Contended => say(
+            verbose,
+            format_args!(
+                "not stored {key}: other processes kept writing broken entries for this key"
+            ),
+        ),
+    }
+    Ok(exit::SUCCESS)
+}
+
+/// Runs the command, capturing into the cache directory (scratch that a
+/// soft clean removes after a crash) or, if that is not writable, into the
+/// system's temporary directory.
+fn capture(spec: &CommandSpec, opened: &Opened) -> Result<RunResult, NativeError> {
+    match run_captured(spec, &opened.workspace, &opened.cache_dir) {
+        Err(ExecError::CreateCapture { .. }) => {
+            run_captured(spec, &opened.workspace, &std::env::temp_dir()).map_err(NativeError::Exec)
+        }
+        other => other.map_err(NativeError::Exec),
+    }
+}
