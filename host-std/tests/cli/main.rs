@@ -1,0 +1,10 @@
+//! The real `cachet` binary, end to end: `run` (CLAIM-1, OP-2, SAFE-2),
+//! the plumbing subcommands against the reference vectors, exit codes, and
+//! the README quickstart.
+
+extern crate alloc;
+
+mod example;
+mod plumbing;
+mod run;
+mod support;
