@@ -299,6 +299,23 @@ pub trait Filesystem {
 
     /// Makes the directory's entries durable (`fsync` on the directory).
     fn sync_dir(&self, root: Root, path: &str) -> Result<(), Error>;
+
+    /// Whether [`Filesystem::sync_filesystem`] is available. The core asks
+    /// before it writes, because the answer decides whether it syncs each
+    /// file as it goes or everything at once at the end.
+    fn supports_sync_filesystem(&self) -> bool {
+        false
+    }
+
+    /// Makes everything written so far on the filesystem that holds `root`
+    /// durable in one call: file data, metadata and directory entries
+    /// (Linux `syncfs`). One call replaces the thousands of `fsync`s a store
+    /// of many small files would otherwise need. Hosts without such a call
+    /// return [`ErrorKind::Unsupported`], the default.
+    fn sync_filesystem(&self, root: Root) -> Result<(), Error> {
+        let _ = root;
+        Err(Error::new(ErrorKind::Unsupported))
+    }
 }
 
 impl<F: Filesystem + ?Sized> Filesystem for &F {
@@ -351,5 +368,11 @@ impl<F: Filesystem + ?Sized> Filesystem for &F {
     }
     fn sync_dir(&self, root: Root, path: &str) -> Result<(), Error> {
         (**self).sync_dir(root, path)
+    }
+    fn supports_sync_filesystem(&self) -> bool {
+        (**self).supports_sync_filesystem()
+    }
+    fn sync_filesystem(&self, root: Root) -> Result<(), Error> {
+        (**self).sync_filesystem(root)
     }
 }

@@ -288,9 +288,20 @@ struct State {
     epoch: u64,
     cross_device: bool,
     rename_no_replace_supported: bool,
+    sync_filesystem_supported: bool,
 }
 
 impl State {
+    /// Every file's contents and every directory's entries become durable.
+    fn make_all_durable(&mut self) {
+        for node in self.nodes.values_mut() {
+            node.sync_file();
+            if let Body::Dir { entries, durable } = &mut node.body {
+                durable.clone_from(entries);
+            }
+        }
+    }
+
     fn new() -> State {
         let now = Timestamp::default();
         let mut nodes = BTreeMap::new();
@@ -309,6 +320,7 @@ impl State {
             epoch: 0,
             cross_device: false,
             rename_no_replace_supported: true,
+            sync_filesystem_supported: true,
         }
     }
 
@@ -676,6 +688,16 @@ impl MemFs {
         });
     }
 
+    /// Makes [`Filesystem::sync_filesystem`] available (the default) or
+    /// [`ErrorKind::Unsupported`], so both of the core's durability paths
+    /// (one sync at the end, or a sync per file) can be tested.
+    pub fn set_sync_filesystem_supported(&self, supported: bool) {
+        let _ = self.with(|state| {
+            state.sync_filesystem_supported = supported;
+            Ok(())
+        });
+    }
+
     /// With `false`, [`Filesystem::rename_no_replace`] returns
     /// [`ErrorKind::Unsupported`] (still counting as an operation), as on a
     /// host without `renameat2(RENAME_NOREPLACE)`.
@@ -901,12 +923,7 @@ impl MemFs {
     /// file and directory had been synced.
     pub fn sync_all(&self) {
         let _ = self.with(|state| {
-            for node in state.nodes.values_mut() {
-                node.sync_file();
-                if let Body::Dir { entries, durable } = &mut node.body {
-                    durable.clone_from(entries);
-                }
-            }
+            state.make_all_durable();
             Ok(())
         });
     }
@@ -1211,6 +1228,23 @@ impl Filesystem for MemFs {
                 }
                 _ => Err(err(ErrorKind::NotADirectory)),
             }
+        })
+    }
+
+    fn supports_sync_filesystem(&self) -> bool {
+        self.with(|state| Ok(state.sync_filesystem_supported))
+            .unwrap_or(false)
+    }
+
+    /// Both roots model one filesystem, so this makes both durable, like
+    /// `syncfs` would.
+    fn sync_filesystem(&self, _root: Root) -> Result<(), Error> {
+        self.op(|state| {
+            if !state.sync_filesystem_supported {
+                return Err(err(ErrorKind::Unsupported));
+            }
+            state.make_all_durable();
+            Ok(())
         })
     }
 }
@@ -2271,6 +2305,29 @@ mod tests {
         fs.recover(CrashMode::PowerLoss);
         assert_eq!(fs.tree(Cache), before);
         assert_eq!(fs.read_file(Cache, "d/f").unwrap(), b"x");
+    }
+
+    #[test]
+    fn sync_filesystem_is_an_operation_and_makes_everything_durable() {
+        let fs = MemFs::new();
+        fs.create_dir(Cache, "d").unwrap();
+        create(&fs, Cache, "d/f", b"x").unwrap();
+        create(&fs, Workspace, "w", b"y").unwrap();
+        assert!(fs.supports_sync_filesystem());
+        let before = fs.op_count();
+        fs.sync_filesystem(Cache).unwrap();
+        assert_eq!(fs.op_count(), before + 1);
+        let (cache, workspace) = (fs.tree(Cache), fs.tree(Workspace));
+        fs.recover(CrashMode::PowerLoss);
+        assert_eq!(fs.tree(Cache), cache);
+        assert_eq!(fs.tree(Workspace), workspace);
+
+        fs.set_sync_filesystem_supported(false);
+        assert!(!fs.supports_sync_filesystem());
+        assert_eq!(
+            fs.sync_filesystem(Cache).map_err(|e| e.kind),
+            Err(ErrorKind::Unsupported)
+        );
     }
 
     #[test]

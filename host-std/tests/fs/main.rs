@@ -758,3 +758,12 @@ mod libc_errno {
     pub const ELOOP: i32 = 40;
     pub const EDQUOT: i32 = 122;
 }
+
+#[test]
+fn sync_filesystem_is_available_on_linux_and_succeeds_on_both_roots() {
+    let f = fixture();
+    write_new(&f.fs, Root::Cache, "blob", b"durable");
+    assert!(f.fs.supports_sync_filesystem());
+    f.fs.sync_filesystem(Root::Cache).unwrap();
+    f.fs.sync_filesystem(Root::Workspace).unwrap();
+}
