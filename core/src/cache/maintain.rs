@@ -309,6 +309,21 @@ impl<F: Filesystem> Cache<F> {
         let mut report = ClearReport::default();
         let items = self.walk(&mut report.failures)?;
         let mut shards: BTreeSet<String> = BTreeSet::new();
+        // Shards with nothing in them (their last entry evicted by a clean,
+        // or a store that died right after creating one) yield no item, and
+        // clear removes them too (OP-4).
+        let listed = self.fs.read_dir(Root::Cache, "", &mut |name, kind| {
+            if kind == FileKind::Dir && layout::is_shard_name(name) {
+                shards.insert(String::from(name));
+            }
+            ControlFlow::Continue(())
+        });
+        if let Err(e) = listed {
+            report.failures.push(Failure {
+                path: String::new(),
+                error: io(Step::List, Root::Cache, "")(e),
+            });
+        }
         for item in items {
             let result = match &item {
                 Item::Entry { key, path } => {

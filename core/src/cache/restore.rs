@@ -167,14 +167,12 @@ impl<F: Filesystem> Cache<F> {
                 &staged,
                 &record.content_hash,
                 record.size,
+                Some(record.mode & 0o7777),
                 &mut buffer,
             )?;
             if verdict.is_some() {
                 return Ok(verdict);
             }
-            self.fs
-                .set_mode(Root::Cache, &staged, record.mode & 0o7777)
-                .map_err(io(Step::SetMode, Root::Cache, &staged))?;
         }
         let tail = &manifest.tail;
         let streams = [
@@ -193,7 +191,7 @@ impl<F: Filesystem> Cache<F> {
         ];
         for (source, name, hash, len) in streams {
             let staged = layout::join(scratch, name);
-            let verdict = self.stage_file(&source, &staged, hash, len, &mut buffer)?;
+            let verdict = self.stage_file(&source, &staged, hash, len, None, &mut buffer)?;
             if verdict.is_some() {
                 return Ok(verdict);
             }
@@ -201,12 +199,15 @@ impl<F: Filesystem> Cache<F> {
         Ok(None)
     }
 
+    /// Copies `source` to `staged`, verifying hash and size, applies `mode`
+    /// and syncs. `Ok(Some(status))` means the source did not verify.
     fn stage_file(
         &self,
         source: &str,
         staged: &str,
         expected_hash: &Digest,
         expected_size: u64,
+        mode: Option<u32>,
         buffer: &mut [u8],
     ) -> Result<Option<LookupStatus>, CacheError> {
         let reader = match self.fs.open_file(Root::Cache, source) {
@@ -229,8 +230,18 @@ impl<F: Filesystem> Cache<F> {
         if hash != *expected_hash || size != expected_size {
             return Ok(Some(LookupStatus::MissCorrupt));
         }
-        // Synced before it is renamed onto a target, so that after a power
-        // loss a target is either the old file or the complete new one.
+        // The mode is applied before the sync, and both before the file is
+        // renamed onto a target, so that after a power loss a target is
+        // either the old file or the complete new one, permission bits
+        // included: a mode set after the sync may be lost while the rename
+        // survives.
+        if let Some(mode) = mode {
+            self.fs.set_mode(Root::Cache, staged, mode).map_err(io(
+                Step::SetMode,
+                Root::Cache,
+                staged,
+            ))?;
+        }
         writer.sync().map_err(io(Step::Sync, Root::Cache, staged))?;
         Ok(None)
     }
@@ -343,13 +354,14 @@ impl<F: Filesystem> Cache<F> {
                     CopyFailure::Write(e) => io(Step::Write, Root::Workspace, &beside)(e),
                 },
             )?;
+            // Mode before sync, as in `stage_file`.
+            self.fs
+                .set_mode(Root::Workspace, &beside, mode)
+                .map_err(io(Step::SetMode, Root::Workspace, &beside))?;
             writer
                 .sync()
                 .map_err(io(Step::Sync, Root::Workspace, &beside))?;
             drop(writer);
-            self.fs
-                .set_mode(Root::Workspace, &beside, mode)
-                .map_err(io(Step::SetMode, Root::Workspace, &beside))?;
             self.fs
                 .rename(Root::Workspace, &beside, Root::Workspace, relative)
                 .map_err(io(Step::Rename, Root::Workspace, path.as_str()))

@@ -87,31 +87,33 @@ impl<F: Filesystem> Cache<F> {
         outcome
     }
 
-    /// Creates the key's shard directory if needed, syncing the cache root
-    /// when it is new so the entry published into it survives power loss.
+    /// Creates the key's shard directory if needed and makes its entry in
+    /// the cache root durable, so the entry published into it survives
+    /// power loss. The root is synced even when the shard already exists:
+    /// a store that died between creating the shard and syncing the root
+    /// leaves a shard that is visible but not durable, and an entry
+    /// published into it would be lost with it (OP-2, SAFE-3).
     fn ensure_shard(&self, key: &Key) -> Result<(), CacheError> {
         let shard = layout::shard(key);
         match self.fs.create_dir(Root::Cache, &shard) {
-            Ok(()) => self
-                .fs
-                .sync_dir(Root::Cache, "")
-                .map_err(io(Step::Sync, Root::Cache, "")),
+            Ok(()) => {}
             Err(e) if e.kind == ErrorKind::AlreadyExists => {
                 let meta = self.fs.metadata(Root::Cache, &shard).map_err(io(
                     Step::Stat,
                     Root::Cache,
                     &shard,
                 ))?;
-                if meta.kind == FileKind::Dir {
-                    Ok(())
-                } else {
-                    Err(io(Step::CreateDir, Root::Cache, &shard)(fs::Error::new(
+                if meta.kind != FileKind::Dir {
+                    return Err(io(Step::CreateDir, Root::Cache, &shard)(fs::Error::new(
                         ErrorKind::NotADirectory,
-                    )))
+                    )));
                 }
             }
-            Err(e) => Err(io(Step::CreateDir, Root::Cache, &shard)(e)),
+            Err(e) => return Err(io(Step::CreateDir, Root::Cache, &shard)(e)),
         }
+        self.fs
+            .sync_dir(Root::Cache, "")
+            .map_err(io(Step::Sync, Root::Cache, ""))
     }
 
     /// Writes blobs, streams and manifest into `scratch` and syncs them.
@@ -272,12 +274,15 @@ impl<F: Filesystem> Cache<F> {
     }
 
     /// Renames without replacing a non-empty entry; `Ok(false)` when one is
-    /// in the way.
+    /// in the way. Without `rename_no_replace`, POSIX `rename` reports a
+    /// non-directory (a symlink or file planted at the entry path) as
+    /// `NotADirectory`: that is in the way too, and is moved aside like any
+    /// corrupt entry.
     fn rename_into_place(&self, scratch: &str, entry: &str) -> Result<bool, CacheError> {
         let occupied = |e: &fs::Error| {
             matches!(
                 e.kind,
-                ErrorKind::AlreadyExists | ErrorKind::DirectoryNotEmpty
+                ErrorKind::AlreadyExists | ErrorKind::DirectoryNotEmpty | ErrorKind::NotADirectory
             )
         };
         match self

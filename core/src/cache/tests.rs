@@ -244,6 +244,26 @@ fn op_2_corrupt_entry_is_moved_aside_and_replaced() {
 }
 
 #[test]
+fn op_2_a_symlink_at_the_entry_path_is_moved_aside_without_rename_no_replace() {
+    for no_replace in [true, false] {
+        let (fs, cache) = setup();
+        fs.set_rename_no_replace_supported(no_replace);
+        let mut ctx = ctx();
+        let outputs = write_outputs(&fs);
+        fs.symlink(C, &layout::entry_dir(&key(1)), "/elsewhere")
+            .unwrap();
+        assert_eq!(cache.lookup_status(&key(1)), Ok(LookupStatus::MissCorrupt));
+        assert_eq!(
+            store(&cache, &key(1), &outputs, &mut ctx),
+            Ok(StoreOutcome::Stored),
+            "rename_no_replace supported: {no_replace}"
+        );
+        assert_eq!(cache.lookup_status(&key(1)), Ok(LookupStatus::Hit));
+        assert!(scratch_left(&fs).is_empty(), "{:?}", scratch_left(&fs));
+    }
+}
+
+#[test]
 fn op_2_a_failure_at_any_step_publishes_nothing_and_leaves_no_scratch() {
     let (fs, _) = setup();
     let outputs = write_outputs(&fs);
@@ -603,6 +623,29 @@ fn op_4_clear_removes_everything_and_absent_root_is_fine() {
     assert!(report.failures.is_empty());
     assert!(fs.tree(C).is_empty(), "{:?}", fs.tree(C));
     assert_eq!(cache.clear(&mut ctx).unwrap(), ClearReport::default());
+}
+
+#[test]
+fn op_4_clear_also_removes_shards_a_clean_left_empty() {
+    let (fs, cache) = setup();
+    let mut ctx = ctx();
+    let outputs = write_outputs(&fs);
+    store(&cache, &key(1), &outputs, &mut ctx).unwrap();
+    fs.write_file(C, &layout::manifest(&key(1)), b"{ not json", 0o644)
+        .unwrap();
+    let soft = CleanModes {
+        soft: true,
+        ..CleanModes::default()
+    };
+    cache.clean(&soft, &mut ctx).unwrap();
+    // The shard is all that is left, and it holds nothing.
+    assert_eq!(
+        fs.tree(C).into_iter().map(|e| e.0).collect::<Vec<_>>(),
+        [String::from(layout::shard(&key(1)).as_str())]
+    );
+    let report = cache.clear(&mut ctx).unwrap();
+    assert!(report.failures.is_empty());
+    assert!(fs.tree(C).is_empty(), "{:?}", fs.tree(C));
 }
 
 #[test]
