@@ -1,0 +1,8 @@
+//! Fuzz target `key_derivation`: the checks live in
+//! `cachet_tests::harness::key_derivation`, shared with the stable seed replay
+//! (`tests/tests/fuzz_seeds.rs`).
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    cachet_tests::harness::key_derivation::run(data);
+});

@@ -1,0 +1,8 @@
+//! Fuzz target `manifest_read`: the checks live in
+//! `cachet_tests::harness::manifest_read`, shared with the stable seed replay
+//! (`tests/tests/fuzz_seeds.rs`).
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    cachet_tests::harness::manifest_read::run(data);
+});
