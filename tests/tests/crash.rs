@@ -323,12 +323,32 @@ impl Fixture {
 
 /// Runs `op` on a fresh fixture with the process dying at every call in
 /// turn, ends each crash as `crash` says and hands the fixture to `check`
-/// with the call index, whether `op` finished and its result.
+/// with the call index, whether `op` finished and its result. Everything
+/// runs twice: with a host that syncs the whole filesystem in one call and
+/// with one that syncs file by file, since the core orders its writes
+/// differently for each (OP-2).
 fn crash_everywhere<R>(
     crash: Crash,
     fixture: impl Fn() -> Fixture,
     op: impl Fn(&mut Fixture) -> R,
     check: impl Fn(&mut Fixture, &str, bool, R),
+) {
+    for sync_filesystem in [true, false] {
+        let durable_fixture = || {
+            let f = fixture();
+            f.fs.set_sync_filesystem_supported(sync_filesystem);
+            f
+        };
+        crash_everywhere_once(crash, sync_filesystem, durable_fixture, &op, &check);
+    }
+}
+
+fn crash_everywhere_once<R>(
+    crash: Crash,
+    sync_filesystem: bool,
+    fixture: impl Fn() -> Fixture,
+    op: &impl Fn(&mut Fixture) -> R,
+    check: &impl Fn(&mut Fixture, &str, bool, R),
 ) {
     let mut probe = fixture();
     let start = probe.fs.op_count();
@@ -346,7 +366,12 @@ fn crash_everywhere<R>(
             f.fs.recover(CrashMode::ProcessKill);
         }
         memcache::recover(&f.fs, crash);
-        let context = format!("{crash:?} at call {i} of {n}");
+        let durability = if sync_filesystem {
+            "one sync_filesystem"
+        } else {
+            "per-file syncs"
+        };
+        let context = format!("{crash:?} at call {i} of {n} ({durability})");
         check(&mut f, &context, finished, result);
     }
 }

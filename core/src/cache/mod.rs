@@ -307,6 +307,16 @@ impl<F: Filesystem> Cache<F> {
         &self.options
     }
 
+    /// Decided once per operation: the answer must not change between the
+    /// writes and the sync that makes them durable.
+    fn durability(&self) -> Durability {
+        if self.fs.supports_sync_filesystem() {
+            Durability::WholeFilesystem
+        } else {
+            Durability::PerFile
+        }
+    }
+
     fn buffer(&self) -> Vec<u8> {
         alloc::vec![0u8; self.options.copy_buffer_bytes.max(4096)]
     }
@@ -401,6 +411,18 @@ fn remove_ignoring_absent(
         Err(e) if e.kind == fs::ErrorKind::NotFound => Ok(()),
         other => other.map_err(io(Step::Remove, root, path)),
     }
+}
+
+/// How store and restore make what they wrote durable before publishing
+/// it (OP-2, SAFE-3). Either way every file and directory entry an entry
+/// consists of is durable before the rename that publishes it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Durability {
+    /// `fsync` each file and directory as it is finished.
+    PerFile,
+    /// One [`Filesystem::sync_filesystem`] after everything is written:
+    /// the same guarantee for thousands of small files in one call.
+    WholeFilesystem,
 }
 
 /// Where a streaming copy failed.

@@ -17,7 +17,7 @@ use alloc::string::String;
 use core::fmt::Write as _;
 
 use super::lookup::LookupStatus;
-use super::{Cache, CacheError, Context, CopyFailure, Step, copy_hashing, io};
+use super::{Cache, CacheError, Context, CopyFailure, Durability, Step, copy_hashing, io};
 use crate::fs::{ErrorKind, FileKind, FileWriter, Filesystem, Root, Write};
 use crate::hash::Digest;
 use crate::key::Key;
@@ -40,6 +40,14 @@ pub enum RestoreOutcome {
     /// Nothing was written: the entry is not a hit, or its bytes did not
     /// verify while staging (reported as [`LookupStatus::MissCorrupt`]).
     Miss(LookupStatus),
+}
+
+/// What a staged copy must turn out to be, and the mode it gets.
+struct Staged<'a> {
+    hash: &'a Digest,
+    size: u64,
+    /// Permission bits for an output; streams keep the default.
+    mode: Option<u32>,
 }
 
 /// Ancestor directories already checked or created, so that many outputs
@@ -84,8 +92,9 @@ impl<F: Filesystem> Cache<F> {
             Root::Cache,
             &scratch,
         ))?;
+        let durability = self.durability();
         let outcome = self
-            .stage(key, &manifest, &scratch)
+            .stage(key, &manifest, &scratch, durability)
             .and_then(|verdict| match verdict {
                 Some(miss) => Ok(RestoreOutcome::Miss(miss)),
                 None => self
@@ -157,19 +166,18 @@ impl<F: Filesystem> Cache<F> {
         key: &Key,
         manifest: &Manifest<'_>,
         scratch: &str,
+        durability: Durability,
     ) -> Result<Option<LookupStatus>, CacheError> {
         let mut buffer = self.buffer();
         for (index, record) in manifest.outputs().enumerate() {
             let source = layout::blob(key, &record.content_hash);
             let staged = staged_path(scratch, index);
-            let verdict = self.stage_file(
-                &source,
-                &staged,
-                &record.content_hash,
-                record.size,
-                Some(record.mode & 0o7777),
-                &mut buffer,
-            )?;
+            let expected = Staged {
+                hash: &record.content_hash,
+                size: record.size,
+                mode: Some(record.mode & 0o7777),
+            };
+            let verdict = self.stage_file(&source, &staged, expected, durability, &mut buffer)?;
             if verdict.is_some() {
                 return Ok(verdict);
             }
@@ -191,23 +199,35 @@ impl<F: Filesystem> Cache<F> {
         ];
         for (source, name, hash, len) in streams {
             let staged = layout::join(scratch, name);
-            let verdict = self.stage_file(&source, &staged, hash, len, None, &mut buffer)?;
+            let expected = Staged {
+                hash,
+                size: len,
+                mode: None,
+            };
+            let verdict = self.stage_file(&source, &staged, expected, durability, &mut buffer)?;
             if verdict.is_some() {
                 return Ok(verdict);
             }
+        }
+        // Everything staged must be durable before the first rename onto a
+        // target, or a power loss could leave a target empty.
+        if durability == Durability::WholeFilesystem {
+            self.fs
+                .sync_filesystem(Root::Cache)
+                .map_err(io(Step::Sync, Root::Cache, scratch))?;
         }
         Ok(None)
     }
 
     /// Copies `source` to `staged`, verifying hash and size, applies `mode`
-    /// and syncs. `Ok(Some(status))` means the source did not verify.
+    /// and syncs (now, or with the whole filesystem once everything is
+    /// staged). `Ok(Some(status))` means the source did not verify.
     fn stage_file(
         &self,
         source: &str,
         staged: &str,
-        expected_hash: &Digest,
-        expected_size: u64,
-        mode: Option<u32>,
+        expected: Staged<'_>,
+        durability: Durability,
         buffer: &mut [u8],
     ) -> Result<Option<LookupStatus>, CacheError> {
         let reader = match self.fs.open_file(Root::Cache, source) {
@@ -227,7 +247,7 @@ impl<F: Filesystem> Cache<F> {
                 CopyFailure::Read(e) => io(Step::Read, Root::Cache, source)(e),
                 CopyFailure::Write(e) => io(Step::Write, Root::Cache, staged)(e),
             })?;
-        if hash != *expected_hash || size != expected_size {
+        if hash != *expected.hash || size != expected.size {
             return Ok(Some(LookupStatus::MissCorrupt));
         }
         // The mode is applied before the sync, and both before the file is
@@ -235,14 +255,16 @@ impl<F: Filesystem> Cache<F> {
         // either the old file or the complete new one, permission bits
         // included: a mode set after the sync may be lost while the rename
         // survives.
-        if let Some(mode) = mode {
+        if let Some(mode) = expected.mode {
             self.fs.set_mode(Root::Cache, staged, mode).map_err(io(
                 Step::SetMode,
                 Root::Cache,
                 staged,
             ))?;
         }
-        writer.sync().map_err(io(Step::Sync, Root::Cache, staged))?;
+        if durability == Durability::PerFile {
+            writer.sync().map_err(io(Step::Sync, Root::Cache, staged))?;
+        }
         Ok(None)
     }
 

@@ -10,7 +10,7 @@
 //! synced. An existing valid entry wins (same key, equivalent content); a
 //! corrupt one is renamed aside first, never deleted in place.
 
-use super::{Cache, CacheError, Context, CopyFailure, Step, copy_hashing, io};
+use super::{Cache, CacheError, Context, CopyFailure, Durability, Step, copy_hashing, io};
 use crate::fs::{self, ErrorKind, FileKind, FileWriter, Filesystem, Read, Root};
 use crate::key::{CHAPTER_REVISION, Key};
 use crate::layout::{self, LayoutPath};
@@ -70,14 +70,15 @@ impl<F: Filesystem> Cache<F> {
             return Ok(StoreOutcome::AlreadyPresent);
         }
 
-        self.ensure_shard(key)?;
+        let durability = self.durability();
+        self.ensure_shard(key, durability)?;
         let scratch = layout::store_scratch_dir(key, ctx.scratch_suffix());
         self.fs.create_dir(Root::Cache, &scratch).map_err(io(
             Step::CreateDir,
             Root::Cache,
             &scratch,
         ))?;
-        let assembled = self.assemble(key, &scratch, outputs, stdout, stderr, ctx);
+        let assembled = self.assemble(key, &scratch, outputs, (stdout, stderr), durability, ctx);
         let outcome = assembled.and_then(|()| self.publish(key, &scratch, ctx));
         if !matches!(outcome, Ok(StoreOutcome::Stored)) {
             // The scratch dir is private; on failure or when another entry
@@ -92,8 +93,9 @@ impl<F: Filesystem> Cache<F> {
     /// power loss. The root is synced even when the shard already exists:
     /// a store that died between creating the shard and syncing the root
     /// leaves a shard that is visible but not durable, and an entry
-    /// published into it would be lost with it (OP-2, SAFE-3).
-    fn ensure_shard(&self, key: &Key) -> Result<(), CacheError> {
+    /// published into it would be lost with it (OP-2, SAFE-3). With
+    /// [`Durability::WholeFilesystem`] the sync before publishing covers it.
+    fn ensure_shard(&self, key: &Key, durability: Durability) -> Result<(), CacheError> {
         let shard = layout::shard(key);
         match self.fs.create_dir(Root::Cache, &shard) {
             Ok(()) => {}
@@ -111,6 +113,9 @@ impl<F: Filesystem> Cache<F> {
             }
             Err(e) => return Err(io(Step::CreateDir, Root::Cache, &shard)(e)),
         }
+        if durability == Durability::WholeFilesystem {
+            return Ok(());
+        }
         self.fs
             .sync_dir(Root::Cache, "")
             .map_err(io(Step::Sync, Root::Cache, ""))
@@ -122,8 +127,8 @@ impl<F: Filesystem> Cache<F> {
         key: &Key,
         scratch: &str,
         outputs: &[&str],
-        stdout: O,
-        stderr: E,
+        (stdout, stderr): (O, E),
+        durability: Durability,
         ctx: &mut dyn Context,
     ) -> Result<(), CacheError> {
         let function = self.options.hash_function;
@@ -171,7 +176,8 @@ impl<F: Filesystem> Cache<F> {
                 Root::Workspace,
                 output,
             ))?;
-            let (content_hash, size) = self.write_synced(&partial, reader, &mut buffer, output)?;
+            let (content_hash, size) =
+                self.write_synced(&partial, reader, &mut buffer, output, durability)?;
             let blob = layout::join(&blobs, content_hash.to_hex().as_str());
             match self.fs.metadata(Root::Cache, &blob) {
                 Ok(_) => self.fs.remove_file(Root::Cache, &partial).map_err(io(
@@ -192,10 +198,10 @@ impl<F: Filesystem> Cache<F> {
 
         let stdout_path = layout::join(scratch, layout::STDOUT_FILE);
         let (stdout_hash, stdout_len) =
-            self.write_synced(&stdout_path, stdout, &mut buffer, "stdout")?;
+            self.write_synced(&stdout_path, stdout, &mut buffer, "stdout", durability)?;
         let stderr_path = layout::join(scratch, layout::STDERR_FILE);
         let (stderr_hash, stderr_len) =
-            self.write_synced(&stderr_path, stderr, &mut buffer, "stderr")?;
+            self.write_synced(&stderr_path, stderr, &mut buffer, "stderr", durability)?;
 
         let tail = ManifestTail {
             stdout_len,
@@ -209,26 +215,38 @@ impl<F: Filesystem> Cache<F> {
             manifest
                 .finish(&tail)
                 .map_err(io(Step::Write, Root::Cache, &manifest_path))?;
-        manifest_file
-            .sync()
-            .map_err(io(Step::Sync, Root::Cache, &manifest_path))?;
-        drop(manifest_file);
-        for dir in [blobs.as_str(), scratch] {
-            self.fs
-                .sync_dir(Root::Cache, dir)
-                .map_err(io(Step::Sync, Root::Cache, dir))?;
+        match durability {
+            Durability::PerFile => {
+                manifest_file
+                    .sync()
+                    .map_err(io(Step::Sync, Root::Cache, &manifest_path))?;
+                drop(manifest_file);
+                for dir in [blobs.as_str(), scratch] {
+                    self.fs
+                        .sync_dir(Root::Cache, dir)
+                        .map_err(io(Step::Sync, Root::Cache, dir))?;
+                }
+            }
+            Durability::WholeFilesystem => {
+                drop(manifest_file);
+                self.fs
+                    .sync_filesystem(Root::Cache)
+                    .map_err(io(Step::Sync, Root::Cache, ""))?;
+            }
         }
         Ok(())
     }
 
     /// Creates `path` in the cache, streams `source` into it while hashing,
-    /// and syncs it. `source_name` names the source in errors.
+    /// and syncs it unless the whole filesystem is synced later.
+    /// `source_name` names the source in errors.
     fn write_synced<R: Read>(
         &self,
         path: &LayoutPath,
         source: R,
         buffer: &mut [u8],
         source_name: &str,
+        durability: Durability,
     ) -> Result<(crate::hash::Digest, u64), CacheError> {
         let mut file = self.fs.create_new_file(Root::Cache, path).map_err(io(
             Step::Create,
@@ -240,7 +258,9 @@ impl<F: Filesystem> Cache<F> {
             CopyFailure::Read(e) => io(Step::Read, Root::Workspace, source_name)(e),
             CopyFailure::Write(e) => io(Step::Write, Root::Cache, path)(e),
         })?;
-        file.sync().map_err(io(Step::Sync, Root::Cache, path))?;
+        if durability == Durability::PerFile {
+            file.sync().map_err(io(Step::Sync, Root::Cache, path))?;
+        }
         Ok((digest, size))
     }
 
