@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every check cachet has, on a fresh machine with only the Rust
-# toolchain: formatting, lints, the bare-metal build of the core, and every
-# test. CI runs exactly this (see .ci/run); so should you before pushing.
+# toolchain: formatting, lints, the bare-metal build of the core, every
+# test, and a short run of every fuzz target. CI runs exactly this (see .ci/run); so should you before pushing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,3 +29,6 @@ cargo test --workspace
 
 step "vectors"
 cargo test -p cachet-tests --test vectors -- --nocapture
+
+step "fuzz smoke: every target briefly (prints SKIPPED when cargo-fuzz cannot be installed)"
+fuzz/run-smoke.sh
