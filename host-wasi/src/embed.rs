@@ -1,0 +1,538 @@
+//! [`Embedding`]: runs the `cachet-wasi` guest command under wasmtime.
+//!
+//! The guest module is compiled once, when the [`Embedding`] is made, and
+//! pre-linked against `wasmtime-wasi`'s preview 1 implementation; every
+//! [`Embedding::run`] then only instantiates it in a fresh store. Each run
+//! sees exactly two preopened directories, the workspace as
+//! [`WORKSPACE_PREOPEN`](crate::WORKSPACE_PREOPEN) and the cache root as
+//! [`CACHE_PREOPEN`](crate::CACHE_PREOPEN), no inherited environment, no
+//! network, and empty stdin; for the subcommands that only read (`status`,
+//! `info`, `key`, `verify` without `--evict`) both are preopened read-only
+//! ([`FsPerms::ReadOnly`]).
+//!
+//! # Why `wasmtime-wasi` preview 1 and not `wasi-common`
+//!
+//! `wasi-common` was wasmtime's original preview 1 implementation. Its last
+//! release is 46.0.3 and it was removed from the wasmtime repository after
+//! that, so it cannot follow the wasmtime 48 LTS line this crate is pinned
+//! to. `wasmtime-wasi` implements preview 1 (`p1::add_to_linker_sync`) over
+//! the same `cap-std` filesystem layer as preview 2, and is maintained with
+//! wasmtime itself.
+//!
+//! # Permission bits
+//!
+//! Preview 1 has none (see [`crate::modes`]). The embedding, which is
+//! trusted and native, bridges them: before a `store` it hands the guest
+//! the modes of the files its `--output` patterns can select, and after a
+//! `restore`
+//! it applies the modes the guest logged, to workspace files only and never
+//! through a symlink.
+
+use core::hash::{BuildHasher, Hasher};
+use core::sync::atomic::{AtomicU64, Ordering};
+use std::collections::hash_map::RandomState;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use cap_fs_ext::{FollowSymlinks, OpenOptionsFollowExt};
+use cap_std::ambient_authority;
+use cap_std::fs::{Dir, OpenOptions, Permissions, PermissionsExt};
+use wasmtime::{Config, Engine, InstancePre, Linker, Module, Store};
+use wasmtime_wasi::p1::WasiP1Ctx;
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
+
+use crate::modes::{DEFAULT_FILE_MODE, MODE_LOG_ENV, MODES_ENV, ModeTable};
+use crate::{CACHE_PREOPEN, EXCLUDED_DIR_ENV, WORKSPACE_PREOPEN};
+
+/// Default cap on each captured stream ([`Embedding::set_max_output_bytes`]).
+pub const DEFAULT_MAX_OUTPUT_BYTES: usize = 1 << 30;
+
+/// What a guest run produced.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GuestOutput {
+    /// The exit status the guest passed to `proc_exit` (0 when `_start`
+    /// returned).
+    pub status: i32,
+    /// Everything the guest wrote to stdout.
+    pub stdout: Vec<u8>,
+    /// Everything the guest wrote to stderr.
+    pub stderr: Vec<u8>,
+}
+
+/// Why the embedding could not run the guest, or the guest did not finish.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum EmbedError {
+    /// The guest module file could not be read.
+    ReadModule {
+        /// The path given.
+        path: PathBuf,
+        /// What the operating system reported.
+        source: io::Error,
+    },
+    /// wasmtime could not compile or link the module (not a WASI preview 1
+    /// command, or a corrupt file).
+    Compile {
+        /// wasmtime's message.
+        message: String,
+    },
+    /// A root directory could not be created or preopened.
+    Preopen {
+        /// The directory.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+    /// The guest trapped (a panic, an out-of-bounds access, a stream over
+    /// the output cap) instead of exiting.
+    Trap {
+        /// wasmtime's description of the trap.
+        message: String,
+        /// What the guest wrote to stdout before the trap.
+        stdout: Vec<u8>,
+        /// What the guest wrote to stderr before the trap.
+        stderr: Vec<u8>,
+    },
+    /// The modes the guest logged after a restore could not be applied, so
+    /// restored files may lack their recorded permission bits (CLAIM-1);
+    /// treat the restore as a miss.
+    ApplyModes {
+        /// The workspace-relative path, or the log file, involved.
+        path: String,
+        /// What went wrong.
+        message: String,
+        /// The guest's output, which otherwise reported success.
+        output: GuestOutput,
+    },
+}
+
+impl core::fmt::Display for EmbedError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            EmbedError::ReadModule { path, source } => write!(
+                f,
+                "cannot read the guest module {}: {source}; build it with `cargo build -p cachet-wasi --target wasm32-wasip1 --release`",
+                path.display()
+            ),
+            EmbedError::Compile { message } => write!(
+                f,
+                "cannot compile the guest module: {message}; it must be the cachet-wasi wasm32-wasip1 command"
+            ),
+            EmbedError::Preopen { path, message } => write!(
+                f,
+                "cannot hand the directory {} to the guest: {message}",
+                path.display()
+            ),
+            EmbedError::Trap { message, .. } => write!(f, "the guest trapped: {message}"),
+            EmbedError::ApplyModes { path, message, .. } => write!(
+                f,
+                "cannot apply the recorded permission bits to '{path}' after the restore: {message}; run the task instead of trusting this restore"
+            ),
+        }
+    }
+}
+
+impl core::error::Error for EmbedError {}
+
+/// The guest command, compiled once and run many times (see the module
+/// docs).
+pub struct Embedding {
+    engine: Engine,
+    pre: InstancePre<WasiP1Ctx>,
+    max_output_bytes: usize,
+}
+
+impl core::fmt::Debug for Embedding {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Embedding")
+            .field("max_output_bytes", &self.max_output_bytes)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Global flags that take a value as the next argument.
+const VALUED_GLOBALS: [&str; 3] = ["--workspace", "--cache-dir", "--hash"];
+
+/// The subcommand named in `args` (without the program name): the first
+/// argument that is neither a flag nor the value of a global flag.
+pub fn subcommand<'a>(args: &[&'a str]) -> Option<&'a str> {
+    let mut iter = args.iter();
+    while let Some(arg) = iter.next() {
+        if VALUED_GLOBALS.contains(arg) {
+            iter.next();
+        } else if !arg.starts_with('-') {
+            return Some(arg);
+        }
+    }
+    None
+}
+
+/// Whether `args` (without the program name) ask only to read, so that
+/// both roots are preopened read-only: `status`, `info`, `key`, `verify`
+/// without `--evict`, and anything unknown (least privilege; the guest then
+/// reports the usage error).
+pub fn is_read_only(args: &[&str]) -> bool {
+    match subcommand(args) {
+        Some("store" | "restore" | "clean" | "clear") => false,
+        Some("verify") => !args
+            .iter()
+            .take_while(|arg| **arg != "--")
+            .any(|arg| *arg == "--evict" || arg.starts_with("--evict=")),
+        _ => true,
+    }
+}
+
+impl Embedding {
+    /// Compiles the guest module from a `.wasm` file.
+    pub fn from_file(path: &Path) -> Result<Embedding, EmbedError> {
+        let bytes = std::fs::read(path).map_err(|source| EmbedError::ReadModule {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Embedding::from_bytes(&bytes)
+    }
+
+    /// Compiles the guest module from its bytes.
+    pub fn from_bytes(wasm: &[u8]) -> Result<Embedding, EmbedError> {
+        let compile = |e: wasmtime::Error| EmbedError::Compile {
+            message: format!("{e:#}"),
+        };
+        let engine = Engine::new(&Config::new()).map_err(compile)?;
+        let module = Module::new(&engine, wasm).map_err(compile)?;
+        let mut linker: Linker<WasiP1Ctx> = Linker::new(&engine);
+        wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |ctx| ctx).map_err(compile)?;
+        let pre = linker.instantiate_pre(&module).map_err(compile)?;
+        Ok(Embedding {
+            engine,
+            pre,
+            max_output_bytes: DEFAULT_MAX_OUTPUT_BYTES,
+        })
+    }
+
+    /// Caps each captured stream; a guest writing more traps.
+    pub fn set_max_output_bytes(&mut self, max: usize) {
+        self.max_output_bytes = max;
+    }
+
+    /// Runs the guest with `args` (without the program name) over
+    /// `workspace` and `cache_root`, creating the cache root if needed, as
+    /// the native command does.
+    pub fn run(
+        &self,
+        workspace: &Path,
+        cache_root: &Path,
+        args: &[&str],
+    ) -> Result<GuestOutput, EmbedError> {
+        std::fs::create_dir_all(cache_root).map_err(|e| EmbedError::Preopen {
+            path: cache_root.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        let read_only = is_read_only(args);
+        let perms = if read_only {
+            FsPerms::ReadOnly
+        } else {
+            FsPerms::ReadWrite
+        };
+        let workspace_dir = open_root(workspace)?;
+        let cache_dir = open_root(cache_root)?;
+
+        let stdout = MemoryOutputPipe::new(self.max_output_bytes);
+        let stderr = MemoryOutputPipe::new(self.max_output_bytes);
+        let mut builder = WasiCtxBuilder::new();
+        builder
+            .stdout(stdout.clone())
+            .stderr(stderr.clone())
+            // The guest is single-threaded and its calls are short; running
+            // them on this thread avoids a thread hop per call.
+            .allow_blocking_current_thread(true)
+            .arg("cachet");
+        for arg in args {
+            builder.arg(arg);
+        }
+        let subcommand = subcommand(args);
+        let excluded = cache_inside_workspace(workspace, cache_root);
+        if let Some(excluded) = &excluded {
+            builder.env(EXCLUDED_DIR_ENV, excluded);
+        }
+        if subcommand == Some("store") {
+            let modes = output_modes(&workspace_dir, args, excluded.as_deref());
+            if !modes.is_empty() {
+                builder.env(MODES_ENV, modes.render());
+            }
+        }
+        let mode_log = (subcommand == Some("restore")).then(mode_log_name);
+        if let Some(name) = &mode_log {
+            builder.env(MODE_LOG_ENV, name);
+        }
+        let preopen = |builder: &mut WasiCtxBuilder, host: &Path, guest: &str| {
+            builder
+                .preopened_dir(host, guest, perms)
+                .map(|_| ())
+                .map_err(|e| EmbedError::Preopen {
+                    path: host.to_path_buf(),
+                    message: format!("{e:#}"),
+                })
+        };
+        preopen(&mut builder, workspace, WORKSPACE_PREOPEN)?;
+        preopen(&mut builder, cache_root, CACHE_PREOPEN)?;
+
+        let mut store = Store::new(&self.engine, builder.build_p1());
+        let status = self.start(&mut store);
+        drop(store);
+        let stdout = stdout.contents().to_vec();
+        let stderr = stderr.contents().to_vec();
+        let status = match status {
+            Ok(status) => status,
+            Err(message) => {
+                return Err(EmbedError::Trap {
+                    message,
+                    stdout,
+                    stderr,
+                });
+            }
+        };
+        let output = GuestOutput {
+            status,
+            stdout,
+            stderr,
+        };
+        match mode_log {
+            Some(name) => apply_logged_modes(&workspace_dir, &cache_dir, &name, output),
+            None => Ok(output),
+        }
+    }
+
+    /// Instantiates and calls `_start`; `Err` carries a trap's message.
+    fn start(&self, store: &mut Store<WasiP1Ctx>) -> Result<i32, String> {
+        let instance = self
+            .pre
+            .instantiate(&mut *store)
+            .map_err(|e| format!("{e:#}"))?;
+        let start = instance
+            .get_typed_func::<(), ()>(&mut *store, "_start")
+            .map_err(|e| format!("{e:#}"))?;
+        match start.call(&mut *store, ()) {
+            Ok(()) => Ok(0),
+            Err(error) => match error.downcast_ref::<I32Exit>() {
+                Some(exit) => Ok(exit.0),
+                None => Err(format!("{error:#}")),
+            },
+        }
+    }
+}
+
+fn open_root(path: &Path) -> Result<Dir, EmbedError> {
+    Dir::open_ambient_dir(path, ambient_authority()).map_err(|e| EmbedError::Preopen {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })
+}
+
+/// The values of every `--output` flag in `args`.
+fn output_patterns<'a>(args: &[&'a str]) -> Vec<&'a str> {
+    let mut patterns = Vec::new();
+    let mut iter = args.iter();
+    while let Some(arg) = iter.next() {
+        if *arg == "--" {
+            break;
+        }
+        if *arg == "--output" {
+            if let Some(value) = iter.next() {
+                patterns.push(*value);
+            }
+        } else if let Some(value) = arg.strip_prefix("--output=") {
+            patterns.push(value);
+        }
+    }
+    patterns
+}
+
+/// The directory below which a glob can match: its segments before the
+/// first one holding a glob metacharacter, after the normalisation the
+/// selection applies (a leading `/` or `./` and a trailing `/` dropped).
+/// Empty means the whole workspace.
+fn literal_prefix(pattern: &str) -> String {
+    let trimmed = pattern.strip_prefix("./").unwrap_or(pattern);
+    let trimmed = trimmed.trim_start_matches('/').trim_end_matches('/');
+    let mut prefix: Vec<&str> = Vec::new();
+    for segment in trimmed.split('/') {
+        if segment.is_empty()
+            || segment == "."
+            || segment == ".."
+            || segment.contains(['*', '?', '[', ']', '{', '}', '\\'])
+        {
+            break;
+        }
+        prefix.push(segment);
+    }
+    prefix.join("/")
+}
+
+/// Deepest directory nesting the mode walk descends into; deeper files
+/// report the default mode.
+const MAX_WALK_DEPTH: usize = 256;
+
+/// The modes of the regular files a `store` may select as outputs (see
+/// [`crate::modes`]): every regular file below the literal prefix of each
+/// `--output` pattern whose mode is not [`DEFAULT_FILE_MODE`], which the
+/// guest reports for files missing from the table. The walk never follows
+/// a symlink and skips `.git` and the cache directory, as selection does.
+/// Extra entries are harmless: the guest asks only about what it selected.
+fn output_modes(workspace: &Dir, args: &[&str], excluded: Option<&str>) -> ModeTable {
+    let mut table = ModeTable::new();
+    let mut roots: Vec<String> = output_patterns(args)
+        .into_iter()
+        .map(literal_prefix)
+        .collect();
+    roots.sort();
+    roots.dedup();
+    // A prefix below another is walked with it.
+    let roots: Vec<&String> = roots
+        .iter()
+        .filter(|root| {
+            !roots.iter().any(|other| {
+                *root != other
+                    && (other.is_empty()
+                        || (root.starts_with(other.as_str())
+                            && root.as_bytes().get(other.len()) == Some(&b'/')))
+            })
+        })
+        .collect();
+    let mut stack: Vec<(String, usize)> = roots.into_iter().map(|r| (r.clone(), 0)).collect();
+    while let Some((path, depth)) = stack.pop() {
+        let meta = if path.is_empty() {
+            workspace.dir_metadata()
+        } else {
+            workspace.symlink_metadata(&path)
+        };
+        let Ok(meta) = meta else { continue };
+        if meta.is_file() {
+            let mode = meta.permissions().mode() & 0o7777;
+            if mode != DEFAULT_FILE_MODE {
+                table.insert(&path, mode);
+            }
+            continue;
+        }
+        if !meta.is_dir() || depth >= MAX_WALK_DEPTH {
+            continue;
+        }
+        let entries = if path.is_empty() {
+            workspace.entries()
+        } else {
+            workspace.read_dir(&path)
+        };
+        let Ok(entries) = entries else { continue };
+        for entry in entries.flatten() {
+            let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+                continue;
+            };
+            let child = if path.is_empty() {
+                name.clone()
+            } else {
+                format!("{path}/{name}")
+            };
+            if name == ".git" || Some(child.as_str()) == excluded {
+                continue;
+            }
+            stack.push((child, depth + 1));
+        }
+    }
+    table
+}
+
+/// The cache root's path relative to the workspace when it lies strictly
+/// inside it (both resolved), for the guest to exclude from selection.
+fn cache_inside_workspace(workspace: &Path, cache_root: &Path) -> Option<String> {
+    let workspace = workspace.canonicalize().ok()?;
+    let cache_root = cache_root.canonicalize().ok()?;
+    let relative = cache_root.strip_prefix(&workspace).ok()?;
+    let segments: Option<Vec<&str>> = relative
+        .components()
+        .map(|component| match component {
+            std::path::Component::Normal(segment) => segment.to_str(),
+            _ => None,
+        })
+        .collect();
+    let segments = segments?;
+    (!segments.is_empty()).then(|| segments.join("/"))
+}
+
+/// A fresh scratch name (DISK-5: it starts with `.`) for the mode log.
+fn mode_log_name() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut hasher = RandomState::new().build_hasher();
+    hasher.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    hasher.write_u32(std::process::id());
+    format!(".wasi-modes-{:016x}", hasher.finish())
+}
+
+/// Applies the modes the guest logged, then removes the log.
+fn apply_logged_modes(
+    workspace: &Dir,
+    cache: &Dir,
+    log_name: &str,
+    output: GuestOutput,
+) -> Result<GuestOutput, EmbedError> {
+    let mut options = OpenOptions::new();
+    options.read(true).follow(FollowSymlinks::No);
+    let text = match cache.open_with(log_name, &options) {
+        Ok(mut file) => {
+            let mut text = String::new();
+            let read = io::Read::read_to_string(&mut file, &mut text);
+            let _ = cache.remove_file(log_name);
+            if let Err(e) = read {
+                return Err(EmbedError::ApplyModes {
+                    path: log_name.to_owned(),
+                    message: e.to_string(),
+                    output,
+                });
+            }
+            text
+        }
+        // No log: nothing was restored (a miss, or a failure before
+        // publishing).
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(output),
+        Err(e) => {
+            let _ = cache.remove_file(log_name);
+            return Err(EmbedError::ApplyModes {
+                path: log_name.to_owned(),
+                message: e.to_string(),
+                output,
+            });
+        }
+    };
+    let table = match ModeTable::parse(&text) {
+        Ok(table) => table,
+        Err(e) => {
+            return Err(EmbedError::ApplyModes {
+                path: log_name.to_owned(),
+                message: e.to_string(),
+                output,
+            });
+        }
+    };
+    for (path, mode) in table.iter() {
+        // fchmod on a descriptor opened without following a symlink: a
+        // symlink swapped in cannot redirect it, and cap-std keeps the path
+        // inside the workspace (SAFE-2).
+        let applied = workspace.open_with(path, &options).and_then(|file| {
+            if file.metadata()?.is_file() {
+                file.set_permissions(Permissions::from_mode(mode))
+            } else {
+                Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "not a regular file",
+                ))
+            }
+        });
+        if let Err(e) = applied {
+            return Err(EmbedError::ApplyModes {
+                path: path.to_owned(),
+                message: e.to_string(),
+                output,
+            });
+        }
+    }
+    Ok(output)
+}
