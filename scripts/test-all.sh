@@ -19,6 +19,8 @@ cargo fmt --all -- --check
 step "lints"
 cargo clippy --workspace --all-targets -- -D warnings
 cargo clippy -p cachet-core --no-default-features -- -D warnings
+cargo clippy -p cachet --no-default-features -- -D warnings
+cargo clippy -p cachet-wasi --features embed --all-targets -- -D warnings
 
 step "core builds without std (and without an allocator)"
 cargo build -p cachet-core --target x86_64-unknown-none --no-default-features
@@ -29,6 +31,10 @@ cargo test --workspace
 
 step "vectors"
 cargo test -p cachet-tests --test vectors -- --nocapture
+
+step "wasm guest: build cachet-wasi, then run it against the native binding"
+cargo build -p cachet-wasi --target wasm32-wasip1 --release
+cargo test -p cachet-wasi --features embed
 
 step "fuzz smoke: every target briefly (prints SKIPPED when cargo-fuzz cannot be installed)"
 fuzz/run-smoke.sh
