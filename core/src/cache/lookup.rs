@@ -197,6 +197,20 @@ impl<F: Filesystem> Cache<F> {
         if manifest.head.key != *key || manifest.tail.exit_status != 0 {
             return Ok(LookupStatus::MissCorrupt);
         }
+        // The blob directory itself must be a plain directory: through a
+        // symlink, blobs could come from anywhere, and a host that refuses
+        // to follow it would report an error where OP-1 wants a miss.
+        if manifest.output_count() > 0 {
+            let blobs = layout::outputs_dir(key);
+            match self.fs.metadata(Root::Cache, &blobs) {
+                Ok(meta) if meta.kind == FileKind::Dir => {}
+                Ok(_) => return Ok(LookupStatus::MissCorrupt),
+                Err(e) => {
+                    return miss_or_error(e, LookupStatus::MissCorrupt, Step::Stat, &blobs)
+                        .map(|inspection| inspection.status);
+                }
+            }
+        }
         for output in manifest.outputs() {
             let blob = layout::blob(key, &output.content_hash);
             if !self.is_regular_file_of_size(&blob, output.size)? {

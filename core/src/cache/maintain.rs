@@ -343,7 +343,7 @@ impl<F: Filesystem> Cache<F> {
                     })
                 }
             };
-            if let Err(error) = result {
+            if let Err(error) = result.or_else(refilled_meanwhile) {
                 report.failures.push(Failure {
                     path: String::from(item_path(&item)),
                     error,
@@ -351,7 +351,10 @@ impl<F: Filesystem> Cache<F> {
             }
         }
         for shard in shards {
-            if let Err(error) = self.remove_tree(Root::Cache, &shard) {
+            if let Err(error) = self
+                .remove_tree(Root::Cache, &shard)
+                .or_else(refilled_meanwhile)
+            {
                 report.failures.push(Failure { path: shard, error });
             }
         }
@@ -575,8 +578,12 @@ impl<F: Filesystem> Cache<F> {
                         match inspection.status {
                             LookupStatus::Hit => report.valid_entries += 1,
                             LookupStatus::MissSchema => report.schema_entries += 1,
+                            // Unless a concurrent clean, clear or store
+                            // moved it aside meanwhile (OP-8).
                             LookupStatus::MissCorrupt | LookupStatus::MissNoEntry => {
-                                report.corrupt_entries += 1;
+                                if !self.vanished(key) {
+                                    report.corrupt_entries += 1;
+                                }
                             }
                         }
                         let bytes = inspection.manifest.unwrap_or_default();
@@ -644,6 +651,14 @@ impl<F: Filesystem> Cache<F> {
                 report.intact += 1;
                 continue;
             };
+            // A concurrent clean, clear or store moves an entry aside as a
+            // whole (OP-2, OP-5): one whose directory is gone by now was
+            // removed while it was being checked, which is not damage
+            // (OP-8). Content mismatches cannot come from that.
+            if damage == Damage::Corrupt && self.vanished(&key) {
+                report.checked -= 1;
+                continue;
+            }
             let evicted = evict
                 && match self.evict(&key, ctx) {
                     Ok(removed) => removed,
@@ -662,6 +677,15 @@ impl<F: Filesystem> Cache<F> {
             });
         }
         Ok(report)
+    }
+
+    /// Whether `key`'s entry directory is gone (and nothing else stands in
+    /// its place).
+    fn vanished(&self, key: &Key) -> bool {
+        matches!(
+            self.fs.metadata(Root::Cache, &layout::entry_dir(key)),
+            Err(e) if e.kind == ErrorKind::NotFound
+        )
     }
 
     /// Re-hashes the files of a valid entry; the first mismatch found.
@@ -714,6 +738,23 @@ impl<F: Filesystem> Cache<F> {
             }
         }
         Ok(None)
+    }
+}
+
+/// A directory that another process wrote into, or removed, while clear
+/// was emptying it: what was written after clear began is not clear's to
+/// remove (OP-8), and what vanished is already gone. Neither is a failure.
+fn refilled_meanwhile(error: CacheError) -> Result<(), CacheError> {
+    match &error {
+        CacheError::Io { source, .. }
+            if matches!(
+                source.kind,
+                ErrorKind::DirectoryNotEmpty | ErrorKind::NotFound
+            ) =>
+        {
+            Ok(())
+        }
+        _ => Err(error),
     }
 }
 

@@ -321,6 +321,22 @@ impl<F: Filesystem> Cache<F> {
         alloc::vec![0u8; self.options.copy_buffer_bytes.max(4096)]
     }
 
+    /// Whether a `NotFound` at `failed` means a concurrent clear is removing
+    /// (or has removed) the private scratch dir `scratch` of a store or
+    /// restore. Nobody else writes in a scratch dir, so a path inside it
+    /// that vanished was taken by such a clear; a path outside it counts
+    /// when the scratch dir itself is gone (its shard was removed).
+    pub(crate) fn lost_scratch(&self, scratch: &str, failed: &str) -> bool {
+        let inside = failed
+            .strip_prefix(scratch)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'));
+        inside
+            || matches!(
+                self.fs.metadata(Root::Cache, scratch),
+                Err(e) if e.kind == fs::ErrorKind::NotFound
+            )
+    }
+
     /// Removes `path` and everything below it, without following symlinks;
     /// an absent path is fine. Iterative, so a hostile tree cannot exhaust
     /// the stack (SAFE-1).

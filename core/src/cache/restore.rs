@@ -87,20 +87,31 @@ impl<F: Filesystem> Cache<F> {
         self.check_targets(&manifest, &mut checked)?;
 
         let scratch = layout::restore_scratch_dir(key, ctx.scratch_suffix());
-        self.fs.create_dir(Root::Cache, &scratch).map_err(io(
-            Step::CreateDir,
-            Root::Cache,
-            &scratch,
-        ))?;
         let durability = self.durability();
         let outcome = self
-            .stage(key, &manifest, &scratch, durability)
+            .fs
+            .create_dir(Root::Cache, &scratch)
+            .map_err(io(Step::CreateDir, Root::Cache, &scratch))
+            .and_then(|()| self.stage(key, &manifest, &scratch, durability))
             .and_then(|verdict| match verdict {
                 Some(miss) => Ok(RestoreOutcome::Miss(miss)),
                 None => self
                     .publish_outputs(&manifest, &scratch, &mut checked, ctx)
                     .and_then(|()| self.replay(&manifest, &scratch, stdout, stderr)),
             });
+        let outcome = match outcome {
+            // A concurrent clear removed our scratch dir under us: the
+            // entry is gone too, and the caller runs the task (OP-8).
+            Err(CacheError::Io {
+                root: Root::Cache,
+                source,
+                path,
+                ..
+            }) if source.kind == ErrorKind::NotFound && self.lost_scratch(&scratch, &path) => {
+                Ok(RestoreOutcome::Miss(LookupStatus::MissNoEntry))
+            }
+            other => other,
+        };
         // Removing our own scratch is housekeeping: a failure here must not
         // turn a completed restore into an error, and soft clean finds it.
         let _ = self.remove_tree(Root::Cache, &scratch);

@@ -28,9 +28,10 @@ pub enum StoreOutcome {
     Stored,
     /// A valid entry for the key already existed and was kept (OP-2).
     AlreadyPresent,
-    /// Other processes kept putting broken entries in the way, so nothing
-    /// was published; the next lookup is a miss, the worst outcome a race
-    /// may have (OP-8).
+    /// Nothing was published because another process interfered: it kept
+    /// putting broken entries in the way, or a concurrent clear removed the
+    /// scratch dir. The next lookup is a miss, the worst outcome a race may
+    /// have (OP-8).
     Contended,
 }
 
@@ -71,15 +72,32 @@ impl<F: Filesystem> Cache<F> {
         }
 
         let durability = self.durability();
-        self.ensure_shard(key, durability)?;
         let scratch = layout::store_scratch_dir(key, ctx.scratch_suffix());
-        self.fs.create_dir(Root::Cache, &scratch).map_err(io(
-            Step::CreateDir,
-            Root::Cache,
-            &scratch,
-        ))?;
-        let assembled = self.assemble(key, &scratch, outputs, (stdout, stderr), durability, ctx);
-        let outcome = assembled.and_then(|()| self.publish(key, &scratch, ctx));
+        let written = self
+            .ensure_shard(key, durability)
+            .and_then(|()| {
+                self.fs.create_dir(Root::Cache, &scratch).map_err(io(
+                    Step::CreateDir,
+                    Root::Cache,
+                    &scratch,
+                ))
+            })
+            .and_then(|()| self.assemble(key, &scratch, outputs, (stdout, stderr), durability, ctx))
+            .and_then(|()| self.publish(key, &scratch, ctx));
+        let outcome = match written {
+            // A concurrent clear removed the shard or our scratch dir under
+            // us: nothing was published, which is a miss, not an error
+            // (OP-8).
+            Err(CacheError::Io {
+                root: Root::Cache,
+                source,
+                path,
+                ..
+            }) if source.kind == ErrorKind::NotFound && self.lost_scratch(&scratch, &path) => {
+                Ok(StoreOutcome::Contended)
+            }
+            other => other,
+        };
         if !matches!(outcome, Ok(StoreOutcome::Stored)) {
             // The scratch dir is private; on failure or when another entry
             // won, it is debris. If even this fails, a soft clean finds it.
