@@ -101,9 +101,12 @@ impl Capture {
         self.len == 0
     }
 
-    /// A new handle to the captured bytes, positioned at the start.
+    /// A new handle to the captured bytes, positioned at the start. It
+    /// duplicates the open descriptor rather than reopening the path, so a
+    /// concurrent `cachet clear` that removes the capture file cannot take
+    /// the bytes away (OP-8).
     pub fn open(&self) -> io::Result<File> {
-        let mut file = self.file.reopen()?;
+        let mut file = self.file.as_file().try_clone()?;
         file.rewind()?;
         Ok(file)
     }

@@ -169,7 +169,7 @@ pub(super) fn run(
         StoreOutcome::Contended => say(
             verbose,
             format_args!(
-                "not stored {key}: other processes kept writing broken entries for this key"
+                "not stored {key}: another process interfered (a concurrent clear, or broken entries kept appearing for this key)"
             ),
         ),
     }
