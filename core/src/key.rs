@@ -169,30 +169,72 @@ pub fn is_valid_shell_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
-/// Streams the canonical encoding primitives into a hasher.
+/// Size of the stack buffer in front of the hasher.
+const CANONICAL_BUFFER: usize = 16 * 1024;
+
+/// Streams the canonical encoding primitives into a hasher. The pieces are
+/// small (one byte, four bytes, a path), and a hasher call per piece costs
+/// several times the hashing itself, so they gather in a stack buffer and
+/// reach the hasher in large chunks; no allocator is needed.
 struct Canonical {
     hasher: Hasher,
+    buffer: [u8; CANONICAL_BUFFER],
+    len: usize,
 }
 
 impl Canonical {
+    fn new(function: HashFunction) -> Canonical {
+        Canonical {
+            hasher: Hasher::new(function),
+            buffer: [0; CANONICAL_BUFFER],
+            len: 0,
+        }
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        if self.len + bytes.len() > CANONICAL_BUFFER {
+            self.flush();
+        }
+        match self.buffer.get_mut(self.len..self.len + bytes.len()) {
+            Some(room) => {
+                room.copy_from_slice(bytes);
+                self.len += bytes.len();
+            }
+            // Larger than the whole buffer: hash it directly (the buffer
+            // was just flushed, so the order is kept).
+            None => self.hasher.update(bytes),
+        }
+    }
+
+    fn flush(&mut self) {
+        self.hasher
+            .update(self.buffer.get(..self.len).unwrap_or_default());
+        self.len = 0;
+    }
+
+    fn finalize(mut self) -> Digest {
+        self.flush();
+        self.hasher.finalize()
+    }
+
     fn byte(&mut self, byte: u8) {
-        self.hasher.update(&[byte]);
+        self.write(&[byte]);
     }
 
     fn count(&mut self, n: usize) -> Result<(), KeyError> {
         let n = u32::try_from(n).map_err(|_| KeyError::TooLarge)?;
-        self.hasher.update(&n.to_be_bytes());
+        self.write(&n.to_be_bytes());
         Ok(())
     }
 
     fn lp(&mut self, bytes: &[u8]) -> Result<(), KeyError> {
         self.count(bytes.len())?;
-        self.hasher.update(bytes);
+        self.write(bytes);
         Ok(())
     }
 
     fn digest(&mut self, digest: &Digest) {
-        self.hasher.update(&digest.0);
+        self.write(&digest.0);
     }
 }
 
@@ -248,9 +290,7 @@ pub fn derive_key(components: &mut KeyComponents<'_, '_>) -> Result<Key, KeyErro
         KeyError::DuplicateOverride,
     )?;
 
-    let mut out = Canonical {
-        hasher: Hasher::new(*hash_function),
-    };
+    let mut out = Canonical::new(*hash_function);
     // KEY-3: two separate bytes, never combined.
     out.byte(CHAPTER_REVISION);
     out.byte(hash_function.id());
@@ -314,7 +354,7 @@ pub fn derive_key(components: &mut KeyComponents<'_, '_>) -> Result<Key, KeyErro
         out.lp(variable.value.as_bytes())?;
     }
 
-    Ok(Key(out.hasher.finalize()))
+    Ok(Key(out.finalize()))
 }
 
 #[cfg(test)]
@@ -430,6 +470,30 @@ mod tests {
             .unwrap()
         };
         assert_ne!(derive(None), derive(Some("")));
+    }
+
+    #[test]
+    fn key_4_pieces_larger_than_the_buffer_hash_like_the_plain_canonical_string() {
+        extern crate alloc;
+        use alloc::vec::Vec;
+        let long = [b'a'; 5000];
+        let longer = [b'b'; 9000];
+        let argv = [
+            core::str::from_utf8(&long).unwrap(),
+            "x",
+            core::str::from_utf8(&longer).unwrap(),
+        ];
+        let mut canonical: Vec<u8> = alloc::vec![CHAPTER_REVISION, 0x00, 0x01];
+        canonical.extend_from_slice(&3u32.to_be_bytes());
+        for arg in argv {
+            canonical.extend_from_slice(&(arg.len() as u32).to_be_bytes());
+            canonical.extend_from_slice(arg.as_bytes());
+        }
+        for _ in 0..4 {
+            canonical.extend_from_slice(&0u32.to_be_bytes());
+        }
+        let expected = crate::hash::digest(HashFunction::Blake3, &canonical);
+        assert_eq!(minimal(HashFunction::Blake3, &argv).unwrap(), Key(expected));
     }
 
     #[test]

@@ -68,6 +68,11 @@ impl core::error::Error for PathError {}
 
 /// Whether PATH-2 forbids `character` anywhere in a segment.
 pub fn is_forbidden_character(character: char) -> bool {
+    // Most paths are ASCII, where the only forbidden category is Cc; the
+    // table lookup below is for the rest (and agrees on ASCII).
+    if character.is_ascii() {
+        return character.is_ascii_control();
+    }
     matches!(
         get_general_category(character),
         GeneralCategory::Control
@@ -202,6 +207,15 @@ mod tests {
                 Err(PathError::ForbiddenCharacter { character }),
                 "{bad:?}"
             );
+        }
+    }
+
+    #[test]
+    fn path_2_ascii_fast_path_agrees_with_the_category_table() {
+        for byte in 0u8..=0x7f {
+            let character = char::from(byte);
+            let by_table = matches!(get_general_category(character), GeneralCategory::Control);
+            assert_eq!(is_forbidden_character(character), by_table, "{byte:#x}");
         }
     }
 

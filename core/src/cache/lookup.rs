@@ -153,8 +153,10 @@ impl<F: Filesystem> Cache<F> {
             Ok(None) => return Ok(Inspection::miss(LookupStatus::MissCorrupt)),
             Ok(Some(bytes)) => bytes,
         };
-        let parsed = Manifest::parse(&bytes).is_ok();
-        let status = self.check_manifest(key, &bytes)?;
+        let (parsed, status) = match Manifest::parse(&bytes) {
+            Ok(manifest) => (true, self.check_manifest(key, &manifest)?),
+            Err(_) => (false, LookupStatus::MissCorrupt),
+        };
         Ok(Inspection {
             status,
             manifest: parsed.then_some(bytes),
@@ -183,10 +185,11 @@ impl<F: Filesystem> Cache<F> {
 
     /// Checks a manifest's contents against OP-1, including the blobs and
     /// streams it references.
-    fn check_manifest(&self, key: &Key, bytes: &[u8]) -> Result<LookupStatus, CacheError> {
-        let Ok(manifest) = Manifest::parse(bytes) else {
-            return Ok(LookupStatus::MissCorrupt);
-        };
+    fn check_manifest(
+        &self,
+        key: &Key,
+        manifest: &Manifest<'_>,
+    ) -> Result<LookupStatus, CacheError> {
         if manifest.head.chapter_revision != CHAPTER_REVISION
             || manifest.head.hash_function != self.options.hash_function
         {
