@@ -1,5 +1,5 @@
 //! Guest against native for lookup (`status`), `store` and `restore`
-//! (issue #4, part 6); the numbers go to `BENCHMARKS.md`.
+//! (issue #4, part 6); the numbers go to the guest section of the repository's `BENCHMARKS.md`.
 //!
 //! Native is the plumbing the `cachet` binary runs, called in-process
 //! (no process start-up); guest is [`Embedding::run`], which includes
