@@ -318,6 +318,32 @@ pub trait Filesystem {
     }
 }
 
+/// Reads the file at `path` whole, or `None` if it holds more than `cap`
+/// bytes; it is read in small chunks, so a file that grows while it is
+/// read cannot make this allocate more than `cap` (SAFE-1, MAN-4).
+#[cfg(feature = "alloc")]
+pub fn read_capped<F: Filesystem + ?Sized>(
+    fs: &F,
+    root: Root,
+    path: &str,
+    cap: u64,
+) -> Result<Option<alloc::vec::Vec<u8>>, Error> {
+    let cap = usize::try_from(cap).unwrap_or(usize::MAX);
+    let mut reader = fs.open_file(root, path)?;
+    let mut bytes = alloc::vec::Vec::new();
+    let mut chunk = [0u8; 8192];
+    loop {
+        let n = reader.read(&mut chunk)?;
+        if n == 0 {
+            return Ok(Some(bytes));
+        }
+        if bytes.len().saturating_add(n) > cap {
+            return Ok(None);
+        }
+        bytes.extend_from_slice(chunk.get(..n).unwrap_or_default());
+    }
+}
+
 impl<F: Filesystem + ?Sized> Filesystem for &F {
     type Reader = F::Reader;
     type Writer = F::Writer;

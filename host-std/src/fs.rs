@@ -235,7 +235,7 @@ pub fn map_io_error(error: io::Error) -> Error {
     let os_code = error.raw_os_error();
     let kind = match Errno::from_io_error(&error) {
         Some(errno) => kind_of_errno(errno),
-        None => kind_of_io_kind(error.kind()),
+        None => crate::cli::error_kind(error.kind()),
     };
     Error { kind, os_code }
 }
@@ -260,24 +260,6 @@ fn kind_of_errno(errno: Errno) -> ErrorKind {
         Errno::NOSPC | Errno::DQUOT => ErrorKind::StorageFull,
         Errno::NOSYS | Errno::OPNOTSUPP => ErrorKind::Unsupported,
         Errno::INVAL | Errno::NAMETOOLONG | Errno::ILSEQ => ErrorKind::InvalidInput,
-        _ => ErrorKind::Other,
-    }
-}
-
-fn kind_of_io_kind(kind: io::ErrorKind) -> ErrorKind {
-    match kind {
-        io::ErrorKind::NotFound => ErrorKind::NotFound,
-        io::ErrorKind::AlreadyExists => ErrorKind::AlreadyExists,
-        io::ErrorKind::NotADirectory => ErrorKind::NotADirectory,
-        io::ErrorKind::IsADirectory => ErrorKind::IsADirectory,
-        io::ErrorKind::DirectoryNotEmpty => ErrorKind::DirectoryNotEmpty,
-        io::ErrorKind::PermissionDenied => ErrorKind::PermissionDenied,
-        io::ErrorKind::ReadOnlyFilesystem => ErrorKind::ReadOnly,
-        io::ErrorKind::CrossesDevices => ErrorKind::CrossesDevices,
-        io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded => ErrorKind::StorageFull,
-        io::ErrorKind::Unsupported => ErrorKind::Unsupported,
-        io::ErrorKind::InvalidInput | io::ErrorKind::InvalidFilename => ErrorKind::InvalidInput,
-        io::ErrorKind::UnexpectedEof | io::ErrorKind::WriteZero => ErrorKind::UnexpectedEof,
         _ => ErrorKind::Other,
     }
 }

@@ -9,7 +9,7 @@
 use alloc::vec::Vec;
 
 use super::{Cache, CacheError, Context, Step, io};
-use crate::fs::{self, ErrorKind, FileKind, Filesystem, Read, Root, Timestamp};
+use crate::fs::{self, ErrorKind, FileKind, Filesystem, Root, Timestamp};
 use crate::key::{CHAPTER_REVISION, Key};
 use crate::layout;
 use crate::manifest::Manifest;
@@ -146,7 +146,12 @@ impl<F: Filesystem> Cache<F> {
         {
             return Ok(Inspection::miss(LookupStatus::MissCorrupt));
         }
-        let bytes = match self.read_capped(&manifest_path) {
+        let bytes = match fs::read_capped(
+            &self.fs,
+            Root::Cache,
+            &manifest_path,
+            self.options.max_manifest_bytes,
+        ) {
             Err(e) => {
                 return miss_or_error(e, LookupStatus::MissNoEntry, Step::Read, &manifest_path);
             }
@@ -162,25 +167,6 @@ impl<F: Filesystem> Cache<F> {
             manifest: parsed.then_some(bytes),
             manifest_modified: manifest_meta.modified,
         })
-    }
-
-    /// Reads the manifest at `path` whole, or `None` if it is longer than
-    /// the cap (it may have grown since it was stat'ed).
-    fn read_capped(&self, path: &str) -> Result<Option<Vec<u8>>, fs::Error> {
-        let cap = usize::try_from(self.options.max_manifest_bytes).unwrap_or(usize::MAX);
-        let mut reader = self.fs.open_file(Root::Cache, path)?;
-        let mut bytes = Vec::new();
-        let mut chunk = [0u8; 8192];
-        loop {
-            let n = reader.read(&mut chunk)?;
-            if n == 0 {
-                return Ok(Some(bytes));
-            }
-            if bytes.len().saturating_add(n) > cap {
-                return Ok(None);
-            }
-            bytes.extend_from_slice(chunk.get(..n).unwrap_or_default());
-        }
     }
 
     /// Checks a manifest's contents against OP-1, including the blobs and

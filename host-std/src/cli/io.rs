@@ -43,7 +43,16 @@ impl<R: io::Read> fs::Read for StdRead<R> {
 
 /// Maps a `std::io::Error` onto the core's error, keeping the raw code.
 pub fn fs_error(error: &io::Error) -> fs::Error {
-    let kind = match error.kind() {
+    fs::Error {
+        kind: error_kind(error.kind()),
+        os_code: error.raw_os_error(),
+    }
+}
+
+/// The one mapping from `std::io::ErrorKind` onto the core's `ErrorKind`,
+/// shared by the CLI and the native binding.
+pub fn error_kind(kind: io::ErrorKind) -> ErrorKind {
+    match kind {
         io::ErrorKind::NotFound => ErrorKind::NotFound,
         io::ErrorKind::AlreadyExists => ErrorKind::AlreadyExists,
         io::ErrorKind::NotADirectory => ErrorKind::NotADirectory,
@@ -57,10 +66,6 @@ pub fn fs_error(error: &io::Error) -> fs::Error {
         io::ErrorKind::InvalidInput | io::ErrorKind::InvalidFilename => ErrorKind::InvalidInput,
         io::ErrorKind::UnexpectedEof | io::ErrorKind::WriteZero => ErrorKind::UnexpectedEof,
         _ => ErrorKind::Other,
-    };
-    fs::Error {
-        kind,
-        os_code: error.raw_os_error(),
     }
 }
 

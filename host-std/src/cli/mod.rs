@@ -141,7 +141,7 @@ pub use args::{
 };
 pub use context::SystemContext;
 pub use error::CliError;
-pub use io::{StdRead, StdWrite, fs_error};
+pub use io::{StdRead, StdWrite, error_kind, fs_error};
 pub use keying::{
     ActionSpec, FileHasher, FsHasher, Host, InputReport, KeyReport, PredecessorReport, compute_key,
     read_manifest,

@@ -58,7 +58,7 @@ use core::ops::ControlFlow;
 use std::path::PathBuf;
 
 use cachet_core::cache::Step;
-use cachet_core::fs::{ErrorKind, FileKind, Filesystem, Read, Root};
+use cachet_core::fs::{ErrorKind, FileKind, Filesystem, Root};
 use globset::{Candidate, GlobBuilder, GlobSet, GlobSetBuilder};
 use ignore::gitignore::{Gitignore, GitignoreBuilder};
 
@@ -378,7 +378,8 @@ fn read_ignore_file<F: Filesystem>(
     path: &str,
 ) -> Result<Option<Gitignore>, CliError> {
     let shown = absolute(path);
-    let bytes = match read_capped(fs, path, MAX_IGNORE_FILE_BYTES) {
+    let bytes = match cachet_core::fs::read_capped(fs, Root::Workspace, path, MAX_IGNORE_FILE_BYTES)
+    {
         Ok(Some(bytes)) => bytes,
         Ok(None) => {
             return Err(CliError::Gitignore {
@@ -421,28 +422,6 @@ fn read_ignore_file<F: Filesystem>(
             path: shown.clone(),
             reason: error.to_string(),
         })
-}
-
-/// Reads a workspace file whole, or `None` if it is longer than `cap`.
-pub(crate) fn read_capped<F: Filesystem>(
-    fs: &F,
-    path: &str,
-    cap: u64,
-) -> Result<Option<Vec<u8>>, cachet_core::fs::Error> {
-    let mut reader = fs.open_file(Root::Workspace, path)?;
-    let cap = usize::try_from(cap).unwrap_or(usize::MAX);
-    let mut bytes = Vec::new();
-    let mut chunk = [0u8; 8192];
-    loop {
-        let n = reader.read(&mut chunk)?;
-        if n == 0 {
-            return Ok(Some(bytes));
-        }
-        if bytes.len().saturating_add(n) > cap {
-            return Ok(None);
-        }
-        bytes.extend_from_slice(chunk.get(..n).unwrap_or_default());
-    }
 }
 
 #[cfg(test)]
