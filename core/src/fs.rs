@@ -222,6 +222,25 @@ impl Write for alloc::vec::Vec<u8> {
     }
 }
 
+/// A directory opened by [`Filesystem::open_dir`].
+///
+/// It names the directory itself, not a path: looking up many entries of one
+/// directory costs one path resolution in total instead of one each, which
+/// is what makes a lookup of an entry with thousands of blobs cheap (OP-1).
+/// If the directory is renamed after it was opened, the handle follows it.
+pub trait Directory {
+    /// Like [`Filesystem::metadata`] for the entry `name` of this directory,
+    /// without following a symlink. `name` is one path component: a name
+    /// that is empty, `.`, `..` or contains `/` is
+    /// [`ErrorKind::InvalidInput`].
+    fn metadata(&self, name: &str) -> Result<Metadata, Error>;
+}
+
+/// Whether `name` is a single path component a [`Directory`] may look up.
+pub fn is_single_component(name: &str) -> bool {
+    !name.is_empty() && name != "." && name != ".." && !name.contains('/') && !name.contains('\0')
+}
+
 /// A file opened for writing by [`Filesystem::create_new_file`].
 pub trait FileWriter: Write {
     /// Makes the file's data and metadata durable (`fsync`).
@@ -234,6 +253,8 @@ pub trait Filesystem {
     type Reader: Read;
     /// A file opened for writing.
     type Writer: FileWriter;
+    /// A directory opened for looking up its entries.
+    type Directory: Directory;
 
     /// Opens a regular file for reading. Refuses (with
     /// [`ErrorKind::SymlinkRefused`]) to follow a symlink in the last
@@ -244,6 +265,42 @@ pub trait Filesystem {
     /// [`ErrorKind::AlreadyExists`] if anything exists at `path`, symlinks
     /// included.
     fn create_new_file(&self, root: Root, path: &str) -> Result<Self::Writer, Error>;
+
+    /// Opens the directory at `path` for [`Directory::metadata`]. Refuses a
+    /// symlink in the last component ([`ErrorKind::SymlinkRefused`]) and
+    /// anything that is not a directory ([`ErrorKind::NotADirectory`]).
+    fn open_dir(&self, root: Root, path: &str) -> Result<Self::Directory, Error>;
+
+    /// Copies all of `from`, just opened, into `to`, just created and empty,
+    /// without moving the bytes through this process where the host can: a
+    /// reflink, or an in-kernel copy (`copy_file_range`). Returns the number
+    /// of bytes copied; nothing is synced. The core reads the copy back to
+    /// hash it, so a host offers this only where it is cheaper than
+    /// streaming. Hosts without such a call return
+    /// [`ErrorKind::Unsupported`] having copied nothing (the default), and
+    /// the core streams the bytes itself.
+    fn copy_file(&self, from: &mut Self::Reader, to: &mut Self::Writer) -> Result<u64, Error> {
+        let _ = (from, to);
+        Err(Error::new(ErrorKind::Unsupported))
+    }
+
+    /// The digest of the regular file at `path` (never through a symlink in
+    /// the last component) and its length, computed by the host where it
+    /// has a faster way than the core's one-buffer loop: a memory map and
+    /// several threads for large files. It must equal what
+    /// [`crate::hash::Hasher`] computes over the same bytes. Hosts without
+    /// one return [`ErrorKind::Unsupported`] (the default), and so may
+    /// hosts for a hash function they do not accelerate; the core then
+    /// reads the file itself.
+    fn hash_file(
+        &self,
+        root: Root,
+        path: &str,
+        function: crate::hash::HashFunction,
+    ) -> Result<(crate::hash::Digest, u64), Error> {
+        let _ = (root, path, function);
+        Err(Error::new(ErrorKind::Unsupported))
+    }
 
     /// Creates one directory; its parent must exist. Fails with
     /// [`ErrorKind::AlreadyExists`] if anything exists at `path`.
@@ -347,12 +404,27 @@ pub fn read_capped<F: Filesystem + ?Sized>(
 impl<F: Filesystem + ?Sized> Filesystem for &F {
     type Reader = F::Reader;
     type Writer = F::Writer;
+    type Directory = F::Directory;
 
     fn open_file(&self, root: Root, path: &str) -> Result<Self::Reader, Error> {
         (**self).open_file(root, path)
     }
     fn create_new_file(&self, root: Root, path: &str) -> Result<Self::Writer, Error> {
         (**self).create_new_file(root, path)
+    }
+    fn open_dir(&self, root: Root, path: &str) -> Result<Self::Directory, Error> {
+        (**self).open_dir(root, path)
+    }
+    fn copy_file(&self, from: &mut Self::Reader, to: &mut Self::Writer) -> Result<u64, Error> {
+        (**self).copy_file(from, to)
+    }
+    fn hash_file(
+        &self,
+        root: Root,
+        path: &str,
+        function: crate::hash::HashFunction,
+    ) -> Result<(crate::hash::Digest, u64), Error> {
+        (**self).hash_file(root, path, function)
     }
     fn create_dir(&self, root: Root, path: &str) -> Result<(), Error> {
         (**self).create_dir(root, path)

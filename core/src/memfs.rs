@@ -129,8 +129,10 @@ use core::cell::RefCell;
 use core::ops::ControlFlow;
 
 use crate::fs::{
-    Error, ErrorKind, FileKind, FileWriter, Filesystem, Metadata, Read, Root, Timestamp, Write,
+    Directory, Error, ErrorKind, FileKind, FileWriter, Filesystem, Metadata, Read, Root, Timestamp,
+    Write,
 };
+use crate::hash::{Digest, HashFunction};
 
 /// Permission bits of a file created by [`Filesystem::create_new_file`].
 pub const NEW_FILE_MODE: u32 = 0o644;
@@ -238,6 +240,15 @@ impl Node {
         u64::try_from(len).unwrap_or(u64::MAX)
     }
 
+    fn metadata(&self) -> Metadata {
+        Metadata {
+            kind: self.kind(),
+            size: self.size(),
+            mode: self.mode,
+            modified: self.modified,
+        }
+    }
+
     /// Makes the file's current state durable (no-op for other kinds).
     fn sync_file(&mut self) {
         if let Body::File { data, durable } = &mut self.body {
@@ -289,6 +300,8 @@ struct State {
     cross_device: bool,
     rename_no_replace_supported: bool,
     sync_filesystem_supported: bool,
+    copy_file_supported: bool,
+    hash_file_supported: bool,
 }
 
 impl State {
@@ -321,6 +334,8 @@ impl State {
             cross_device: false,
             rename_no_replace_supported: true,
             sync_filesystem_supported: true,
+            copy_file_supported: true,
+            hash_file_supported: true,
         }
     }
 
@@ -698,6 +713,27 @@ impl MemFs {
         });
     }
 
+    /// Makes [`Filesystem::copy_file`] available (the default) or
+    /// [`ErrorKind::Unsupported`], so both of the core's copy paths (the
+    /// host copies, then the core hashes the copy; or the core streams and
+    /// hashes at once) can be tested.
+    pub fn set_copy_file_supported(&self, supported: bool) {
+        let _ = self.with(|state| {
+            state.copy_file_supported = supported;
+            Ok(())
+        });
+    }
+
+    /// Makes [`Filesystem::hash_file`] available (the default) or
+    /// [`ErrorKind::Unsupported`], so that both the host's digest and the
+    /// core's own reading loop are exercised.
+    pub fn set_hash_file_supported(&self, supported: bool) {
+        let _ = self.with(|state| {
+            state.hash_file_supported = supported;
+            Ok(())
+        });
+    }
+
     /// With `false`, [`Filesystem::rename_no_replace`] returns
     /// [`ErrorKind::Unsupported`] (still counting as an operation), as on a
     /// host without `renameat2(RENAME_NOREPLACE)`.
@@ -952,6 +988,32 @@ pub struct MemWriter {
     epoch: u64,
 }
 
+/// A directory of a [`MemFs`] opened by [`Filesystem::open_dir`]: it names
+/// the inode, so it follows the directory through renames, and sees no
+/// entries once the directory is removed.
+#[derive(Debug)]
+pub struct MemDirectory {
+    state: Rc<RefCell<State>>,
+    ino: Ino,
+    epoch: u64,
+}
+
+impl Directory for MemDirectory {
+    fn metadata(&self, name: &str) -> Result<Metadata, Error> {
+        let ino = self.ino;
+        handle_op(&self.state, self.epoch, |state| {
+            if !crate::fs::is_single_component(name) {
+                return Err(err(ErrorKind::InvalidInput));
+            }
+            let child = *state
+                .entries(ino)?
+                .get(name)
+                .ok_or(err(ErrorKind::NotFound))?;
+            Ok(state.node(child)?.metadata())
+        })
+    }
+}
+
 /// Runs one reader or writer call: counts it, applies faults, and refuses a
 /// handle opened before the last [`MemFs::recover`].
 fn handle_op<T>(
@@ -1024,6 +1086,70 @@ impl FileWriter for MemWriter {
 impl Filesystem for MemFs {
     type Reader = MemReader;
     type Writer = MemWriter;
+    type Directory = MemDirectory;
+
+    fn open_dir(&self, root: Root, path: &str) -> Result<MemDirectory, Error> {
+        let (ino, epoch) = self.op(|state| {
+            check_path(path)?;
+            Ok((state.walk_dir(root, path)?, state.epoch))
+        })?;
+        Ok(MemDirectory {
+            state: self.handle_state(),
+            ino,
+            epoch,
+        })
+    }
+
+    /// One operation, like a single `copy_file_range` call: the copy's
+    /// contents are not durable until the writer is synced.
+    fn copy_file(&self, from: &mut MemReader, to: &mut MemWriter) -> Result<u64, Error> {
+        let (source, pos, target) = (from.ino, from.pos, to.ino);
+        let copied = self.op(|state| {
+            if !state.copy_file_supported {
+                return Err(err(ErrorKind::Unsupported));
+            }
+            if state.epoch != from.epoch || state.epoch != to.epoch {
+                return Err(err(ErrorKind::Other));
+            }
+            let Body::File { data, .. } = &state.node(source)?.body else {
+                return Err(err(ErrorKind::Other));
+            };
+            let bytes = data.get(pos..).unwrap_or_default().to_vec();
+            let now = state.now;
+            let node = state.node_mut(target)?;
+            let Body::File { data, .. } = &mut node.body else {
+                return Err(err(ErrorKind::Other));
+            };
+            data.clone_from(&bytes);
+            node.modified = now;
+            Ok(bytes.len())
+        })?;
+        from.pos = pos.saturating_add(copied);
+        to.pos = copied;
+        Ok(copied as u64)
+    }
+
+    fn hash_file(
+        &self,
+        root: Root,
+        path: &str,
+        function: HashFunction,
+    ) -> Result<(Digest, u64), Error> {
+        self.op(|state| {
+            if !state.hash_file_supported {
+                return Err(err(ErrorKind::Unsupported));
+            }
+            check_path(path)?;
+            let node = state.node(state.lookup(root, path)?)?;
+            match &node.body {
+                Body::File { data, .. } if node.kind() == FileKind::File => {
+                    Ok((crate::hash::digest(function, data), data.len() as u64))
+                }
+                _ if node.kind() == FileKind::Dir => Err(err(ErrorKind::IsADirectory)),
+                _ => Err(err(ErrorKind::SymlinkRefused)),
+            }
+        })
+    }
 
     fn open_file(&self, root: Root, path: &str) -> Result<MemReader, Error> {
         let (ino, epoch) = self.op(|state| {
@@ -1178,13 +1304,7 @@ impl Filesystem for MemFs {
     fn metadata(&self, root: Root, path: &str) -> Result<Metadata, Error> {
         self.op(|state| {
             check_path(path)?;
-            let node = state.node(state.lookup(root, path)?)?;
-            Ok(Metadata {
-                kind: node.kind(),
-                size: node.size(),
-                mode: node.mode,
-                modified: node.modified,
-            })
+            Ok(state.node(state.lookup(root, path)?)?.metadata())
         })
     }
 
@@ -1793,6 +1913,77 @@ mod tests {
         assert_eq!(seen, vec!["a", "b", "d"]);
         fs.remove_dir(Cache, "dir").unwrap();
         assert!(fs.tree(Cache).is_empty());
+    }
+
+    #[test]
+    fn directory_looks_up_single_names_and_follows_renames() {
+        let fs = MemFs::new();
+        fs.create_dir(Workspace, "d").unwrap();
+        fs.write_file(Workspace, "d/f", b"12345", 0o640).unwrap();
+        fs.symlink(Workspace, "d/s", "f").unwrap();
+        fs.symlink(Workspace, "link", "d").unwrap();
+        let dir = fs.open_dir(Workspace, "d").unwrap();
+        for name in ["f", "s"] {
+            assert_eq!(
+                dir.metadata(name),
+                fs.metadata(Workspace, &alloc::format!("d/{name}"))
+            );
+        }
+        for name in ["", ".", "..", "f/x"] {
+            assert_eq!(
+                dir.metadata(name).unwrap_err().kind,
+                ErrorKind::InvalidInput
+            );
+        }
+        assert_eq!(dir.metadata("x").unwrap_err().kind, ErrorKind::NotFound);
+        fs.rename(Workspace, "d", Cache, "moved").unwrap();
+        assert_eq!(dir.metadata("f").unwrap().size, 5);
+        assert_eq!(
+            fs.open_dir(Workspace, "link").unwrap_err().kind,
+            ErrorKind::SymlinkRefused
+        );
+        assert_eq!(
+            fs.open_dir(Cache, "moved/f").unwrap_err().kind,
+            ErrorKind::NotADirectory
+        );
+        // Like every handle, it dies with the process.
+        fs.recover(CrashMode::ProcessKill);
+        assert_eq!(dir.metadata("f").unwrap_err().kind, ErrorKind::Other);
+    }
+
+    #[test]
+    fn copy_file_is_one_operation_and_not_durable_until_synced() {
+        let fs = MemFs::new();
+        fs.write_file(Workspace, "src", b"abcdef", 0o644).unwrap();
+        let mut from = fs.open_file(Workspace, "src").unwrap();
+        let mut to = fs.create_new_file(Cache, "dst").unwrap();
+        fs.sync_all();
+        let before = fs.op_count();
+        assert_eq!(fs.copy_file(&mut from, &mut to), Ok(6));
+        assert_eq!(fs.op_count(), before + 1);
+        assert_eq!(fs.read_file(Cache, "dst").unwrap(), b"abcdef");
+        assert_eq!(
+            fs.hash_file(Cache, "dst", HashFunction::Sha256),
+            Ok((crate::hash::digest(HashFunction::Sha256, b"abcdef"), 6))
+        );
+        fs.recover(CrashMode::PowerLoss);
+        assert_eq!(fs.read_file(Cache, "dst").unwrap(), b"");
+
+        fs.set_copy_file_supported(false);
+        fs.set_hash_file_supported(false);
+        let mut from = fs.open_file(Workspace, "src").unwrap();
+        let mut to = fs.create_new_file(Cache, "dst2").unwrap();
+        assert_eq!(
+            fs.copy_file(&mut from, &mut to).unwrap_err().kind,
+            ErrorKind::Unsupported
+        );
+        assert_eq!(fs.read_file(Cache, "dst2").unwrap(), b"");
+        assert_eq!(
+            fs.hash_file(Cache, "dst", HashFunction::Blake3)
+                .unwrap_err()
+                .kind,
+            ErrorKind::Unsupported
+        );
     }
 
     #[test]

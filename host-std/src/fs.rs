@@ -37,7 +37,8 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use cachet_core::fs::{
-    Error, ErrorKind, FileKind, FileWriter, Filesystem, Metadata, Read, Root, Timestamp, Write,
+    Directory, Error, ErrorKind, FileKind, FileWriter, Filesystem, Metadata, Read, Root, Timestamp,
+    Write, is_single_component,
 };
 use cap_fs_ext::{
     DirExt, FollowSymlinks, OpenOptionsFollowExt, OpenOptionsMaybeDirExt, SystemTimeSpec,
@@ -46,7 +47,7 @@ use cap_std::fs::{
     Dir, File, MetadataExt, OpenOptions, OpenOptionsExt, Permissions, PermissionsExt,
 };
 use cap_std::{AmbientAuthority, ambient_authority};
-use rustix::fs::{OFlags, RenameFlags};
+use rustix::fs::{AtFlags, OFlags, RenameFlags};
 use rustix::io::Errno;
 
 /// The core's [`Filesystem`] over a workspace and a cache root, each held as
@@ -172,6 +173,29 @@ impl CapStdFilesystem {
         self.dir(root).open_with(relative(path), &options)
     }
 
+    /// Opens the directory at `path` without following a symlink in the last
+    /// component, and says so when that is why it failed.
+    fn open_dir_refusing_symlink(&self, root: Root, path: &str) -> Result<Dir, Error> {
+        let dir = self.dir(root);
+        if path.is_empty() {
+            return dir.open_dir(".").map_err(map_io_error);
+        }
+        dir.open_dir_nofollow(path).map_err(|error| {
+            let error = map_io_error(error);
+            // O_DIRECTORY|O_NOFOLLOW on a symlink reports ENOTDIR; say what
+            // was actually refused.
+            if error.kind == ErrorKind::NotADirectory
+                && self.metadata(root, path).map(|m| m.kind) == Ok(FileKind::Symlink)
+            {
+                return Error {
+                    kind: ErrorKind::SymlinkRefused,
+                    ..error
+                };
+            }
+            error
+        })
+    }
+
     /// Opens the parent directory of `path` through `cap-std` and returns it
     /// with the last component, for calls that `rustix` makes on one name.
     fn parent_and_name<'p>(
@@ -276,6 +300,61 @@ fn kind_of(file_type: cap_std::fs::FileType) -> FileKind {
     }
 }
 
+/// The core's [`Metadata`] from the fields of a `stat`. A time before 1970
+/// cannot be expressed as a [`Timestamp`]; the epoch is the nearest
+/// representable value.
+fn metadata_of(kind: FileKind, size: u64, mode: u32, (seconds, nanos): (i64, i64)) -> Metadata {
+    let modified = match (u64::try_from(seconds), u32::try_from(nanos)) {
+        (Ok(seconds), Ok(nanos)) if nanos < 1_000_000_000 => Timestamp { seconds, nanos },
+        (Ok(seconds), _) => Timestamp::from_seconds(seconds),
+        (Err(_), _) => Timestamp::default(),
+    };
+    Metadata {
+        kind,
+        size,
+        mode: mode & 0o7777,
+        modified,
+    }
+}
+
+/// How much one `copy_file_range` call is asked to copy: large enough that
+/// the calls cost nothing next to the copying, small enough that a signal
+/// is not kept waiting.
+const COPY_CHUNK_BYTES: usize = 1 << 30;
+
+/// A directory opened by [`Filesystem::open_dir`]. Each lookup is one
+/// `fstatat` on a single name relative to the directory's descriptor, so
+/// the kernel walks no path and no symlink is followed.
+#[derive(Debug)]
+pub struct CapStdDirectory {
+    dir: Dir,
+}
+
+impl Directory for CapStdDirectory {
+    fn metadata(&self, name: &str) -> Result<Metadata, Error> {
+        if !is_single_component(name) {
+            return Err(Error::new(ErrorKind::InvalidInput));
+        }
+        let stat =
+            rustix::fs::statat(&self.dir, name, AtFlags::SYMLINK_NOFOLLOW).map_err(map_errno)?;
+        let kind = match rustix::fs::FileType::from_raw_mode(stat.st_mode) {
+            rustix::fs::FileType::RegularFile => FileKind::File,
+            rustix::fs::FileType::Directory => FileKind::Dir,
+            rustix::fs::FileType::Symlink => FileKind::Symlink,
+            _ => FileKind::Other,
+        };
+        Ok(metadata_of(
+            kind,
+            u64::try_from(stat.st_size).unwrap_or(0),
+            stat.st_mode,
+            (
+                stat.st_mtime,
+                i64::try_from(stat.st_mtime_nsec).unwrap_or(-1),
+            ),
+        ))
+    }
+}
+
 /// A file opened by [`Filesystem::open_file`].
 #[derive(Debug)]
 pub struct CapStdReader {
@@ -345,6 +424,38 @@ impl FileWriter for CapStdWriter {
 impl Filesystem for CapStdFilesystem {
     type Reader = CapStdReader;
     type Writer = CapStdWriter;
+    type Directory = CapStdDirectory;
+
+    fn open_dir(&self, root: Root, path: &str) -> Result<CapStdDirectory, Error> {
+        self.open_dir_refusing_symlink(root, path)
+            .map(|dir| CapStdDirectory { dir })
+    }
+
+    /// A reflink (`FICLONE`) where the filesystem shares blocks (Btrfs,
+    /// XFS), else `copy_file_range`, which copies inside the kernel and
+    /// lets a network filesystem copy on the server.
+    fn copy_file(&self, from: &mut CapStdReader, to: &mut CapStdWriter) -> Result<u64, Error> {
+        if rustix::fs::ioctl_ficlone(&to.file, &from.file).is_ok() {
+            return to.file.metadata().map(|m| m.len()).map_err(map_io_error);
+        }
+        let mut copied: u64 = 0;
+        loop {
+            match rustix::fs::copy_file_range(&from.file, None, &to.file, None, COPY_CHUNK_BYTES) {
+                Ok(0) => return Ok(copied),
+                Ok(n) => copied = copied.saturating_add(n as u64),
+                Err(Errno::INTR) => {}
+                // copy_file_range(2): these mean the kernel or this pair of
+                // filesystems cannot do it; with nothing copied yet, the
+                // core streams instead.
+                Err(Errno::XDEV | Errno::NOSYS | Errno::OPNOTSUPP | Errno::INVAL)
+                    if copied == 0 =>
+                {
+                    return Err(Error::new(ErrorKind::Unsupported));
+                }
+                Err(errno) => return Err(map_errno(errno)),
+            }
+        }
+    }
 
     fn open_file(&self, root: Root, path: &str) -> Result<CapStdReader, Error> {
         let mut options = OpenOptions::new();
@@ -438,30 +549,12 @@ impl Filesystem for CapStdFilesystem {
         path: &str,
         visit: &mut dyn FnMut(&str, FileKind) -> ControlFlow<()>,
     ) -> Result<(), Error> {
-        let dir = self.dir(root);
         let entries = if path.is_empty() {
-            dir.entries().map_err(map_io_error)?
+            self.dir(root).entries().map_err(map_io_error)?
         } else {
-            match dir
-                .open_dir_nofollow(path)
-                .and_then(|opened| opened.entries())
-            {
-                Ok(entries) => entries,
-                Err(error) => {
-                    let error = map_io_error(error);
-                    // O_DIRECTORY|O_NOFOLLOW on a symlink reports ENOTDIR;
-                    // say what was actually refused.
-                    if error.kind == ErrorKind::NotADirectory
-                        && self.metadata(root, path).map(|m| m.kind) == Ok(FileKind::Symlink)
-                    {
-                        return Err(Error {
-                            kind: ErrorKind::SymlinkRefused,
-                            ..error
-                        });
-                    }
-                    return Err(error);
-                }
-            }
+            self.open_dir_refusing_symlink(root, path)?
+                .entries()
+                .map_err(map_io_error)?
         };
         for entry in entries {
             let entry = entry.map_err(map_io_error)?;
@@ -485,22 +578,12 @@ impl Filesystem for CapStdFilesystem {
             .dir(root)
             .symlink_metadata(relative(path))
             .map_err(map_io_error)?;
-        // A time before 1970 cannot be expressed as a Timestamp; the epoch
-        // is the nearest representable value.
-        let modified = match (
-            u64::try_from(metadata.mtime()),
-            u32::try_from(metadata.mtime_nsec()),
-        ) {
-            (Ok(seconds), Ok(nanos)) if nanos < 1_000_000_000 => Timestamp { seconds, nanos },
-            (Ok(seconds), _) => Timestamp::from_seconds(seconds),
-            (Err(_), _) => Timestamp::default(),
-        };
-        Ok(Metadata {
-            kind: kind_of(metadata.file_type()),
-            size: metadata.len(),
-            mode: metadata.mode() & 0o7777,
-            modified,
-        })
+        Ok(metadata_of(
+            kind_of(metadata.file_type()),
+            metadata.len(),
+            metadata.mode(),
+            (metadata.mtime(), metadata.mtime_nsec()),
+        ))
     }
 
     fn set_mode(&self, root: Root, path: &str, mode: u32) -> Result<(), Error> {

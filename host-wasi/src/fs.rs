@@ -39,13 +39,15 @@
 //!   (`Unsupported`) and the core falls back to its own scheme.
 //! - **Non-UTF-8 names** are skipped by `read_dir`, as natively.
 
+use alloc::rc::Rc;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::cell::RefCell;
 use core::ops::ControlFlow;
 
 use cachet_core::fs::{
-    Error, ErrorKind, FileKind, FileWriter, Filesystem, Metadata, Read, Root, Timestamp, Write,
+    Directory, Error, ErrorKind, FileKind, FileWriter, Filesystem, Metadata, Read, Root, Timestamp,
+    Write, is_single_component,
 };
 
 use crate::errno::{self, error_of_errno};
@@ -120,8 +122,74 @@ const DIRENT_SIZE: usize = 24;
 pub struct WasiFilesystem {
     workspace: u32,
     cache: u32,
-    known_modes: ModeTable,
+    modes: Rc<Modes>,
+}
+
+/// What [`Filesystem::metadata`] reports as permission bits, shared with
+/// every [`WasiDirectory`] so that both report the same (see
+/// [`crate::modes`]).
+#[derive(Debug, Default)]
+struct Modes {
+    known: ModeTable,
     deferred: RefCell<Vec<(Root, String, u32)>>,
+}
+
+impl Modes {
+    fn deferred(&self, root: Root, path: &str) -> Option<u32> {
+        self.deferred
+            .borrow()
+            .iter()
+            .find(|(r, p, _)| *r == root && p == path)
+            .map(|(_, _, mode)| *mode)
+    }
+
+    /// The metadata of a `stat` of `path`.
+    fn metadata(&self, root: Root, path: &str, stat: &sys::Stat) -> Metadata {
+        let kind = kind_of(stat.filetype);
+        let mode = match kind {
+            FileKind::Dir => DEFAULT_DIR_MODE,
+            FileKind::Symlink => DEFAULT_SYMLINK_MODE,
+            FileKind::File | FileKind::Other => self
+                .deferred(root, path)
+                .or_else(|| match root {
+                    Root::Workspace => self.known.get(path),
+                    Root::Cache => None,
+                })
+                .unwrap_or(DEFAULT_FILE_MODE),
+        };
+        Metadata {
+            kind,
+            size: stat.size,
+            mode,
+            modified: timestamp_of(stat.mtim),
+        }
+    }
+}
+
+/// A directory opened by [`Filesystem::open_dir`]: each lookup is one
+/// `path_filestat_get` of a single name relative to its descriptor. Modes
+/// are looked up by the path it was opened at.
+#[derive(Debug)]
+pub struct WasiDirectory {
+    fd: OwnedFd,
+    root: Root,
+    path: String,
+    modes: Rc<Modes>,
+}
+
+impl Directory for WasiDirectory {
+    fn metadata(&self, name: &str) -> Result<Metadata, Error> {
+        if !is_single_component(name) {
+            return Err(Error::new(ErrorKind::InvalidInput));
+        }
+        let stat = sys::path_filestat_get_nofollow(self.fd.raw(), name).map_err(error_of_errno)?;
+        let mut path = self.path.clone();
+        if !path.is_empty() {
+            path.push('/');
+        }
+        path.push_str(name);
+        Ok(self.modes.metadata(self.root, &path, &stat))
+    }
 }
 
 impl WasiFilesystem {
@@ -174,8 +242,7 @@ impl WasiFilesystem {
         Ok(WasiFilesystem {
             workspace,
             cache,
-            known_modes: ModeTable::new(),
-            deferred: RefCell::new(Vec::new()),
+            modes: Rc::new(Modes::default()),
         })
     }
 
@@ -183,7 +250,10 @@ impl WasiFilesystem {
     /// regular files in the workspace (paths relative to the workspace
     /// root); files not in the table report [`DEFAULT_FILE_MODE`].
     pub fn with_workspace_modes(mut self, modes: ModeTable) -> Self {
-        self.known_modes = modes;
+        self.modes = Rc::new(Modes {
+            known: modes,
+            deferred: RefCell::new(self.modes.deferred.take()),
+        });
         self
     }
 
@@ -191,7 +261,7 @@ impl WasiFilesystem {
     /// in the workspace, for the host to apply (see [`crate::modes`]).
     pub fn deferred_workspace_modes(&self) -> ModeTable {
         let mut table = ModeTable::new();
-        for (root, path, mode) in self.deferred.borrow().iter() {
+        for (root, path, mode) in self.modes.deferred.borrow().iter() {
             if *root == Root::Workspace {
                 table.insert(path, *mode);
             }
@@ -206,23 +276,21 @@ impl WasiFilesystem {
         }
     }
 
-    fn deferred_mode(&self, root: Root, path: &str) -> Option<u32> {
-        self.deferred
-            .borrow()
-            .iter()
-            .find(|(r, p, _)| *r == root && p == path)
-            .map(|(_, _, mode)| *mode)
-    }
-
     /// Forgets deferred modes at `path` and below it (a removed or replaced
     /// entry).
     fn forget_deferred(&self, root: Root, path: &str) {
-        self.deferred
+        self.modes
+            .deferred
             .borrow_mut()
             .retain(|(r, p, _)| !(*r == root && is_at_or_below(p, path)));
     }
 
-    fn open_dir(&self, root: Root, path: &str, rights: sys::Rights) -> Result<OwnedFd, Error> {
+    fn open_dir_with_rights(
+        &self,
+        root: Root,
+        path: &str,
+        rights: sys::Rights,
+    ) -> Result<OwnedFd, Error> {
         sys::path_open(
             self.fd(root),
             sys::NOFOLLOW,
@@ -360,6 +428,21 @@ impl FileWriter for WasiWriter {
 impl Filesystem for WasiFilesystem {
     type Reader = WasiReader;
     type Writer = WasiWriter;
+    type Directory = WasiDirectory;
+
+    fn open_dir(&self, root: Root, path: &str) -> Result<WasiDirectory, Error> {
+        let fd = self.open_dir_with_rights(
+            root,
+            path,
+            sys::RIGHTS_PATH_FILESTAT_GET | sys::RIGHTS_FD_READDIR,
+        )?;
+        Ok(WasiDirectory {
+            fd,
+            root,
+            path: String::from(path),
+            modes: Rc::clone(&self.modes),
+        })
+    }
 
     fn open_file(&self, root: Root, path: &str) -> Result<WasiReader, Error> {
         let dir = self.fd(root);
@@ -416,7 +499,7 @@ impl Filesystem for WasiFilesystem {
         )
         .map_err(error_of_errno)?;
         // Deferred modes travel with their files (see `crate::modes`).
-        let mut deferred = self.deferred.borrow_mut();
+        let mut deferred = self.modes.deferred.borrow_mut();
         deferred.retain(|(r, p, _)| !(*r == to_root && is_at_or_below(p, to)));
         for (root, path, _) in deferred.iter_mut() {
             if *root == from_root && is_at_or_below(path, from) {
@@ -448,7 +531,7 @@ impl Filesystem for WasiFilesystem {
         path: &str,
         visit: &mut dyn FnMut(&str, FileKind) -> ControlFlow<()>,
     ) -> Result<(), Error> {
-        let dir = self.open_dir(root, path, sys::RIGHTS_FD_READDIR)?;
+        let dir = self.open_dir_with_rights(root, path, sys::RIGHTS_FD_READDIR)?;
         let entries = self.list(&dir)?;
         drop(dir);
         for (name, filetype) in entries {
@@ -485,24 +568,7 @@ impl Filesystem for WasiFilesystem {
     fn metadata(&self, root: Root, path: &str) -> Result<Metadata, Error> {
         let stat = sys::path_filestat_get_nofollow(self.fd(root), wasi_path(path))
             .map_err(error_of_errno)?;
-        let kind = kind_of(stat.filetype);
-        let mode = match kind {
-            FileKind::Dir => DEFAULT_DIR_MODE,
-            FileKind::Symlink => DEFAULT_SYMLINK_MODE,
-            FileKind::File | FileKind::Other => self
-                .deferred_mode(root, path)
-                .or_else(|| match root {
-                    Root::Workspace => self.known_modes.get(path),
-                    Root::Cache => None,
-                })
-                .unwrap_or(DEFAULT_FILE_MODE),
-        };
-        Ok(Metadata {
-            kind,
-            size: stat.size,
-            mode,
-            modified: timestamp_of(stat.mtim),
-        })
+        Ok(self.modes.metadata(root, path, &stat))
     }
 
     /// Defers the mode (see [`crate::modes`]): preview 1 cannot set one.
@@ -520,7 +586,7 @@ impl Filesystem for WasiFilesystem {
             FileKind::Dir => return Ok(()),
             FileKind::File | FileKind::Other => {}
         }
-        let mut deferred = self.deferred.borrow_mut();
+        let mut deferred = self.modes.deferred.borrow_mut();
         deferred.retain(|(r, p, _)| !(*r == root && p == path));
         deferred.push((root, String::from(path), mode));
         Ok(())
@@ -539,7 +605,8 @@ impl Filesystem for WasiFilesystem {
     }
 
     fn sync_dir(&self, root: Root, path: &str) -> Result<(), Error> {
-        let dir = self.open_dir(root, path, sys::RIGHTS_FD_SYNC | sys::RIGHTS_FD_READDIR)?;
+        let dir =
+            self.open_dir_with_rights(root, path, sys::RIGHTS_FD_SYNC | sys::RIGHTS_FD_READDIR)?;
         loop {
             match sys::fd_sync(&dir) {
                 Ok(()) => return Ok(()),

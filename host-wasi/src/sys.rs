@@ -25,7 +25,7 @@ const _: () = {
 pub(crate) use wasip1::{
     DIRCOOKIE_START, FSTFLAGS_MTIM, OFLAGS_CREAT, OFLAGS_DIRECTORY, OFLAGS_EXCL,
     RIGHTS_FD_DATASYNC, RIGHTS_FD_FILESTAT_GET, RIGHTS_FD_READ, RIGHTS_FD_READDIR, RIGHTS_FD_SYNC,
-    RIGHTS_FD_WRITE, Rights,
+    RIGHTS_FD_WRITE, RIGHTS_PATH_FILESTAT_GET, Rights,
 };
 
 /// `filetype` codes, as raw bytes (as `fd_readdir` delivers them).

@@ -9,9 +9,9 @@
 use alloc::vec::Vec;
 
 use super::{Cache, CacheError, Context, Step, io};
-use crate::fs::{self, ErrorKind, FileKind, Filesystem, Root, Timestamp};
+use crate::fs::{self, Directory, ErrorKind, FileKind, Filesystem, Metadata, Root, Timestamp};
 use crate::key::{CHAPTER_REVISION, Key};
-use crate::layout;
+use crate::layout::{self, LayoutPath};
 use crate::manifest::Manifest;
 
 /// What a lookup found (OP-1).
@@ -189,21 +189,24 @@ impl<F: Filesystem> Cache<F> {
         // The blob directory itself must be a plain directory: through a
         // symlink, blobs could come from anywhere, and a host that refuses
         // to follow it would report an error where OP-1 wants a miss.
+        // Opening it once makes each blob one stat by name.
         if manifest.output_count() > 0 {
-            let blobs = layout::outputs_dir(key);
-            match self.fs.metadata(Root::Cache, &blobs) {
-                Ok(meta) if meta.kind == FileKind::Dir => {}
-                Ok(_) => return Ok(LookupStatus::MissCorrupt),
+            let blobs_path = layout::outputs_dir(key);
+            let blobs = match self.fs.open_dir(Root::Cache, &blobs_path) {
+                Ok(blobs) => blobs,
                 Err(e) => {
-                    return miss_or_error(e, LookupStatus::MissCorrupt, Step::Stat, &blobs)
+                    return miss_or_error(e, LookupStatus::MissCorrupt, Step::Open, &blobs_path)
                         .map(|inspection| inspection.status);
                 }
-            }
-        }
-        for output in manifest.outputs() {
-            let blob = layout::blob(key, &output.content_hash);
-            if !self.is_regular_file_of_size(&blob, output.size)? {
-                return Ok(LookupStatus::MissCorrupt);
+            };
+            for output in manifest.outputs() {
+                let name = output.content_hash.to_hex();
+                let found = blobs.metadata(name.as_str());
+                if !self.is_regular_file_of_size(found, output.size, || {
+                    layout::blob(key, &output.content_hash)
+                })? {
+                    return Ok(LookupStatus::MissCorrupt);
+                }
             }
         }
         let streams = [
@@ -211,17 +214,24 @@ impl<F: Filesystem> Cache<F> {
             (layout::stderr(key), manifest.tail.stderr_len),
         ];
         for (path, len) in streams {
-            if !self.is_regular_file_of_size(&path, len)? {
+            let found = self.fs.metadata(Root::Cache, &path);
+            if !self.is_regular_file_of_size(found, len, || path.clone())? {
                 return Ok(LookupStatus::MissCorrupt);
             }
         }
         Ok(LookupStatus::Hit)
     }
 
-    fn is_regular_file_of_size(&self, path: &str, size: u64) -> Result<bool, CacheError> {
-        match self.fs.metadata(Root::Cache, path) {
+    /// Judges a stat of a blob or stream; `path` names it in an error.
+    fn is_regular_file_of_size(
+        &self,
+        found: Result<Metadata, fs::Error>,
+        size: u64,
+        path: impl FnOnce() -> LayoutPath,
+    ) -> Result<bool, CacheError> {
+        match found {
             Ok(meta) => Ok(meta.kind == FileKind::File && meta.size == size),
-            Err(e) => match miss_or_error(e, LookupStatus::MissCorrupt, Step::Stat, path) {
+            Err(e) => match miss_or_error(e, LookupStatus::MissCorrupt, Step::Stat, &path()) {
                 Ok(_) => Ok(false),
                 Err(error) => Err(error),
             },

@@ -57,6 +57,13 @@ pub struct Options {
     /// clean, because a store or restore may still be using them (OP-5).
     /// Default one hour.
     pub scratch_grace_seconds: u64,
+    /// Whether restore makes every output durable before renaming it onto
+    /// its target, so that after a power loss each target is either as it
+    /// was or complete. Default `false`: a fresh run of the task does not
+    /// sync its outputs either (CLAIM-1), nor does `cp -r`, and the sync
+    /// costs more than the copy. Either way the cache itself is never put
+    /// at risk (SAFE-3): restore only reads entries.
+    pub durable_restore: bool,
 }
 
 /// Default for [`Options::max_manifest_bytes`].
@@ -69,6 +76,7 @@ impl Default for Options {
             max_manifest_bytes: DEFAULT_MAX_MANIFEST_BYTES,
             copy_buffer_bytes: 256 * 1024,
             scratch_grace_seconds: 3600,
+            durable_restore: false,
         }
     }
 }
@@ -131,6 +139,8 @@ pub enum Step {
     Stat,
     /// Setting permission bits.
     SetMode,
+    /// Copying a file inside the host ([`Filesystem::copy_file`]).
+    Copy,
 }
 
 impl core::fmt::Display for Step {
@@ -147,6 +157,7 @@ impl core::fmt::Display for Step {
             Step::List => "list",
             Step::Stat => "inspect",
             Step::SetMode => "set permissions of",
+            Step::Copy => "copy",
         })
     }
 }
@@ -315,6 +326,68 @@ impl<F: Filesystem> Cache<F> {
         } else {
             Durability::PerFile
         }
+    }
+
+    /// Copies `reader` into the new file `writer`, and returns the digest
+    /// and size of what the new file now holds. `from` and `to` name both
+    /// ends in errors, and `to` is where the copy is read back.
+    ///
+    /// A file that does not fit in the copy buffer is copied by the host
+    /// where it can ([`Filesystem::copy_file`]: a reflink, or a copy inside
+    /// the kernel) and the copy is then hashed ([`Filesystem::hash_file`],
+    /// or read back through `buffer`). Hashing the copy rather than the
+    /// source is what makes the digest describe the bytes actually written.
+    /// Smaller files, and hosts without a fast copy, stream through
+    /// `buffer`, hashed on the way: one read and one write.
+    pub(crate) fn copy_into(
+        &self,
+        (from_root, from, mut reader): (Root, &str, F::Reader),
+        (to_root, to, writer): (Root, &str, &mut F::Writer),
+        size_hint: u64,
+        buffer: &mut [u8],
+    ) -> Result<(Digest, u64), CacheError> {
+        let function = self.options.hash_function;
+        let fits = usize::try_from(size_hint).is_ok_and(|size| size <= buffer.len());
+        if !fits {
+            match self.fs.copy_file(&mut reader, writer) {
+                Ok(_) => return self.hash_file(to_root, to, buffer),
+                Err(e) if e.kind == fs::ErrorKind::Unsupported => {}
+                // A full disk or a read-only cache is about the target;
+                // anything else more likely about the source.
+                Err(e)
+                    if matches!(e.kind, fs::ErrorKind::StorageFull | fs::ErrorKind::ReadOnly) =>
+                {
+                    return Err(io(Step::Copy, to_root, to)(e));
+                }
+                Err(e) => return Err(io(Step::Copy, from_root, from)(e)),
+            }
+        }
+        copy_hashing(reader, writer, buffer, function).map_err(|failure| match failure {
+            CopyFailure::Read(e) => io(Step::Read, from_root, from)(e),
+            CopyFailure::Write(e) => io(Step::Write, to_root, to)(e),
+        })
+    }
+
+    /// The digest and size of the file at `path`, from the host where it
+    /// can compute them faster, else read through `buffer`.
+    pub(crate) fn hash_file(
+        &self,
+        root: Root,
+        path: &str,
+        buffer: &mut [u8],
+    ) -> Result<(Digest, u64), CacheError> {
+        let function = self.options.hash_function;
+        match self.fs.hash_file(root, path, function) {
+            Err(e) if e.kind == fs::ErrorKind::Unsupported => {}
+            other => return other.map_err(io(Step::Read, root, path)),
+        }
+        let reader = self
+            .fs
+            .open_file(root, path)
+            .map_err(io(Step::Open, root, path))?;
+        copy_hashing(reader, Discard, buffer, function).map_err(|failure| match failure {
+            CopyFailure::Read(e) | CopyFailure::Write(e) => io(Step::Read, root, path)(e),
+        })
     }
 
     fn buffer(&self) -> Vec<u8> {

@@ -87,7 +87,8 @@ impl<F: Filesystem> Cache<F> {
         self.check_targets(&manifest, &mut checked)?;
 
         let scratch = layout::restore_scratch_dir(key, ctx.scratch_suffix());
-        let durability = self.durability();
+        // `None`: restored outputs are not synced (Options::durable_restore).
+        let durability = self.options.durable_restore.then(|| self.durability());
         let outcome = self
             .fs
             .create_dir(Root::Cache, &scratch)
@@ -177,7 +178,7 @@ impl<F: Filesystem> Cache<F> {
         key: &Key,
         manifest: &Manifest<'_>,
         scratch: &str,
-        durability: Durability,
+        durability: Option<Durability>,
     ) -> Result<Option<LookupStatus>, CacheError> {
         let mut buffer = self.buffer();
         for (index, record) in manifest.outputs().enumerate() {
@@ -222,7 +223,7 @@ impl<F: Filesystem> Cache<F> {
         }
         // Everything staged must be durable before the first rename onto a
         // target, or a power loss could leave a target empty.
-        if durability == Durability::WholeFilesystem {
+        if durability == Some(Durability::WholeFilesystem) {
             self.fs
                 .sync_filesystem(Root::Cache)
                 .map_err(io(Step::Sync, Root::Cache, scratch))?;
@@ -238,7 +239,7 @@ impl<F: Filesystem> Cache<F> {
         source: &str,
         staged: &str,
         expected: Staged<'_>,
-        durability: Durability,
+        durability: Option<Durability>,
         buffer: &mut [u8],
     ) -> Result<Option<LookupStatus>, CacheError> {
         let reader = match self.fs.open_file(Root::Cache, source) {
@@ -253,19 +254,20 @@ impl<F: Filesystem> Cache<F> {
             Root::Cache,
             staged,
         ))?;
-        let (hash, size) = copy_hashing(reader, &mut writer, buffer, self.options.hash_function)
-            .map_err(|failure| match failure {
-                CopyFailure::Read(e) => io(Step::Read, Root::Cache, source)(e),
-                CopyFailure::Write(e) => io(Step::Write, Root::Cache, staged)(e),
-            })?;
+        let (hash, size) = self.copy_into(
+            (Root::Cache, source, reader),
+            (Root::Cache, staged, &mut writer),
+            expected.size,
+            buffer,
+        )?;
         if hash != *expected.hash || size != expected.size {
             return Ok(Some(LookupStatus::MissCorrupt));
         }
-        // The mode is applied before the sync, and both before the file is
-        // renamed onto a target, so that after a power loss a target is
-        // either the old file or the complete new one, permission bits
-        // included: a mode set after the sync may be lost while the rename
-        // survives.
+        // The mode is applied before the sync (when restores are durable),
+        // and both before the file is renamed onto a target, so that after a
+        // power loss a target is either the old file or the complete new
+        // one, permission bits included: a mode set after the sync may be
+        // lost while the rename survives.
         if let Some(mode) = expected.mode {
             self.fs.set_mode(Root::Cache, staged, mode).map_err(io(
                 Step::SetMode,
@@ -273,7 +275,7 @@ impl<F: Filesystem> Cache<F> {
                 staged,
             ))?;
         }
-        if durability == Durability::PerFile {
+        if durability == Some(Durability::PerFile) {
             writer.sync().map_err(io(Step::Sync, Root::Cache, staged))?;
         }
         Ok(None)
@@ -300,7 +302,8 @@ impl<F: Filesystem> Cache<F> {
             {
                 Ok(()) => {}
                 Err(e) if e.kind == ErrorKind::CrossesDevices => {
-                    self.publish_by_copy(&staged, &path, record.mode & 0o7777, ctx)?;
+                    let size = record.size;
+                    self.publish_by_copy(&staged, &path, (size, record.mode & 0o7777), ctx)?;
                 }
                 Err(e) => return Err(io(Step::Rename, Root::Workspace, path.as_str())(e)),
             }
@@ -349,7 +352,7 @@ impl<F: Filesystem> Cache<F> {
         &self,
         staged: &str,
         path: &WorkspacePath<'_>,
-        mode: u32,
+        (size, mode): (u64, u32),
         ctx: &mut dyn Context,
     ) -> Result<(), CacheError> {
         let relative = path.relative();
@@ -381,19 +384,21 @@ impl<F: Filesystem> Cache<F> {
                 .fs
                 .create_new_file(Root::Workspace, &beside)
                 .map_err(io(Step::Create, Root::Workspace, &beside))?;
-            copy_hashing(reader, &mut writer, &mut buffer, self.options.hash_function).map_err(
-                |failure| match failure {
-                    CopyFailure::Read(e) => io(Step::Read, Root::Cache, staged)(e),
-                    CopyFailure::Write(e) => io(Step::Write, Root::Workspace, &beside)(e),
-                },
+            self.copy_into(
+                (Root::Cache, staged, reader),
+                (Root::Workspace, &beside, &mut writer),
+                size,
+                &mut buffer,
             )?;
             // Mode before sync, as in `stage_file`.
             self.fs
                 .set_mode(Root::Workspace, &beside, mode)
                 .map_err(io(Step::SetMode, Root::Workspace, &beside))?;
-            writer
-                .sync()
-                .map_err(io(Step::Sync, Root::Workspace, &beside))?;
+            if self.options.durable_restore {
+                writer
+                    .sync()
+                    .map_err(io(Step::Sync, Root::Workspace, &beside))?;
+            }
             drop(writer);
             self.fs
                 .rename(Root::Workspace, &beside, Root::Workspace, relative)

@@ -1,8 +1,9 @@
 //! OP-2: store.
 //!
 //! The entry is assembled in a fresh scratch directory (DISK-5): blobs are
-//! streamed from the workspace through the hasher into temporary files and
-//! renamed to their content hash (equal contents share one blob, DISK-4);
+//! copied from the workspace into temporary files, hashed while streaming
+//! or, for large files the host copies itself, by reading the copy back
+//! (see `Cache::copy_into`), and renamed to their content hash (equal contents share one blob, DISK-4);
 //! the manifest is written while the outputs are copied, because its
 //! outputs array precedes the stream members (MAN-1) and the outputs are
 //! unbounded. Every file is synced, then the directories, and only then is
@@ -194,8 +195,21 @@ impl<F: Filesystem> Cache<F> {
                 Root::Workspace,
                 output,
             ))?;
-            let (content_hash, size) =
-                self.write_synced(&partial, reader, &mut buffer, output, durability)?;
+            let mut file = self.fs.create_new_file(Root::Cache, &partial).map_err(io(
+                Step::Create,
+                Root::Cache,
+                &partial,
+            ))?;
+            let (content_hash, size) = self.copy_into(
+                (Root::Workspace, output, reader),
+                (Root::Cache, &partial, &mut file),
+                meta.size,
+                &mut buffer,
+            )?;
+            if durability == Durability::PerFile {
+                file.sync().map_err(io(Step::Sync, Root::Cache, &partial))?;
+            }
+            drop(file);
             let blob = layout::join(&blobs, content_hash.to_hex().as_str());
             match self.fs.metadata(Root::Cache, &blob) {
                 Ok(_) => self.fs.remove_file(Root::Cache, &partial).map_err(io(
@@ -255,9 +269,9 @@ impl<F: Filesystem> Cache<F> {
         Ok(())
     }
 
-    /// Creates `path` in the cache, streams `source` into it while hashing,
-    /// and syncs it unless the whole filesystem is synced later.
-    /// `source_name` names the source in errors.
+    /// Creates `path` in the cache, streams the captured stream `source`
+    /// into it while hashing, and syncs it unless the whole filesystem is
+    /// synced later. `source_name` names the stream in errors.
     fn write_synced<R: Read>(
         &self,
         path: &LayoutPath,

@@ -883,3 +883,103 @@ fn safe_1_remove_tree_handles_deep_debris_without_recursion() {
     assert_eq!(report.removed.len(), 1, "{report:?}");
     assert!(!fs.exists(C, "ab/.tmp-deep"));
 }
+
+/// Outputs larger than the copy buffer, so that the host's copy and
+/// digest are asked for, next to small ones that always stream.
+fn write_large_outputs(fs: &MemFs) -> Vec<&'static str> {
+    let big: Vec<u8> = (0..20_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    fs.write_file(W, "out/big.bin", &big, 0o755).unwrap();
+    let mut bigger = big.clone();
+    bigger.extend_from_slice(&big);
+    fs.write_file(W, "out/sub/bigger.bin", &bigger, 0o644)
+        .unwrap();
+    let mut outputs = write_outputs(fs);
+    outputs.extend(["/out/big.bin", "/out/sub/bigger.bin"]);
+    outputs
+}
+
+fn small_buffer_cache(fs: &MemFs) -> Cache<MemFs> {
+    Cache::with_options(
+        fs.clone(),
+        Options {
+            copy_buffer_bytes: 4096,
+            ..Options::default()
+        },
+    )
+}
+
+#[test]
+fn op_2_and_op_3_host_copies_and_streamed_copies_give_the_same_cache_and_workspace() {
+    let mut results = Vec::new();
+    for host_copies in [true, false] {
+        let fs = MemFs::new();
+        fs.set_now(Timestamp::from_seconds(1_000_000));
+        fs.set_copy_file_supported(host_copies);
+        fs.set_hash_file_supported(host_copies);
+        let cache = small_buffer_cache(&fs);
+        let outputs = write_large_outputs(&fs);
+        let before = workspace_files(&fs);
+        assert_eq!(
+            store(&cache, &key(1), &outputs, &mut ctx()),
+            Ok(StoreOutcome::Stored)
+        );
+        wipe_workspace(&fs);
+        let (result, ..) = restore(&cache, &key(1), &mut ctx());
+        assert!(matches!(
+            result,
+            Ok(RestoreOutcome::Restored { outputs: 6, .. })
+        ));
+        assert_eq!(
+            workspace_files(&fs),
+            before,
+            "CLAIM-1, host copies: {host_copies}"
+        );
+        assert!(scratch_left(&fs).is_empty());
+        results.push(fs.tree(C));
+    }
+    assert_eq!(
+        results[0], results[1],
+        "DISK-1..5: same cache tree either way"
+    );
+}
+
+#[test]
+fn op_3_tampered_large_blob_is_caught_when_the_host_copies() {
+    for hash_file in [true, false] {
+        let fs = MemFs::new();
+        fs.set_hash_file_supported(hash_file);
+        let cache = small_buffer_cache(&fs);
+        let outputs = write_large_outputs(&fs);
+        store(&cache, &key(1), &outputs, &mut ctx()).unwrap();
+        wipe_workspace(&fs);
+        let big: Vec<u8> = (0..20_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let blob = layout::blob(&key(1), &hash::digest(HashFunction::Blake3, &big));
+        let mut evil = big.clone();
+        evil[19_999] ^= 1;
+        fs.remove_file(C, &blob).unwrap();
+        fs.write_file(C, &blob, &evil, 0o644).unwrap();
+        assert_eq!(cache.lookup_status(&key(1)), Ok(LookupStatus::Hit));
+        let (result, out, err) = restore(&cache, &key(1), &mut ctx());
+        assert_eq!(result, Ok(RestoreOutcome::Miss(LookupStatus::MissCorrupt)));
+        assert!(out.is_empty() && err.is_empty());
+        assert!(workspace_files(&fs).is_empty(), "nothing published");
+        assert!(scratch_left(&fs).is_empty());
+    }
+}
+
+#[test]
+fn op_1_blob_directory_that_is_a_symlink_or_file_is_corrupt() {
+    for replace_with_file in [true, false] {
+        let (fs, cache) = setup();
+        let outputs = write_outputs(&fs);
+        store(&cache, &key(1), &outputs, &mut ctx()).unwrap();
+        let blobs = layout::outputs_dir(&key(1));
+        if replace_with_file {
+            cache.remove_tree(C, &blobs).unwrap();
+            fs.write_file(C, &blobs, b"not a directory", 0o644).unwrap();
+        } else {
+            fs.pretend_symlink(C, &blobs).unwrap();
+        }
+        assert_eq!(cache.lookup_status(&key(1)), Ok(LookupStatus::MissCorrupt));
+    }
+}

@@ -46,6 +46,12 @@ pub struct GlobalArgs {
     /// Say on stderr whether `run` hit or missed, and the key
     #[arg(short, long, global = true)]
     pub verbose: bool,
+
+    /// Sync restored outputs to disk before putting them in place, so that
+    /// after a power loss each is either the old file or the complete new
+    /// one. Off by default: the task itself would not sync them either
+    #[arg(long, global = true)]
+    pub durable_restore: bool,
 }
 
 /// The command line of a host without `run`: the `cachet-wasi` guest.

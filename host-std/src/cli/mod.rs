@@ -152,10 +152,12 @@ pub use plumbing::{execute, report_error, run_plumbing};
 pub const CACHE_DIR_VARIABLE: &str = "CACHET_CACHE_DIR";
 
 impl GlobalArgs {
-    /// The cache options these flags ask for (the hash function).
+    /// The cache options these flags ask for (the hash function, and
+    /// whether restores are durable).
     pub fn cache_options(&self) -> Options {
         Options {
             hash_function: self.hash,
+            durable_restore: self.durable_restore,
             ..Options::default()
         }
     }

@@ -7,7 +7,7 @@ use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 
 use cachet::core::fs::{
-    Error, ErrorKind, FileKind, FileWriter, Filesystem, Read, Root, Timestamp, Write,
+    Directory, Error, ErrorKind, FileKind, FileWriter, Filesystem, Read, Root, Timestamp, Write,
 };
 use cachet::fs::{CapStdFilesystem, OpenError, map_io_error};
 use tempfile::TempDir;
@@ -609,6 +609,93 @@ fn metadata_does_not_follow_symlinks() {
         kind(f.fs.metadata(Root::Workspace, "missing")),
         ErrorKind::NotFound
     );
+}
+
+#[test]
+fn directory_metadata_agrees_with_metadata_by_path_without_following() {
+    let f = fixture();
+    fs::create_dir_all(f.workspace.join("d/sub")).unwrap();
+    fs::write(f.workspace.join("d/file"), b"12345").unwrap();
+    fs::set_permissions(
+        f.workspace.join("d/file"),
+        fs::Permissions::from_mode(0o4751),
+    )
+    .unwrap();
+    symlink("file", f.workspace.join("d/link")).unwrap();
+    symlink(&f.outside, f.workspace.join("d/out")).unwrap();
+
+    let dir = f.fs.open_dir(Root::Workspace, "d").unwrap();
+    for name in ["file", "sub", "link", "out"] {
+        assert_eq!(
+            dir.metadata(name).unwrap(),
+            f.fs.metadata(Root::Workspace, &format!("d/{name}"))
+                .unwrap(),
+            "{name}"
+        );
+    }
+    assert_eq!(kind(dir.metadata("missing")), ErrorKind::NotFound);
+    // One component only: nothing can walk out of the directory.
+    for name in ["", ".", "..", "sub/x", "out/secret", "../d/file"] {
+        assert_eq!(
+            kind(dir.metadata(name)),
+            ErrorKind::InvalidInput,
+            "{name:?}"
+        );
+    }
+    // The root itself opens too.
+    let root = f.fs.open_dir(Root::Workspace, "").unwrap();
+    assert_eq!(root.metadata("d").unwrap().kind, FileKind::Dir);
+}
+
+#[test]
+fn safe_2_open_dir_refuses_symlinks_and_non_directories() {
+    let f = fixture();
+    fs::create_dir(f.workspace.join("d")).unwrap();
+    fs::write(f.workspace.join("file"), b"x").unwrap();
+    symlink("d", f.workspace.join("inside")).unwrap();
+    symlink(&f.outside, f.workspace.join("outside")).unwrap();
+    assert_eq!(
+        kind(f.fs.open_dir(Root::Workspace, "inside")),
+        ErrorKind::SymlinkRefused
+    );
+    assert_eq!(
+        kind(f.fs.open_dir(Root::Workspace, "outside")),
+        ErrorKind::SymlinkRefused
+    );
+    assert_eq!(
+        kind(f.fs.open_dir(Root::Workspace, "file")),
+        ErrorKind::NotADirectory
+    );
+    assert_eq!(
+        kind(f.fs.open_dir(Root::Workspace, "missing")),
+        ErrorKind::NotFound
+    );
+    // A directory handle follows its directory through a rename.
+    fs::write(f.workspace.join("d/blob"), b"abc").unwrap();
+    let dir = f.fs.open_dir(Root::Workspace, "d").unwrap();
+    fs::rename(f.workspace.join("d"), f.workspace.join("moved")).unwrap();
+    assert_eq!(dir.metadata("blob").unwrap().size, 3);
+}
+
+#[test]
+fn copy_file_copies_everything_across_roots() {
+    let f = fixture();
+    // Larger than one copy_file_range chunk on most kernels' fast paths,
+    // with a tail that is not a multiple of any block size.
+    let bytes: Vec<u8> = (0..3 * 1024 * 1024 + 17)
+        .map(|i| (i * 31 % 251) as u8)
+        .collect();
+    fs::write(f.workspace.join("big"), &bytes).unwrap();
+    fs::write(f.workspace.join("empty"), b"").unwrap();
+    for (name, expected) in [("big", &bytes[..]), ("empty", &b""[..])] {
+        let mut from = f.fs.open_file(Root::Workspace, name).unwrap();
+        let mut to = f.fs.create_new_file(Root::Cache, name).unwrap();
+        let copied = f.fs.copy_file(&mut from, &mut to).unwrap();
+        to.sync().unwrap();
+        drop(to);
+        assert_eq!(copied, expected.len() as u64, "{name}");
+        assert_eq!(read_all(&f.fs, Root::Cache, name), expected, "{name}");
+    }
 }
 
 #[test]

@@ -431,6 +431,9 @@ impl World {
             },
             copy_buffer_bytes: 4096,
             scratch_grace_seconds: if setup.grace { 60 } else { 0 },
+            // The stricter mode, so that `check_not_torn` holds after a
+            // power loss too; `tests/crash.rs` covers the default.
+            durable_restore: true,
             ..Options::default()
         };
         // A starting workspace: every file present.
