@@ -20,6 +20,8 @@
 
 use core::ops::ControlFlow;
 
+use crate::hash::{Digest, HashFunction};
+
 /// Which root capability a path is relative to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Root {
@@ -245,6 +247,15 @@ pub fn is_single_component(name: &str) -> bool {
 pub trait FileWriter: Write {
     /// Makes the file's data and metadata durable (`fsync`).
     fn sync(&mut self) -> Result<(), Error>;
+
+    /// Sets the permission bits of this file through the open handle
+    /// (`fchmod`), which saves resolving its path again. Hosts that can
+    /// only set modes by path return [`ErrorKind::Unsupported`] (the
+    /// default), and the core calls [`Filesystem::set_mode`] instead.
+    fn set_mode(&mut self, mode: u32) -> Result<(), Error> {
+        let _ = mode;
+        Err(Error::new(ErrorKind::Unsupported))
+    }
 }
 
 /// The whole I/O boundary between the core and a host (see the module docs).
@@ -272,33 +283,22 @@ pub trait Filesystem {
     fn open_dir(&self, root: Root, path: &str) -> Result<Self::Directory, Error>;
 
     /// Copies all of `from`, just opened, into `to`, just created and empty,
-    /// without moving the bytes through this process where the host can: a
-    /// reflink, or an in-kernel copy (`copy_file_range`). Returns the number
-    /// of bytes copied; nothing is synced. The core reads the copy back to
-    /// hash it, so a host offers this only where it is cheaper than
-    /// streaming. Hosts without such a call return
+    /// the fastest way the host has (a reflink, an in-kernel copy such as
+    /// `copy_file_range`, hashing on another thread while it copies), and
+    /// returns the digest under `function` and the length of what `to` now
+    /// holds. The digest must be computed from `to`, read back, never from
+    /// `from`: it is what names a stored blob and what verifies a restored
+    /// one. Nothing is synced. Hosts without a faster way return
     /// [`ErrorKind::Unsupported`] having copied nothing (the default), and
-    /// the core streams the bytes itself.
-    fn copy_file(&self, from: &mut Self::Reader, to: &mut Self::Writer) -> Result<u64, Error> {
-        let _ = (from, to);
-        Err(Error::new(ErrorKind::Unsupported))
-    }
-
-    /// The digest of the regular file at `path` (never through a symlink in
-    /// the last component) and its length, computed by the host where it
-    /// has a faster way than the core's one-buffer loop: a memory map and
-    /// several threads for large files. It must equal what
-    /// [`crate::hash::Hasher`] computes over the same bytes. Hosts without
-    /// one return [`ErrorKind::Unsupported`] (the default), and so may
-    /// hosts for a hash function they do not accelerate; the core then
-    /// reads the file itself.
-    fn hash_file(
+    /// the core streams the bytes through its own buffer, hashing them on
+    /// the way.
+    fn copy_file(
         &self,
-        root: Root,
-        path: &str,
-        function: crate::hash::HashFunction,
-    ) -> Result<(crate::hash::Digest, u64), Error> {
-        let _ = (root, path, function);
+        from: &mut Self::Reader,
+        to: &mut Self::Writer,
+        function: HashFunction,
+    ) -> Result<(Digest, u64), Error> {
+        let _ = (from, to, function);
         Err(Error::new(ErrorKind::Unsupported))
     }
 
@@ -376,28 +376,40 @@ pub trait Filesystem {
 }
 
 /// Reads the file at `path` whole, or `None` if it holds more than `cap`
-/// bytes; it is read in small chunks, so a file that grows while it is
-/// read cannot make this allocate more than `cap` (SAFE-1, MAN-4).
+/// bytes. Memory grows with what is actually read, never beyond `cap` plus
+/// one read's worth, so a file that grows while it is read cannot make this
+/// allocate without bound (SAFE-1, MAN-4). `expected_len` (from a `stat`)
+/// only sizes the first allocation.
 #[cfg(feature = "alloc")]
 pub fn read_capped<F: Filesystem + ?Sized>(
     fs: &F,
     root: Root,
     path: &str,
     cap: u64,
+    expected_len: u64,
 ) -> Result<Option<alloc::vec::Vec<u8>>, Error> {
+    const CHUNK: usize = 64 * 1024;
     let cap = usize::try_from(cap).unwrap_or(usize::MAX);
     let mut reader = fs.open_file(root, path)?;
-    let mut bytes = alloc::vec::Vec::new();
-    let mut chunk = [0u8; 8192];
+    // One more byte than expected, so that reading the expected length and
+    // then end-of-file needs no second allocation.
+    let first = usize::try_from(expected_len)
+        .unwrap_or(usize::MAX)
+        .min(cap)
+        .saturating_add(1);
+    let mut bytes = alloc::vec::Vec::with_capacity(first);
     loop {
-        let n = reader.read(&mut chunk)?;
+        let len = bytes.len();
+        let room = (bytes.capacity() - len).max(CHUNK.min(cap.saturating_add(1) - len));
+        bytes.resize(len + room, 0);
+        let n = reader.read(bytes.get_mut(len..).unwrap_or_default())?;
+        bytes.truncate(len + n);
         if n == 0 {
             return Ok(Some(bytes));
         }
-        if bytes.len().saturating_add(n) > cap {
+        if bytes.len() > cap {
             return Ok(None);
         }
-        bytes.extend_from_slice(chunk.get(..n).unwrap_or_default());
     }
 }
 
@@ -415,16 +427,13 @@ impl<F: Filesystem + ?Sized> Filesystem for &F {
     fn open_dir(&self, root: Root, path: &str) -> Result<Self::Directory, Error> {
         (**self).open_dir(root, path)
     }
-    fn copy_file(&self, from: &mut Self::Reader, to: &mut Self::Writer) -> Result<u64, Error> {
-        (**self).copy_file(from, to)
-    }
-    fn hash_file(
+    fn copy_file(
         &self,
-        root: Root,
-        path: &str,
-        function: crate::hash::HashFunction,
-    ) -> Result<(crate::hash::Digest, u64), Error> {
-        (**self).hash_file(root, path, function)
+        from: &mut Self::Reader,
+        to: &mut Self::Writer,
+        function: HashFunction,
+    ) -> Result<(Digest, u64), Error> {
+        (**self).copy_file(from, to, function)
     }
     fn create_dir(&self, root: Root, path: &str) -> Result<(), Error> {
         (**self).create_dir(root, path)

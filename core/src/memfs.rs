@@ -301,7 +301,6 @@ struct State {
     rename_no_replace_supported: bool,
     sync_filesystem_supported: bool,
     copy_file_supported: bool,
-    hash_file_supported: bool,
 }
 
 impl State {
@@ -335,7 +334,6 @@ impl State {
             rename_no_replace_supported: true,
             sync_filesystem_supported: true,
             copy_file_supported: true,
-            hash_file_supported: true,
         }
     }
 
@@ -715,21 +713,11 @@ impl MemFs {
 
     /// Makes [`Filesystem::copy_file`] available (the default) or
     /// [`ErrorKind::Unsupported`], so both of the core's copy paths (the
-    /// host copies, then the core hashes the copy; or the core streams and
-    /// hashes at once) can be tested.
+    /// host copies and hashes the copy, or the core streams and hashes on
+    /// the way) can be tested.
     pub fn set_copy_file_supported(&self, supported: bool) {
         let _ = self.with(|state| {
             state.copy_file_supported = supported;
-            Ok(())
-        });
-    }
-
-    /// Makes [`Filesystem::hash_file`] available (the default) or
-    /// [`ErrorKind::Unsupported`], so that both the host's digest and the
-    /// core's own reading loop are exercised.
-    pub fn set_hash_file_supported(&self, supported: bool) {
-        let _ = self.with(|state| {
-            state.hash_file_supported = supported;
             Ok(())
         });
     }
@@ -1081,6 +1069,14 @@ impl FileWriter for MemWriter {
             Ok(())
         })
     }
+
+    fn set_mode(&mut self, mode: u32) -> Result<(), Error> {
+        let ino = self.ino;
+        handle_op(&self.state, self.epoch, |state| {
+            state.node_mut(ino)?.mode = mode & 0o7777;
+            Ok(())
+        })
+    }
 }
 
 impl Filesystem for MemFs {
@@ -1102,9 +1098,14 @@ impl Filesystem for MemFs {
 
     /// One operation, like a single `copy_file_range` call: the copy's
     /// contents are not durable until the writer is synced.
-    fn copy_file(&self, from: &mut MemReader, to: &mut MemWriter) -> Result<u64, Error> {
+    fn copy_file(
+        &self,
+        from: &mut MemReader,
+        to: &mut MemWriter,
+        function: HashFunction,
+    ) -> Result<(Digest, u64), Error> {
         let (source, pos, target) = (from.ino, from.pos, to.ino);
-        let copied = self.op(|state| {
+        let (digest, copied) = self.op(|state| {
             if !state.copy_file_supported {
                 return Err(err(ErrorKind::Unsupported));
             }
@@ -1122,33 +1123,12 @@ impl Filesystem for MemFs {
             };
             data.clone_from(&bytes);
             node.modified = now;
-            Ok(bytes.len())
+            // Hashed from the target, as the trait requires.
+            Ok((crate::hash::digest(function, data), data.len()))
         })?;
         from.pos = pos.saturating_add(copied);
         to.pos = copied;
-        Ok(copied as u64)
-    }
-
-    fn hash_file(
-        &self,
-        root: Root,
-        path: &str,
-        function: HashFunction,
-    ) -> Result<(Digest, u64), Error> {
-        self.op(|state| {
-            if !state.hash_file_supported {
-                return Err(err(ErrorKind::Unsupported));
-            }
-            check_path(path)?;
-            let node = state.node(state.lookup(root, path)?)?;
-            match &node.body {
-                Body::File { data, .. } if node.kind() == FileKind::File => {
-                    Ok((crate::hash::digest(function, data), data.len() as u64))
-                }
-                _ if node.kind() == FileKind::Dir => Err(err(ErrorKind::IsADirectory)),
-                _ => Err(err(ErrorKind::SymlinkRefused)),
-            }
-        })
+        Ok((digest, copied as u64))
     }
 
     fn open_file(&self, root: Root, path: &str) -> Result<MemReader, Error> {
@@ -1959,31 +1939,25 @@ mod tests {
         let mut to = fs.create_new_file(Cache, "dst").unwrap();
         fs.sync_all();
         let before = fs.op_count();
-        assert_eq!(fs.copy_file(&mut from, &mut to), Ok(6));
-        assert_eq!(fs.op_count(), before + 1);
-        assert_eq!(fs.read_file(Cache, "dst").unwrap(), b"abcdef");
         assert_eq!(
-            fs.hash_file(Cache, "dst", HashFunction::Sha256),
+            fs.copy_file(&mut from, &mut to, HashFunction::Sha256),
             Ok((crate::hash::digest(HashFunction::Sha256, b"abcdef"), 6))
         );
+        assert_eq!(fs.op_count(), before + 1);
+        assert_eq!(fs.read_file(Cache, "dst").unwrap(), b"abcdef");
         fs.recover(CrashMode::PowerLoss);
         assert_eq!(fs.read_file(Cache, "dst").unwrap(), b"");
 
         fs.set_copy_file_supported(false);
-        fs.set_hash_file_supported(false);
         let mut from = fs.open_file(Workspace, "src").unwrap();
         let mut to = fs.create_new_file(Cache, "dst2").unwrap();
         assert_eq!(
-            fs.copy_file(&mut from, &mut to).unwrap_err().kind,
-            ErrorKind::Unsupported
-        );
-        assert_eq!(fs.read_file(Cache, "dst2").unwrap(), b"");
-        assert_eq!(
-            fs.hash_file(Cache, "dst", HashFunction::Blake3)
+            fs.copy_file(&mut from, &mut to, HashFunction::Blake3)
                 .unwrap_err()
                 .kind,
             ErrorKind::Unsupported
         );
+        assert_eq!(fs.read_file(Cache, "dst2").unwrap(), b"");
     }
 
     #[test]

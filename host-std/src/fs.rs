@@ -23,11 +23,11 @@
 //!
 //! # Copies
 //!
-//! The trait moves bytes through [`Read`]/[`Write`]. [`CapStdReader`] and
-//! [`CapStdWriter`] implement [`AsFd`] so that a copy fast path
-//! (`copy_file_range`, or a reflink via `FICLONE`, falling back to streaming)
-//! can be added as an inherent method taking both, without reopening either
-//! file by path.
+//! [`Filesystem::copy_file`] reflinks (`FICLONE`) where the filesystem can
+//! share blocks, else copies with `copy_file_range` inside the kernel, and
+//! hashes the copy on a second thread as it lands, reading it back with
+//! `pread`. Where neither call works it reports `Unsupported` before
+//! copying anything, and the core streams.
 
 use core::ops::ControlFlow;
 use core::time::Duration;
@@ -40,6 +40,7 @@ use cachet_core::fs::{
     Directory, Error, ErrorKind, FileKind, FileWriter, Filesystem, Metadata, Read, Root, Timestamp,
     Write, is_single_component,
 };
+use cachet_core::hash::{Digest, HashFunction, Hasher};
 use cap_fs_ext::{
     DirExt, FollowSymlinks, OpenOptionsFollowExt, OpenOptionsMaybeDirExt, SystemTimeSpec,
 };
@@ -318,9 +319,75 @@ fn metadata_of(kind: FileKind, size: u64, mode: u32, (seconds, nanos): (i64, i64
 }
 
 /// How much one `copy_file_range` call is asked to copy: large enough that
-/// the calls cost nothing next to the copying, small enough that a signal
-/// is not kept waiting.
-const COPY_CHUNK_BYTES: usize = 1 << 30;
+/// the calls cost nothing next to the copying, small enough that the
+/// hashing thread can start on the first part while the rest is copied.
+const COPY_CHUNK_BYTES: usize = 4 << 20;
+
+/// How much the hashing thread reads back at a time.
+const HASH_CHUNK_BYTES: usize = 1 << 20;
+
+/// Copies `from` into `to`, reporting on `copied` how many bytes `to` holds
+/// after each step. A reflink reports the whole length at once.
+fn copy_reporting(
+    from: &File,
+    to: &File,
+    copied: &std::sync::mpsc::Sender<u64>,
+) -> Result<(), Error> {
+    if rustix::fs::ioctl_ficlone(to, from).is_ok() {
+        let len = to.metadata().map_err(map_io_error)?.len();
+        let _ = copied.send(len);
+        return Ok(());
+    }
+    let mut total: u64 = 0;
+    loop {
+        match rustix::fs::copy_file_range(from, None, to, None, COPY_CHUNK_BYTES) {
+            Ok(0) => return Ok(()),
+            Ok(n) => {
+                total = total.saturating_add(n as u64);
+                // The hashing thread only stops early on an error of its
+                // own, which `copy_file` reports.
+                let _ = copied.send(total);
+            }
+            Err(Errno::INTR) => {}
+            // copy_file_range(2): these mean the kernel or this pair of
+            // filesystems cannot do it; with nothing copied yet, the core
+            // streams instead.
+            Err(Errno::XDEV | Errno::NOSYS | Errno::OPNOTSUPP | Errno::INVAL) if total == 0 => {
+                return Err(Error::new(ErrorKind::Unsupported));
+            }
+            Err(errno) => return Err(map_errno(errno)),
+        }
+    }
+}
+
+/// Hashes `file` from the start, reading each part back once `copied` says
+/// it is there, until the sender hangs up.
+fn hash_as_copied(
+    file: &File,
+    function: HashFunction,
+    copied: std::sync::mpsc::Receiver<u64>,
+) -> Result<(Digest, u64), Error> {
+    let mut hasher = Hasher::new(function);
+    let mut buffer = vec![0u8; HASH_CHUNK_BYTES];
+    let mut hashed: u64 = 0;
+    for available in copied {
+        while hashed < available {
+            let want = usize::try_from(available - hashed)
+                .unwrap_or(usize::MAX)
+                .min(buffer.len());
+            let chunk = buffer.get_mut(..want).unwrap_or_default();
+            let n = match rustix::io::pread(file, &mut *chunk, hashed) {
+                Ok(0) => return Err(Error::new(ErrorKind::UnexpectedEof)),
+                Ok(n) => n,
+                Err(Errno::INTR) => continue,
+                Err(errno) => return Err(map_errno(errno)),
+            };
+            hasher.update(chunk.get(..n).unwrap_or_default());
+            hashed = hashed.saturating_add(n as u64);
+        }
+    }
+    Ok((hasher.finalize(), hashed))
+}
 
 /// A directory opened by [`Filesystem::open_dir`]. Each lookup is one
 /// `fstatat` on a single name relative to the directory's descriptor, so
@@ -419,6 +486,15 @@ impl FileWriter for CapStdWriter {
     fn sync(&mut self) -> Result<(), Error> {
         self.file.sync_all().map_err(map_io_error)
     }
+
+    fn set_mode(&mut self, mode: u32) -> Result<(), Error> {
+        if mode & !0o7777 != 0 {
+            return Err(Error::new(ErrorKind::InvalidInput));
+        }
+        self.file
+            .set_permissions(Permissions::from_mode(mode))
+            .map_err(map_io_error)
+    }
 }
 
 impl Filesystem for CapStdFilesystem {
@@ -432,29 +508,26 @@ impl Filesystem for CapStdFilesystem {
     }
 
     /// A reflink (`FICLONE`) where the filesystem shares blocks (Btrfs,
-    /// XFS), else `copy_file_range`, which copies inside the kernel and
-    /// lets a network filesystem copy on the server.
-    fn copy_file(&self, from: &mut CapStdReader, to: &mut CapStdWriter) -> Result<u64, Error> {
-        if rustix::fs::ioctl_ficlone(&to.file, &from.file).is_ok() {
-            return to.file.metadata().map(|m| m.len()).map_err(map_io_error);
-        }
-        let mut copied: u64 = 0;
-        loop {
-            match rustix::fs::copy_file_range(&from.file, None, &to.file, None, COPY_CHUNK_BYTES) {
-                Ok(0) => return Ok(copied),
-                Ok(n) => copied = copied.saturating_add(n as u64),
-                Err(Errno::INTR) => {}
-                // copy_file_range(2): these mean the kernel or this pair of
-                // filesystems cannot do it; with nothing copied yet, the
-                // core streams instead.
-                Err(Errno::XDEV | Errno::NOSYS | Errno::OPNOTSUPP | Errno::INVAL)
-                    if copied == 0 =>
-                {
-                    return Err(Error::new(ErrorKind::Unsupported));
-                }
-                Err(errno) => return Err(map_errno(errno)),
-            }
-        }
+    /// XFS), else `copy_file_range`, which copies inside the kernel; either
+    /// way the copy is read back and hashed on a second thread while the
+    /// first one copies, so a large file costs about one copy, not a copy
+    /// plus a hash.
+    fn copy_file(
+        &self,
+        from: &mut CapStdReader,
+        to: &mut CapStdWriter,
+        function: HashFunction,
+    ) -> Result<(Digest, u64), Error> {
+        let (from, to) = (&from.file, &to.file);
+        std::thread::scope(|scope| {
+            let (copied_to, copied) = std::sync::mpsc::channel::<u64>();
+            let hashing = scope.spawn(move || hash_as_copied(to, function, copied));
+            let copying = copy_reporting(from, to, &copied_to);
+            drop(copied_to);
+            let hashed = hashing.join().unwrap_or(Err(Error::new(ErrorKind::Other)));
+            copying?;
+            hashed
+        })
     }
 
     fn open_file(&self, root: Root, path: &str) -> Result<CapStdReader, Error> {
@@ -481,8 +554,9 @@ impl Filesystem for CapStdFilesystem {
 
     fn create_new_file(&self, root: Root, path: &str) -> Result<CapStdWriter, Error> {
         let mut options = OpenOptions::new();
-        // O_CREAT|O_EXCL never follows a symlink, dangling or not.
-        options.write(true).create_new(true);
+        // O_CREAT|O_EXCL never follows a symlink, dangling or not. Readable
+        // too, so that `copy_file` can hash what it wrote.
+        options.read(true).write(true).create_new(true);
         let file = self
             .dir(root)
             .open_with(relative(path), &options)

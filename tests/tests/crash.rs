@@ -339,11 +339,10 @@ fn crash_everywhere<R>(
         let durable_fixture = || {
             let f = fixture();
             f.fs.set_sync_filesystem_supported(sync_filesystem);
-            // The host that syncs the whole filesystem also copies and
-            // hashes large files itself; the other streams them through
-            // the core, so both copy paths meet every crash point.
+            // The host that syncs the whole filesystem also copies large
+            // files itself; the other streams them through the core, so
+            // both copy paths meet every crash point.
             f.fs.set_copy_file_supported(sync_filesystem);
-            f.fs.set_hash_file_supported(sync_filesystem);
             f
         };
         crash_everywhere_once(crash, sync_filesystem, durable_fixture, &op, &check);

@@ -151,6 +151,7 @@ impl<F: Filesystem> Cache<F> {
             Root::Cache,
             &manifest_path,
             self.options.max_manifest_bytes,
+            manifest_meta.size,
         ) {
             Err(e) => {
                 return miss_or_error(e, LookupStatus::MissNoEntry, Step::Read, &manifest_path);

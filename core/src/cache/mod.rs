@@ -330,15 +330,14 @@ impl<F: Filesystem> Cache<F> {
 
     /// Copies `reader` into the new file `writer`, and returns the digest
     /// and size of what the new file now holds. `from` and `to` name both
-    /// ends in errors, and `to` is where the copy is read back.
+    /// ends in errors.
     ///
     /// A file that does not fit in the copy buffer is copied by the host
-    /// where it can ([`Filesystem::copy_file`]: a reflink, or a copy inside
-    /// the kernel) and the copy is then hashed ([`Filesystem::hash_file`],
-    /// or read back through `buffer`). Hashing the copy rather than the
-    /// source is what makes the digest describe the bytes actually written.
-    /// Smaller files, and hosts without a fast copy, stream through
-    /// `buffer`, hashed on the way: one read and one write.
+    /// where it can do better ([`Filesystem::copy_file`]: a reflink, or a
+    /// copy inside the kernel hashed on another thread); the host hashes
+    /// the copy, not the source, so the digest describes the bytes actually
+    /// written. Smaller files, and hosts without a fast copy, stream
+    /// through `buffer`, hashed on the way: one read and one write.
     pub(crate) fn copy_into(
         &self,
         (from_root, from, mut reader): (Root, &str, F::Reader),
@@ -349,8 +348,8 @@ impl<F: Filesystem> Cache<F> {
         let function = self.options.hash_function;
         let fits = usize::try_from(size_hint).is_ok_and(|size| size <= buffer.len());
         if !fits {
-            match self.fs.copy_file(&mut reader, writer) {
-                Ok(_) => return self.hash_file(to_root, to, buffer),
+            match self.fs.copy_file(&mut reader, writer, function) {
+                Ok(copied) => return Ok(copied),
                 Err(e) if e.kind == fs::ErrorKind::Unsupported => {}
                 // A full disk or a read-only cache is about the target;
                 // anything else more likely about the source.
@@ -365,28 +364,6 @@ impl<F: Filesystem> Cache<F> {
         copy_hashing(reader, writer, buffer, function).map_err(|failure| match failure {
             CopyFailure::Read(e) => io(Step::Read, from_root, from)(e),
             CopyFailure::Write(e) => io(Step::Write, to_root, to)(e),
-        })
-    }
-
-    /// The digest and size of the file at `path`, from the host where it
-    /// can compute them faster, else read through `buffer`.
-    pub(crate) fn hash_file(
-        &self,
-        root: Root,
-        path: &str,
-        buffer: &mut [u8],
-    ) -> Result<(Digest, u64), CacheError> {
-        let function = self.options.hash_function;
-        match self.fs.hash_file(root, path, function) {
-            Err(e) if e.kind == fs::ErrorKind::Unsupported => {}
-            other => return other.map_err(io(Step::Read, root, path)),
-        }
-        let reader = self
-            .fs
-            .open_file(root, path)
-            .map_err(io(Step::Open, root, path))?;
-        copy_hashing(reader, Discard, buffer, function).map_err(|failure| match failure {
-            CopyFailure::Read(e) | CopyFailure::Write(e) => io(Step::Read, root, path)(e),
         })
     }
 

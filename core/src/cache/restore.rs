@@ -130,6 +130,7 @@ impl<F: Filesystem> Cache<F> {
         manifest: &Manifest<'_>,
         checked: &mut CheckedDirs,
     ) -> Result<(), CacheError> {
+        let mut missing = CheckedDirs::new();
         for record in manifest.outputs() {
             let Some(path) = as_workspace_path(&record) else {
                 // The parser validated every path; a failure here would be a
@@ -139,16 +140,27 @@ impl<F: Filesystem> Cache<F> {
                     reason: crate::path::PathError::Empty,
                 });
             };
+            let mut absent = false;
             for ancestor in path.ancestors() {
                 if checked.contains(ancestor) {
                     continue;
+                }
+                // Below a missing directory there is nothing to check; many
+                // outputs usually share it.
+                if missing.contains(ancestor) {
+                    absent = true;
+                    break;
                 }
                 match self.fs.metadata(Root::Workspace, ancestor) {
                     Ok(meta) if meta.kind == FileKind::Dir => {
                         checked.insert(String::from(ancestor));
                     }
                     Ok(meta) => return Err(unsafe_target(&path, ancestor, meta.kind)),
-                    Err(e) if e.kind == ErrorKind::NotFound => break,
+                    Err(e) if e.kind == ErrorKind::NotFound => {
+                        missing.insert(String::from(ancestor));
+                        absent = true;
+                        break;
+                    }
                     Err(e) if e.kind == ErrorKind::SymlinkRefused => {
                         return Err(unsafe_target(&path, ancestor, FileKind::Symlink));
                     }
@@ -157,6 +169,9 @@ impl<F: Filesystem> Cache<F> {
                     }
                     Err(e) => return Err(io(Step::Stat, Root::Workspace, path.as_str())(e)),
                 }
+            }
+            if absent {
+                continue;
             }
             match self.fs.metadata(Root::Workspace, path.relative()) {
                 Ok(meta) if meta.kind == FileKind::Dir => {
@@ -269,16 +284,29 @@ impl<F: Filesystem> Cache<F> {
         // one, permission bits included: a mode set after the sync may be
         // lost while the rename survives.
         if let Some(mode) = expected.mode {
-            self.fs.set_mode(Root::Cache, staged, mode).map_err(io(
-                Step::SetMode,
-                Root::Cache,
-                staged,
-            ))?;
+            self.set_mode((Root::Cache, staged), &mut writer, mode)?;
         }
         if durability == Some(Durability::PerFile) {
             writer.sync().map_err(io(Step::Sync, Root::Cache, staged))?;
         }
         Ok(None)
+    }
+
+    /// Sets the mode of the file just written through `writer`, through the
+    /// handle where the host can, else by path.
+    fn set_mode(
+        &self,
+        (root, path): (Root, &str),
+        writer: &mut F::Writer,
+        mode: u32,
+    ) -> Result<(), CacheError> {
+        match writer.set_mode(mode) {
+            Err(e) if e.kind == ErrorKind::Unsupported => self
+                .fs
+                .set_mode(root, path, mode)
+                .map_err(io(Step::SetMode, root, path)),
+            other => other.map_err(io(Step::SetMode, root, path)),
+        }
     }
 
     /// Renames every staged output onto its target, creating parent
@@ -391,9 +419,7 @@ impl<F: Filesystem> Cache<F> {
                 &mut buffer,
             )?;
             // Mode before sync, as in `stage_file`.
-            self.fs
-                .set_mode(Root::Workspace, &beside, mode)
-                .map_err(io(Step::SetMode, Root::Workspace, &beside))?;
+            self.set_mode((Root::Workspace, &beside), &mut writer, mode)?;
             if self.options.durable_restore {
                 writer
                     .sync()

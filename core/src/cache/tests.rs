@@ -915,7 +915,6 @@ fn op_2_and_op_3_host_copies_and_streamed_copies_give_the_same_cache_and_workspa
         let fs = MemFs::new();
         fs.set_now(Timestamp::from_seconds(1_000_000));
         fs.set_copy_file_supported(host_copies);
-        fs.set_hash_file_supported(host_copies);
         let cache = small_buffer_cache(&fs);
         let outputs = write_large_outputs(&fs);
         let before = workspace_files(&fs);
@@ -944,10 +943,10 @@ fn op_2_and_op_3_host_copies_and_streamed_copies_give_the_same_cache_and_workspa
 }
 
 #[test]
-fn op_3_tampered_large_blob_is_caught_when_the_host_copies() {
-    for hash_file in [true, false] {
+fn op_3_tampered_large_blob_is_caught_whoever_copies() {
+    for host_copies in [true, false] {
         let fs = MemFs::new();
-        fs.set_hash_file_supported(hash_file);
+        fs.set_copy_file_supported(host_copies);
         let cache = small_buffer_cache(&fs);
         let outputs = write_large_outputs(&fs);
         store(&cache, &key(1), &outputs, &mut ctx()).unwrap();

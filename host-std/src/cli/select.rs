@@ -378,31 +378,31 @@ fn read_ignore_file<F: Filesystem>(
     path: &str,
 ) -> Result<Option<Gitignore>, CliError> {
     let shown = absolute(path);
-    let bytes = match cachet_core::fs::read_capped(fs, Root::Workspace, path, MAX_IGNORE_FILE_BYTES)
-    {
-        Ok(Some(bytes)) => bytes,
-        Ok(None) => {
-            return Err(CliError::Gitignore {
-                path: shown,
-                reason: format!("it is larger than {MAX_IGNORE_FILE_BYTES} bytes"),
-            });
-        }
-        Err(error)
-            if matches!(
-                error.kind,
-                ErrorKind::NotFound | ErrorKind::NotADirectory | ErrorKind::SymlinkRefused
-            ) =>
-        {
-            return Ok(None);
-        }
-        Err(source) => {
-            return Err(CliError::Workspace {
-                step: Step::Read,
-                path: shown,
-                source,
-            });
-        }
-    };
+    let bytes =
+        match cachet_core::fs::read_capped(fs, Root::Workspace, path, MAX_IGNORE_FILE_BYTES, 0) {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => {
+                return Err(CliError::Gitignore {
+                    path: shown,
+                    reason: format!("it is larger than {MAX_IGNORE_FILE_BYTES} bytes"),
+                });
+            }
+            Err(error)
+                if matches!(
+                    error.kind,
+                    ErrorKind::NotFound | ErrorKind::NotADirectory | ErrorKind::SymlinkRefused
+                ) =>
+            {
+                return Ok(None);
+            }
+            Err(source) => {
+                return Err(CliError::Workspace {
+                    step: Step::Read,
+                    path: shown,
+                    source,
+                });
+            }
+        };
     let root = PathBuf::from(absolute(base));
     let mut builder = GitignoreBuilder::new(&root);
     let text = String::from_utf8_lossy(&bytes);

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use cachet::core::fs::{
     Directory, Error, ErrorKind, FileKind, FileWriter, Filesystem, Read, Root, Timestamp, Write,
 };
+use cachet::core::hash::{HashFunction, digest};
 use cachet::fs::{CapStdFilesystem, OpenError, map_io_error};
 use tempfile::TempDir;
 
@@ -678,23 +679,30 @@ fn safe_2_open_dir_refuses_symlinks_and_non_directories() {
 }
 
 #[test]
-fn copy_file_copies_everything_across_roots() {
+fn copy_file_copies_everything_across_roots_and_hashes_the_copy() {
     let f = fixture();
-    // Larger than one copy_file_range chunk on most kernels' fast paths,
-    // with a tail that is not a multiple of any block size.
-    let bytes: Vec<u8> = (0..3 * 1024 * 1024 + 17)
+    // Several copy and hash chunks, with a tail that is not a multiple of
+    // any block size.
+    let bytes: Vec<u8> = (0..9 * 1024 * 1024 + 17)
         .map(|i| (i * 31 % 251) as u8)
         .collect();
     fs::write(f.workspace.join("big"), &bytes).unwrap();
     fs::write(f.workspace.join("empty"), b"").unwrap();
-    for (name, expected) in [("big", &bytes[..]), ("empty", &b""[..])] {
-        let mut from = f.fs.open_file(Root::Workspace, name).unwrap();
-        let mut to = f.fs.create_new_file(Root::Cache, name).unwrap();
-        let copied = f.fs.copy_file(&mut from, &mut to).unwrap();
-        to.sync().unwrap();
-        drop(to);
-        assert_eq!(copied, expected.len() as u64, "{name}");
-        assert_eq!(read_all(&f.fs, Root::Cache, name), expected, "{name}");
+    for function in HashFunction::ALL {
+        for (name, expected) in [("big", &bytes[..]), ("empty", &b""[..])] {
+            let copy = format!("{name}-{function}");
+            let mut from = f.fs.open_file(Root::Workspace, name).unwrap();
+            let mut to = f.fs.create_new_file(Root::Cache, &copy).unwrap();
+            let copied = f.fs.copy_file(&mut from, &mut to, function).unwrap();
+            to.sync().unwrap();
+            drop(to);
+            assert_eq!(
+                copied,
+                (digest(function, expected), expected.len() as u64),
+                "{copy}"
+            );
+            assert_eq!(read_all(&f.fs, Root::Cache, &copy), expected, "{copy}");
+        }
     }
 }
 
