@@ -211,17 +211,22 @@ impl<F: Filesystem> Cache<F> {
             }
             drop(file);
             let blob = layout::join(&blobs, content_hash.to_hex().as_str());
-            match self.fs.metadata(Root::Cache, &blob) {
-                Ok(_) => self.fs.remove_file(Root::Cache, &partial).map_err(io(
-                    Step::Remove,
-                    Root::Cache,
-                    &partial,
-                ))?,
-                Err(e) if e.kind == ErrorKind::NotFound => self
+            // One call where the host has it: equal contents share a blob
+            // (DISK-4), and the copy that finds its twin already there is
+            // dropped.
+            match self
+                .fs
+                .rename_no_replace(Root::Cache, &partial, Root::Cache, &blob)
+            {
+                Ok(()) => {}
+                Err(e) if e.kind == ErrorKind::AlreadyExists => self
                     .fs
-                    .rename(Root::Cache, &partial, Root::Cache, &blob)
-                    .map_err(io(Step::Rename, Root::Cache, &partial))?,
-                Err(e) => return Err(io(Step::Stat, Root::Cache, &blob)(e)),
+                    .remove_file(Root::Cache, &partial)
+                    .map_err(io(Step::Remove, Root::Cache, &partial))?,
+                Err(e) if e.kind == ErrorKind::Unsupported => {
+                    self.name_blob_by_stat(&partial, &blob)?;
+                }
+                Err(e) => return Err(io(Step::Rename, Root::Cache, &partial)(e)),
             }
             manifest
                 .output(output, &content_hash, size, meta.mode & 0o7777)
@@ -267,6 +272,23 @@ impl<F: Filesystem> Cache<F> {
             }
         }
         Ok(())
+    }
+
+    /// Without `rename_no_replace`: the scratch directory is private to
+    /// this store, so a stat then a rename cannot race with anyone.
+    fn name_blob_by_stat(&self, partial: &str, blob: &str) -> Result<(), CacheError> {
+        match self.fs.metadata(Root::Cache, blob) {
+            Ok(_) => self.fs.remove_file(Root::Cache, partial).map_err(io(
+                Step::Remove,
+                Root::Cache,
+                partial,
+            )),
+            Err(e) if e.kind == ErrorKind::NotFound => self
+                .fs
+                .rename(Root::Cache, partial, Root::Cache, blob)
+                .map_err(io(Step::Rename, Root::Cache, partial)),
+            Err(e) => Err(io(Step::Stat, Root::Cache, blob)(e)),
+        }
     }
 
     /// Creates `path` in the cache, streams the captured stream `source`

@@ -139,20 +139,26 @@ fn claim_1_restore_reproduces_files_modes_and_streams() {
 
 #[test]
 fn op_2_store_then_lookup_hits_and_disk_4_shares_equal_blobs() {
-    let (fs, cache) = setup();
-    let mut ctx = ctx();
-    let outputs = write_outputs(&fs);
-    assert!(!cache.lookup(&key(1), &mut ctx).unwrap());
-    store(&cache, &key(1), &outputs, &mut ctx).unwrap();
-    assert!(cache.lookup(&key(1), &mut ctx).unwrap());
-    let mut blobs = 0;
-    fs.read_dir(C, &layout::outputs_dir(&key(1)), &mut |_, _| {
-        blobs += 1;
-        ControlFlow::Continue(())
-    })
-    .unwrap();
-    // app.bin, empty, and one blob for the two equal text files.
-    assert_eq!(blobs, 3);
+    // With and without `rename_no_replace`, which names blobs differently.
+    for no_replace in [true, false] {
+        let (fs, cache) = setup();
+        fs.set_rename_no_replace_supported(no_replace);
+        let mut ctx = ctx();
+        let outputs = write_outputs(&fs);
+        assert!(!cache.lookup(&key(1), &mut ctx).unwrap());
+        store(&cache, &key(1), &outputs, &mut ctx).unwrap();
+        assert!(cache.lookup(&key(1), &mut ctx).unwrap());
+        let mut blobs = Vec::new();
+        fs.read_dir(C, &layout::outputs_dir(&key(1)), &mut |name, _| {
+            blobs.push(String::from(name));
+            ControlFlow::Continue(())
+        })
+        .unwrap();
+        // app.bin, empty, and one blob for the two equal text files; no
+        // partial copy left behind.
+        assert_eq!(blobs.len(), 3, "{blobs:?}");
+        assert!(blobs.iter().all(|b| crate::hex::is_lowercase_hex_64(b)));
+    }
 }
 
 #[test]
