@@ -499,6 +499,21 @@ impl State {
         }
         let (from_dir, from_name) = self.parent(from_root, from)?;
         let (to_dir, to_name) = self.parent(to_root, to)?;
+        self.rename_entry(
+            (from_root, from_dir, from_name),
+            (to_root, to_dir, to_name),
+            no_replace,
+        )
+    }
+
+    /// Moves the entry `from` names onto the one `to` names, each given as
+    /// its root, its parent directory's inode and its name.
+    fn rename_entry(
+        &mut self,
+        (from_root, from_dir, from_name): (Root, Ino, &str),
+        (to_root, to_dir, to_name): (Root, Ino, &str),
+        no_replace: bool,
+    ) -> Result<(), Error> {
         if from_root != to_root && self.cross_device {
             return Err(err(ErrorKind::CrossesDevices));
         }
@@ -982,6 +997,7 @@ pub struct MemWriter {
 #[derive(Debug)]
 pub struct MemDirectory {
     state: Rc<RefCell<State>>,
+    root: Root,
     ino: Ino,
     epoch: u64,
 }
@@ -1091,8 +1107,33 @@ impl Filesystem for MemFs {
         })?;
         Ok(MemDirectory {
             state: self.handle_state(),
+            root,
             ino,
             epoch,
+        })
+    }
+
+    fn rename_at(
+        &self,
+        from: &MemDirectory,
+        from_name: &str,
+        to: &MemDirectory,
+        to_name: &str,
+    ) -> Result<(), Error> {
+        self.op(|state| {
+            if state.epoch != from.epoch || state.epoch != to.epoch {
+                return Err(err(ErrorKind::Other));
+            }
+            if !crate::fs::is_single_component(from_name)
+                || !crate::fs::is_single_component(to_name)
+            {
+                return Err(err(ErrorKind::InvalidInput));
+            }
+            state.rename_entry(
+                (from.root, from.ino, from_name),
+                (to.root, to.ino, to_name),
+                false,
+            )
         })
     }
 

@@ -507,6 +507,21 @@ impl Filesystem for CapStdFilesystem {
             .map(|dir| CapStdDirectory { dir })
     }
 
+    /// `renameat` on the two descriptors with one name each: the kernel
+    /// walks no path, so nothing can lead outside either directory.
+    fn rename_at(
+        &self,
+        from: &CapStdDirectory,
+        from_name: &str,
+        to: &CapStdDirectory,
+        to_name: &str,
+    ) -> Result<(), Error> {
+        if !is_single_component(from_name) || !is_single_component(to_name) {
+            return Err(Error::new(ErrorKind::InvalidInput));
+        }
+        rustix::fs::renameat(&from.dir, from_name, &to.dir, to_name).map_err(map_errno)
+    }
+
     /// A reflink (`FICLONE`) where the filesystem shares blocks (Btrfs,
     /// XFS), else `copy_file_range`, which copies inside the kernel; either
     /// way the copy is read back and hashed on a second thread while the

@@ -135,6 +135,20 @@ struct Modes {
 }
 
 impl Modes {
+    /// Deferred modes travel with their files (see `crate::modes`).
+    fn moved(&self, (from_root, from): (Root, &str), (to_root, to): (Root, &str)) {
+        let mut deferred = self.deferred.borrow_mut();
+        deferred.retain(|(r, p, _)| !(*r == to_root && is_at_or_below(p, to)));
+        for (root, path, _) in deferred.iter_mut() {
+            if *root == from_root && is_at_or_below(path, from) {
+                let mut moved = String::from(to);
+                moved.push_str(path.get(from.len()..).unwrap_or_default());
+                *root = to_root;
+                *path = moved;
+            }
+        }
+    }
+
     fn deferred(&self, root: Root, path: &str) -> Option<u32> {
         self.deferred
             .borrow()
@@ -177,18 +191,26 @@ pub struct WasiDirectory {
     modes: Rc<Modes>,
 }
 
+impl WasiDirectory {
+    /// The root-relative path of the entry `name` of this directory, as
+    /// of when it was opened.
+    fn child(&self, name: &str) -> String {
+        let mut path = self.path.clone();
+        if !path.is_empty() {
+            path.push('/');
+        }
+        path.push_str(name);
+        path
+    }
+}
+
 impl Directory for WasiDirectory {
     fn metadata(&self, name: &str) -> Result<Metadata, Error> {
         if !is_single_component(name) {
             return Err(Error::new(ErrorKind::InvalidInput));
         }
         let stat = sys::path_filestat_get_nofollow(self.fd.raw(), name).map_err(error_of_errno)?;
-        let mut path = self.path.clone();
-        if !path.is_empty() {
-            path.push('/');
-        }
-        path.push_str(name);
-        Ok(self.modes.metadata(self.root, &path, &stat))
+        Ok(self.modes.metadata(self.root, &self.child(name), &stat))
     }
 }
 
@@ -434,7 +456,10 @@ impl Filesystem for WasiFilesystem {
         let fd = self.open_dir_with_rights(
             root,
             path,
-            sys::RIGHTS_PATH_FILESTAT_GET | sys::RIGHTS_FD_READDIR,
+            sys::RIGHTS_PATH_FILESTAT_GET
+                | sys::RIGHTS_PATH_RENAME_SOURCE
+                | sys::RIGHTS_PATH_RENAME_TARGET
+                | sys::RIGHTS_FD_READDIR,
         )?;
         Ok(WasiDirectory {
             fd,
@@ -498,17 +523,25 @@ impl Filesystem for WasiFilesystem {
             wasi_path(to),
         )
         .map_err(error_of_errno)?;
-        // Deferred modes travel with their files (see `crate::modes`).
-        let mut deferred = self.modes.deferred.borrow_mut();
-        deferred.retain(|(r, p, _)| !(*r == to_root && is_at_or_below(p, to)));
-        for (root, path, _) in deferred.iter_mut() {
-            if *root == from_root && is_at_or_below(path, from) {
-                let mut moved = String::from(to);
-                moved.push_str(path.get(from.len()..).unwrap_or_default());
-                *root = to_root;
-                *path = moved;
-            }
+        self.modes.moved((from_root, from), (to_root, to));
+        Ok(())
+    }
+
+    fn rename_at(
+        &self,
+        from: &WasiDirectory,
+        from_name: &str,
+        to: &WasiDirectory,
+        to_name: &str,
+    ) -> Result<(), Error> {
+        if !is_single_component(from_name) || !is_single_component(to_name) {
+            return Err(Error::new(ErrorKind::InvalidInput));
         }
+        sys::path_rename(from.fd.raw(), from_name, to.fd.raw(), to_name).map_err(error_of_errno)?;
+        self.modes.moved(
+            (from.root, &from.child(from_name)),
+            (to.root, &to.child(to_name)),
+        );
         Ok(())
     }
 

@@ -310,7 +310,9 @@ impl<F: Filesystem> Cache<F> {
     }
 
     /// Renames every staged output onto its target, creating parent
-    /// directories.
+    /// directories. The scratch directory is opened once, and each target's
+    /// parent once per run of outputs that share it (outputs are sorted by
+    /// path), so each output costs one `rename_at`.
     fn publish_outputs(
         &self,
         manifest: &Manifest<'_>,
@@ -318,25 +320,61 @@ impl<F: Filesystem> Cache<F> {
         checked: &mut CheckedDirs,
         ctx: &mut dyn Context,
     ) -> Result<(), CacheError> {
+        let staged_dir =
+            self.fs
+                .open_dir(Root::Cache, scratch)
+                .map_err(io(Step::Open, Root::Cache, scratch))?;
+        let mut parent: Option<(String, F::Directory)> = None;
         for (index, record) in manifest.outputs().enumerate() {
             let Some(path) = as_workspace_path(&record) else {
                 continue;
             };
             self.create_ancestors(&path, checked)?;
-            let staged = staged_path(scratch, index);
+            let (parent_path, name) = match path.relative().rsplit_once('/') {
+                Some((parent_path, name)) => (parent_path, name),
+                None => ("", path.relative()),
+            };
+            let target_dir = match parent {
+                Some((ref open, ref dir)) if open == parent_path => dir,
+                _ => {
+                    let dir = self.open_parent(&path, parent_path)?;
+                    &parent.insert((String::from(parent_path), dir)).1
+                }
+            };
+            let mut staged_name = heapless::String::<20>::new();
+            // A usize has at most 20 decimal digits.
+            let _ = write!(staged_name, "{index}");
             match self
                 .fs
-                .rename(Root::Cache, &staged, Root::Workspace, path.relative())
+                .rename_at(&staged_dir, &staged_name, target_dir, name)
             {
                 Ok(()) => {}
                 Err(e) if e.kind == ErrorKind::CrossesDevices => {
                     let size = record.size;
+                    let staged = staged_path(scratch, index);
                     self.publish_by_copy(&staged, &path, (size, record.mode & 0o7777), ctx)?;
                 }
                 Err(e) => return Err(io(Step::Rename, Root::Workspace, path.as_str())(e)),
             }
         }
         Ok(())
+    }
+
+    /// Opens the directory a target goes into, which `create_ancestors`
+    /// has just checked or made: a symlink or file swapped in since is
+    /// refused, as there (SAFE-2).
+    fn open_parent(
+        &self,
+        path: &WorkspacePath<'_>,
+        parent_path: &str,
+    ) -> Result<F::Directory, CacheError> {
+        self.fs
+            .open_dir(Root::Workspace, parent_path)
+            .map_err(|e| match e.kind {
+                ErrorKind::SymlinkRefused => unsafe_target(path, parent_path, FileKind::Symlink),
+                ErrorKind::NotADirectory => unsafe_target(path, parent_path, FileKind::File),
+                _ => io(Step::Open, Root::Workspace, parent_path)(e),
+            })
     }
 
     fn create_ancestors(
