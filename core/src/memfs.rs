@@ -1973,6 +1973,32 @@ mod tests {
     }
 
     #[test]
+    fn rename_at_moves_by_inode_and_respects_cross_device() {
+        let fs = MemFs::new();
+        fs.write_file(Cache, "s/0", b"new", 0o644).unwrap();
+        fs.write_file(Workspace, "out/app", b"old", 0o644).unwrap();
+        let from = fs.open_dir(Cache, "s").unwrap();
+        let to = fs.open_dir(Workspace, "out").unwrap();
+        fs.rename(Workspace, "out", Workspace, "moved").unwrap();
+        fs.rename_at(&from, "0", &to, "app").unwrap();
+        assert_eq!(fs.read_file(Workspace, "moved/app").unwrap(), b"new");
+        assert_eq!(
+            fs.rename_at(&from, "0", &to, "x").unwrap_err().kind,
+            ErrorKind::NotFound
+        );
+        assert_eq!(
+            fs.rename_at(&from, "a/b", &to, "x").unwrap_err().kind,
+            ErrorKind::InvalidInput
+        );
+        fs.write_file(Cache, "s/1", b"x", 0o644).unwrap();
+        fs.set_cross_device(true);
+        assert_eq!(
+            fs.rename_at(&from, "1", &to, "x").unwrap_err().kind,
+            ErrorKind::CrossesDevices
+        );
+    }
+
+    #[test]
     fn copy_file_is_one_operation_and_not_durable_until_synced() {
         let fs = MemFs::new();
         fs.write_file(Workspace, "src", b"abcdef", 0o644).unwrap();

@@ -679,6 +679,43 @@ fn safe_2_open_dir_refuses_symlinks_and_non_directories() {
 }
 
 #[test]
+fn rename_at_moves_one_name_between_open_directories() {
+    let f = fixture();
+    fs::create_dir_all(f.cache.join("scratch")).unwrap();
+    fs::create_dir_all(f.workspace.join("out")).unwrap();
+    fs::write(f.cache.join("scratch/0"), b"new").unwrap();
+    fs::write(f.cache.join("scratch/1"), b"other").unwrap();
+    fs::write(f.workspace.join("out/app"), b"old").unwrap();
+    let from = f.fs.open_dir(Root::Cache, "scratch").unwrap();
+    let to = f.fs.open_dir(Root::Workspace, "out").unwrap();
+    f.fs.rename_at(&from, "0", &to, "app").unwrap();
+    assert_eq!(fs::read(f.workspace.join("out/app")).unwrap(), b"new");
+    assert!(!f.cache.join("scratch/0").exists());
+    assert_eq!(
+        kind(f.fs.rename_at(&from, "0", &to, "x")),
+        ErrorKind::NotFound
+    );
+    // One name each: nothing can be steered through a path.
+    symlink(&f.outside, f.workspace.join("out/escape")).unwrap();
+    for (from_name, to_name) in [
+        ("1", "escape/secret"),
+        ("1", ".."),
+        ("../scratch/1", "y"),
+        ("", "y"),
+    ] {
+        assert_eq!(
+            kind(f.fs.rename_at(&from, from_name, &to, to_name)),
+            ErrorKind::InvalidInput,
+            "{from_name:?} -> {to_name:?}"
+        );
+    }
+    // A symlink as the target name is replaced, never followed.
+    f.fs.rename_at(&from, "1", &to, "escape").unwrap();
+    assert_eq!(fs::read(f.workspace.join("out/escape")).unwrap(), b"other");
+    assert_secret_intact(&f);
+}
+
+#[test]
 fn copy_file_copies_everything_across_roots_and_hashes_the_copy() {
     let f = fixture();
     // Several copy and hash chunks, with a tail that is not a multiple of
