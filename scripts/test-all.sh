@@ -33,7 +33,14 @@ step "vectors"
 cargo test -p cachet-tests --test vectors -- --nocapture
 
 step "wasm guest: build cachet-wasi, then run it against the native binding"
+# Twice: the portable guest (any WASI preview 1 host; it syncs file by
+# file) and the one built for the embedding (one host syncfs per store).
+target_dir=$(cargo metadata --format-version 1 --no-deps |
+  sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
 cargo build -p cachet-wasi --target wasm32-wasip1 --release
+cp "$target_dir/wasm32-wasip1/release/cachet-wasi.wasm" "$target_dir/cachet-wasi-portable.wasm"
+CACHET_WASI_GUEST="$target_dir/cachet-wasi-portable.wasm" cargo test -p cachet-wasi --features embed
+cargo build -p cachet-wasi --target wasm32-wasip1 --release --features host-sync
 cargo test -p cachet-wasi --features embed
 
 step "fuzz smoke: every target briefly (prints SKIPPED when cargo-fuzz cannot be installed)"

@@ -27,6 +27,16 @@
 //! `restore`
 //! it applies the modes the guest logged, to workspace files only and never
 //! through a symlink.
+//!
+//! # Syncing the whole filesystem
+//!
+//! WASI preview 1 has no `syncfs`, so a guest store would `fsync` every file
+//! it writes. The embedding provides the host call
+//! [`HOST_SYNC_FILESYSTEM`](crate::HOST_SYNC_FILESYSTEM) in
+//! [`HOST_MODULE`](crate::HOST_MODULE), a `syncfs` of the workspace's or the
+//! cache root's filesystem; a guest built with the `host-sync` feature uses
+//! it and then syncs once per store, like the native binding. The default
+//! guest does not import it and runs in any WASI preview 1 host.
 
 use core::hash::{BuildHasher, Hasher};
 use core::sync::atomic::{AtomicU64, Ordering};
@@ -39,10 +49,30 @@ use cap_fs_ext::{FollowSymlinks, OpenOptionsFollowExt};
 use cap_std::ambient_authority;
 use cap_std::fs::{Dir, OpenOptions, Permissions, PermissionsExt};
 use wasmtime::{
-    Config, Enabled, Engine, InstanceAllocationStrategy, InstancePre, Linker, Module,
+    Caller, Config, Enabled, Engine, InstanceAllocationStrategy, InstancePre, Linker, Module,
     PoolingAllocationConfig, Store,
 };
 use wasmtime_wasi::p1::WasiP1Ctx;
+
+/// What one run's store holds: the guest's WASI context, and the two roots
+/// the host calls act on.
+struct GuestState {
+    wasi: WasiP1Ctx,
+    /// The workspace and the cache root, in the order of the
+    /// `sync-filesystem` root numbers.
+    roots: [PathBuf; 2],
+}
+
+/// WASI errno values the host calls return.
+const ERRNO_INVAL: u32 = 28;
+const ERRNO_IO: u32 = 29;
+
+/// `syncfs(2)` of the filesystem that holds `root`. The directory is opened
+/// for reading because `syncfs` refuses an `O_PATH` descriptor.
+fn sync_filesystem_of(root: &Path) -> io::Result<()> {
+    let dir = std::fs::File::open(root)?;
+    rustix::fs::syncfs(&dir).map_err(io::Error::from)
+}
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
 
@@ -161,7 +191,7 @@ const KEEP_RESIDENT_BYTES: usize = 16 << 20;
 /// docs).
 pub struct Embedding {
     engine: Engine,
-    pre: InstancePre<WasiP1Ctx>,
+    pre: InstancePre<GuestState>,
     max_output_bytes: usize,
     slots: SlotGate,
 }
@@ -283,8 +313,29 @@ impl Embedding {
             .or_else(|_| Engine::new(&Config::new()))
             .map_err(compile)?;
         let module = Module::new(&engine, wasm).map_err(compile)?;
-        let mut linker: Linker<WasiP1Ctx> = Linker::new(&engine);
-        wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |ctx| ctx).map_err(compile)?;
+        let mut linker: Linker<GuestState> = Linker::new(&engine);
+        wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |state: &mut GuestState| {
+            &mut state.wasi
+        })
+        .map_err(compile)?;
+        linker
+            .func_wrap(
+                crate::HOST_MODULE,
+                crate::HOST_SYNC_FILESYSTEM,
+                |caller: Caller<'_, GuestState>, root: u32| -> u32 {
+                    let Some(path) = usize::try_from(root)
+                        .ok()
+                        .and_then(|i| caller.data().roots.get(i))
+                    else {
+                        return ERRNO_INVAL;
+                    };
+                    match sync_filesystem_of(path) {
+                        Ok(()) => 0,
+                        Err(_) => ERRNO_IO,
+                    }
+                },
+            )
+            .map_err(compile)?;
         let pre = linker.instantiate_pre(&module).map_err(compile)?;
         Ok(Embedding {
             engine,
@@ -362,7 +413,11 @@ impl Embedding {
         preopen(&mut builder, cache_root, CACHE_PREOPEN)?;
 
         let slot = self.slots.acquire();
-        let mut store = Store::new(&self.engine, builder.build_p1());
+        let state = GuestState {
+            wasi: builder.build_p1(),
+            roots: [workspace.to_path_buf(), cache_root.to_path_buf()],
+        };
+        let mut store = Store::new(&self.engine, state);
         let status = self.start(&mut store);
         drop(store);
         drop(slot);
@@ -390,7 +445,7 @@ impl Embedding {
     }
 
     /// Instantiates and calls `_start`; `Err` carries a trap's message.
-    fn start(&self, store: &mut Store<WasiP1Ctx>) -> Result<i32, String> {
+    fn start(&self, store: &mut Store<GuestState>) -> Result<i32, String> {
         let instance = self
             .pre
             .instantiate(&mut *store)

@@ -652,6 +652,29 @@ impl Filesystem for WasiFilesystem {
             }
         }
     }
+
+    fn supports_sync_filesystem(&self) -> bool {
+        cfg!(feature = "host-sync")
+    }
+
+    /// With the `host-sync` feature, the host's `syncfs` (see
+    /// [`crate::HOST_SYNC_FILESYSTEM`]); without it, `Unsupported`, and the
+    /// core syncs file by file.
+    fn sync_filesystem(&self, root: Root) -> Result<(), Error> {
+        #[cfg(feature = "host-sync")]
+        {
+            let root = match root {
+                Root::Workspace => 0,
+                Root::Cache => 1,
+            };
+            retrying(|| sys::sync_filesystem(root))
+        }
+        #[cfg(not(feature = "host-sync"))]
+        {
+            let _ = root;
+            Err(Error::new(ErrorKind::Unsupported))
+        }
+    }
 }
 
 fn check_regular(filetype: u8) -> Result<(), Error> {

@@ -40,6 +40,17 @@ pub mod modes;
 #[cfg(all(target_arch = "wasm32", target_os = "wasi"))]
 mod sys;
 
+/// The import module of the host calls a guest built with the `host-sync`
+/// feature needs; [`embed::Embedding`] provides them.
+pub const HOST_MODULE: &str = "cachet:host";
+
+/// `sync-filesystem(root: u32) -> u32`, in [`HOST_MODULE`]: makes everything
+/// written on the filesystem that holds the workspace (`root` 0) or the
+/// cache root (`root` 1) durable, as Linux `syncfs` does, and returns a WASI
+/// errno (0 on success). WASI preview 1 has no such call, and without it a
+/// guest store syncs every file it writes.
+pub const HOST_SYNC_FILESYSTEM: &str = "sync-filesystem";
+
 /// The name under which the guest expects the workspace preopened.
 pub const WORKSPACE_PREOPEN: &str = "/workspace";
 

@@ -127,6 +127,29 @@ pub(crate) fn fd_write(fd: &OwnedFd, buf: &[u8]) -> Result<usize, Errno> {
     unsafe { wasip1::fd_write(fd.raw(), &[iov]) }.map_err(|e| e.raw())
 }
 
+#[cfg(feature = "host-sync")]
+// The names are `crate::HOST_MODULE` and `crate::HOST_SYNC_FILESYSTEM`;
+// attributes take literals only. A mismatch fails instantiation in the
+// embedding's tests.
+#[link(wasm_import_module = "cachet:host")]
+unsafe extern "C" {
+    #[link_name = "sync-filesystem"]
+    fn host_sync_filesystem(root: u32) -> u32;
+}
+
+/// The host's `syncfs` of the filesystem holding root `root` (0: the
+/// workspace, 1: the cache root); see `crate::HOST_SYNC_FILESYSTEM`.
+#[cfg(feature = "host-sync")]
+pub(crate) fn sync_filesystem(root: u32) -> Result<(), Errno> {
+    // SAFETY: integers in and out; the host owns the call.
+    let code = unsafe { host_sync_filesystem(root) };
+    match Errno::try_from(code) {
+        Ok(0) => Ok(()),
+        Ok(errno) => Err(errno),
+        Err(_) => Err(crate::errno::INVAL),
+    }
+}
+
 /// `fsync` on `fd`.
 pub(crate) fn fd_sync(fd: &OwnedFd) -> Result<(), Errno> {
     // SAFETY: plain call on an owned descriptor.
