@@ -272,6 +272,40 @@ pub trait Filesystem {
     /// component.
     fn open_file(&self, root: Root, path: &str) -> Result<Self::Reader, Error>;
 
+    /// [`Filesystem::open_file`] together with the file's metadata. The
+    /// default stats the path and then opens it; a host that can stat the
+    /// opened file instead saves a path resolution and reports the
+    /// metadata of exactly the file it opened. Fails like `open_file` for
+    /// anything but a regular file.
+    fn open_file_with_metadata(
+        &self,
+        root: Root,
+        path: &str,
+    ) -> Result<(Self::Reader, Metadata), Error> {
+        let metadata = self.metadata(root, path)?;
+        match metadata.kind {
+            FileKind::File => {}
+            FileKind::Dir => return Err(Error::new(ErrorKind::IsADirectory)),
+            FileKind::Symlink => return Err(Error::new(ErrorKind::SymlinkRefused)),
+            FileKind::Other => return Err(Error::new(ErrorKind::InvalidInput)),
+        }
+        Ok((self.open_file(root, path)?, metadata))
+    }
+
+    /// Like [`Filesystem::rename_at`], but fails with
+    /// [`ErrorKind::AlreadyExists`] instead of replacing anything. Hosts
+    /// without it return [`ErrorKind::Unsupported`], the default.
+    fn rename_at_no_replace(
+        &self,
+        from: &Self::Directory,
+        from_name: &str,
+        to: &Self::Directory,
+        to_name: &str,
+    ) -> Result<(), Error> {
+        let _ = (from, from_name, to, to_name);
+        Err(Error::new(ErrorKind::Unsupported))
+    }
+
     /// Creates a new regular file for writing; fails with
     /// [`ErrorKind::AlreadyExists`] if anything exists at `path`, symlinks
     /// included.
@@ -464,6 +498,22 @@ impl<F: Filesystem + ?Sized> Filesystem for &F {
         to_name: &str,
     ) -> Result<(), Error> {
         (**self).rename_at(from, from_name, to, to_name)
+    }
+    fn rename_at_no_replace(
+        &self,
+        from: &Self::Directory,
+        from_name: &str,
+        to: &Self::Directory,
+        to_name: &str,
+    ) -> Result<(), Error> {
+        (**self).rename_at_no_replace(from, from_name, to, to_name)
+    }
+    fn open_file_with_metadata(
+        &self,
+        root: Root,
+        path: &str,
+    ) -> Result<(Self::Reader, Metadata), Error> {
+        (**self).open_file_with_metadata(root, path)
     }
     fn create_dir(&self, root: Root, path: &str) -> Result<(), Error> {
         (**self).create_dir(root, path)

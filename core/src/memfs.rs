@@ -1137,6 +1137,33 @@ impl Filesystem for MemFs {
         })
     }
 
+    fn rename_at_no_replace(
+        &self,
+        from: &MemDirectory,
+        from_name: &str,
+        to: &MemDirectory,
+        to_name: &str,
+    ) -> Result<(), Error> {
+        self.op(|state| {
+            if !state.rename_no_replace_supported {
+                return Err(err(ErrorKind::Unsupported));
+            }
+            if state.epoch != from.epoch || state.epoch != to.epoch {
+                return Err(err(ErrorKind::Other));
+            }
+            if !crate::fs::is_single_component(from_name)
+                || !crate::fs::is_single_component(to_name)
+            {
+                return Err(err(ErrorKind::InvalidInput));
+            }
+            state.rename_entry(
+                (from.root, from.ino, from_name),
+                (to.root, to.ino, to_name),
+                true,
+            )
+        })
+    }
+
     /// One operation, like a single `copy_file_range` call: the copy's
     /// contents are not durable until the writer is synced.
     fn copy_file(

@@ -174,6 +174,30 @@ impl CapStdFilesystem {
         self.dir(root).open_with(relative(path), &options)
     }
 
+    /// Opens the regular file at `path` for reading, never through a
+    /// symlink in the last component, and returns it with its `fstat`.
+    fn open_regular(&self, root: Root, path: &str) -> Result<(File, cap_std::fs::Metadata), Error> {
+        let mut options = OpenOptions::new();
+        options
+            .read(true)
+            .follow(FollowSymlinks::No)
+            .custom_flags(nonblocking_flags());
+        let file = self
+            .dir(root)
+            .open_with(relative(path), &options)
+            .map_err(map_io_error)?;
+        let metadata = file.metadata().map_err(map_io_error)?;
+        if metadata.is_dir() {
+            return Err(Error::new(ErrorKind::IsADirectory));
+        }
+        if !metadata.is_file() {
+            // A FIFO or device is never cache content; reading one could
+            // block or never end (SAFE-1).
+            return Err(Error::new(ErrorKind::InvalidInput));
+        }
+        Ok((file, metadata))
+    }
+
     /// Opens the directory at `path` without following a symlink in the last
     /// component, and says so when that is why it failed.
     fn open_dir_refusing_symlink(&self, root: Root, path: &str) -> Result<Dir, Error> {
@@ -263,6 +287,18 @@ pub fn map_io_error(error: io::Error) -> Error {
         None => crate::cli::error_kind(error.kind()),
     };
     Error { kind, os_code }
+}
+
+/// renameat2(2) with `RENAME_NOREPLACE`: EINVAL is how a filesystem says
+/// it lacks the flag; the core then falls back to its own scheme.
+fn no_replace_error(errno: Errno) -> Error {
+    match errno {
+        Errno::INVAL => Error {
+            kind: ErrorKind::Unsupported,
+            os_code: Some(errno.raw_os_error()),
+        },
+        other => map_errno(other),
+    }
 }
 
 fn map_errno(errno: Errno) -> Error {
@@ -522,6 +558,44 @@ impl Filesystem for CapStdFilesystem {
         rustix::fs::renameat(&from.dir, from_name, &to.dir, to_name).map_err(map_errno)
     }
 
+    fn rename_at_no_replace(
+        &self,
+        from: &CapStdDirectory,
+        from_name: &str,
+        to: &CapStdDirectory,
+        to_name: &str,
+    ) -> Result<(), Error> {
+        if !is_single_component(from_name) || !is_single_component(to_name) {
+            return Err(Error::new(ErrorKind::InvalidInput));
+        }
+        rustix::fs::renameat_with(
+            &from.dir,
+            from_name,
+            &to.dir,
+            to_name,
+            RenameFlags::NOREPLACE,
+        )
+        .map_err(no_replace_error)
+    }
+
+    /// One open and one `fstat` of the opened file, instead of a `stat` by
+    /// path (which cap-std resolves with an open and a close of its own)
+    /// and then the open.
+    fn open_file_with_metadata(
+        &self,
+        root: Root,
+        path: &str,
+    ) -> Result<(CapStdReader, Metadata), Error> {
+        let (file, metadata) = self.open_regular(root, path)?;
+        let metadata = metadata_of(
+            FileKind::File,
+            metadata.len(),
+            metadata.mode(),
+            (metadata.mtime(), metadata.mtime_nsec()),
+        );
+        Ok((CapStdReader { file }, metadata))
+    }
+
     /// A reflink (`FICLONE`) where the filesystem shares blocks (Btrfs,
     /// XFS), else `copy_file_range`, which copies inside the kernel; either
     /// way the copy is read back and hashed on a second thread while the
@@ -546,25 +620,8 @@ impl Filesystem for CapStdFilesystem {
     }
 
     fn open_file(&self, root: Root, path: &str) -> Result<CapStdReader, Error> {
-        let mut options = OpenOptions::new();
-        options
-            .read(true)
-            .follow(FollowSymlinks::No)
-            .custom_flags(nonblocking_flags());
-        let file = self
-            .dir(root)
-            .open_with(relative(path), &options)
-            .map_err(map_io_error)?;
-        let file_type = file.metadata().map_err(map_io_error)?.file_type();
-        if file_type.is_dir() {
-            return Err(Error::new(ErrorKind::IsADirectory));
-        }
-        if !file_type.is_file() {
-            // A FIFO or device is never cache content; reading one could
-            // block or never end (SAFE-1).
-            return Err(Error::new(ErrorKind::InvalidInput));
-        }
-        Ok(CapStdReader { file })
+        self.open_regular(root, path)
+            .map(|(file, _)| CapStdReader { file })
     }
 
     fn create_new_file(&self, root: Root, path: &str) -> Result<CapStdWriter, Error> {
@@ -607,15 +664,7 @@ impl Filesystem for CapStdFilesystem {
             to_name,
             RenameFlags::NOREPLACE,
         )
-        .map_err(|errno| match errno {
-            // renameat2(2): EINVAL is how a filesystem says it lacks
-            // RENAME_NOREPLACE; the core then falls back to its own scheme.
-            Errno::INVAL => Error {
-                kind: ErrorKind::Unsupported,
-                os_code: Some(errno.raw_os_error()),
-            },
-            other => map_errno(other),
-        })
+        .map_err(no_replace_error)
     }
 
     fn remove_file(&self, root: Root, path: &str) -> Result<(), Error> {

@@ -176,25 +176,16 @@ impl<F: Filesystem> Cache<F> {
         ))?;
 
         let partial = layout::join(&blobs, PARTIAL_BLOB);
+        // Blobs are named inside one open directory where the host can; a
+        // host that cannot open it still names them by path below.
+        let blobs_dir = match outputs.is_empty() {
+            true => Err(fs::Error::new(ErrorKind::Unsupported)),
+            false => self.fs.open_dir(Root::Cache, &blobs),
+        };
         for output in outputs {
             // Validated by the caller of assemble.
             let relative = output.get(1..).unwrap_or_default();
-            let meta = self.fs.metadata(Root::Workspace, relative).map_err(io(
-                Step::Stat,
-                Root::Workspace,
-                output,
-            ))?;
-            if meta.kind != FileKind::File {
-                return Err(CacheError::OutputNotRegularFile {
-                    path: String::from(*output),
-                    kind: meta.kind,
-                });
-            }
-            let reader = self.fs.open_file(Root::Workspace, relative).map_err(io(
-                Step::Open,
-                Root::Workspace,
-                output,
-            ))?;
+            let (reader, meta) = self.open_output(output, relative)?;
             let mut file = self.fs.create_new_file(Root::Cache, &partial).map_err(io(
                 Step::Create,
                 Root::Cache,
@@ -214,10 +205,21 @@ impl<F: Filesystem> Cache<F> {
             // One call where the host has it: equal contents share a blob
             // (DISK-4), and the copy that finds its twin already there is
             // dropped.
-            match self
-                .fs
-                .rename_no_replace(Root::Cache, &partial, Root::Cache, &blob)
-            {
+            let hex = content_hash.to_hex();
+            let named = match &blobs_dir {
+                Ok(dir) => self
+                    .fs
+                    .rename_at_no_replace(dir, PARTIAL_BLOB, dir, hex.as_str()),
+                Err(_) => Err(fs::Error::new(ErrorKind::Unsupported)),
+            };
+            let named = match named {
+                Err(e) if e.kind == ErrorKind::Unsupported => {
+                    self.fs
+                        .rename_no_replace(Root::Cache, &partial, Root::Cache, &blob)
+                }
+                other => other,
+            };
+            match named {
                 Ok(()) => {}
                 Err(e) if e.kind == ErrorKind::AlreadyExists => self
                     .fs
@@ -272,6 +274,26 @@ impl<F: Filesystem> Cache<F> {
             }
         }
         Ok(())
+    }
+
+    /// Opens the output at workspace path `output` (`relative` without its
+    /// leading `/`) with its metadata, and says what it is when it is not a
+    /// regular file: manifests hold regular files only.
+    fn open_output(
+        &self,
+        output: &str,
+        relative: &str,
+    ) -> Result<(F::Reader, fs::Metadata), CacheError> {
+        match self.fs.open_file_with_metadata(Root::Workspace, relative) {
+            Ok(opened) => Ok(opened),
+            Err(e) => match self.fs.metadata(Root::Workspace, relative) {
+                Ok(meta) if meta.kind != FileKind::File => Err(CacheError::OutputNotRegularFile {
+                    path: String::from(output),
+                    kind: meta.kind,
+                }),
+                _ => Err(io(Step::Open, Root::Workspace, output)(e)),
+            },
+        }
     }
 
     /// Without `rename_no_replace`: the scratch directory is private to
