@@ -716,6 +716,60 @@ fn rename_at_moves_one_name_between_open_directories() {
 }
 
 #[test]
+fn rename_at_no_replace_never_replaces() {
+    let f = fixture();
+    fs::create_dir_all(f.cache.join("blobs")).unwrap();
+    fs::write(f.cache.join("blobs/.partial"), b"one").unwrap();
+    fs::write(f.cache.join("blobs/taken"), b"two").unwrap();
+    let dir = f.fs.open_dir(Root::Cache, "blobs").unwrap();
+    assert_eq!(
+        kind(f.fs.rename_at_no_replace(&dir, ".partial", &dir, "taken")),
+        ErrorKind::AlreadyExists
+    );
+    assert_eq!(fs::read(f.cache.join("blobs/taken")).unwrap(), b"two");
+    f.fs.rename_at_no_replace(&dir, ".partial", &dir, "free")
+        .unwrap();
+    assert_eq!(fs::read(f.cache.join("blobs/free")).unwrap(), b"one");
+    assert_eq!(
+        kind(f.fs.rename_at_no_replace(&dir, "free", &dir, "../x")),
+        ErrorKind::InvalidInput
+    );
+}
+
+#[test]
+fn open_file_with_metadata_agrees_with_metadata_and_refuses_what_open_file_refuses() {
+    let f = fixture();
+    fs::write(f.workspace.join("file"), b"12345").unwrap();
+    fs::set_permissions(f.workspace.join("file"), fs::Permissions::from_mode(0o751)).unwrap();
+    fs::create_dir(f.workspace.join("dir")).unwrap();
+    symlink("file", f.workspace.join("link")).unwrap();
+    mkfifo(&f.workspace.join("fifo"));
+    let (mut reader, meta) =
+        f.fs.open_file_with_metadata(Root::Workspace, "file")
+            .unwrap();
+    assert_eq!(meta, f.fs.metadata(Root::Workspace, "file").unwrap());
+    let mut buf = [0u8; 8];
+    assert_eq!(reader.read(&mut buf).unwrap(), 5);
+    for (path, expected) in [
+        ("dir", ErrorKind::IsADirectory),
+        ("link", ErrorKind::SymlinkRefused),
+        ("fifo", ErrorKind::InvalidInput),
+        ("missing", ErrorKind::NotFound),
+    ] {
+        assert_eq!(
+            kind(f.fs.open_file_with_metadata(Root::Workspace, path)),
+            expected,
+            "{path}"
+        );
+        assert_eq!(
+            kind(f.fs.open_file(Root::Workspace, path)),
+            expected,
+            "{path}"
+        );
+    }
+}
+
+#[test]
 fn copy_file_copies_everything_across_roots_and_hashes_the_copy() {
     let f = fixture();
     // Several copy and hash chunks, with a tail that is not a multiple of
