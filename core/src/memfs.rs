@@ -693,6 +693,33 @@ impl MemFs {
         })
     }
 
+    /// [`Filesystem::rename_at`] and its no-replace variant: one operation.
+    fn rename_between(
+        &self,
+        (from, from_name): (&MemDirectory, &str),
+        (to, to_name): (&MemDirectory, &str),
+        no_replace: bool,
+    ) -> Result<(), Error> {
+        self.op(|state| {
+            if no_replace && !state.rename_no_replace_supported {
+                return Err(err(ErrorKind::Unsupported));
+            }
+            if state.epoch != from.epoch || state.epoch != to.epoch {
+                return Err(err(ErrorKind::Other));
+            }
+            if !crate::fs::is_single_component(from_name)
+                || !crate::fs::is_single_component(to_name)
+            {
+                return Err(err(ErrorKind::InvalidInput));
+            }
+            state.rename_entry(
+                (from.root, from.ino, from_name),
+                (to.root, to.ino, to_name),
+                no_replace,
+            )
+        })
+    }
+
     /// Sets the clock that stamps new and modified entries.
     pub fn set_now(&self, now: Timestamp) {
         let _ = self.with(|state| {
@@ -1120,21 +1147,7 @@ impl Filesystem for MemFs {
         to: &MemDirectory,
         to_name: &str,
     ) -> Result<(), Error> {
-        self.op(|state| {
-            if state.epoch != from.epoch || state.epoch != to.epoch {
-                return Err(err(ErrorKind::Other));
-            }
-            if !crate::fs::is_single_component(from_name)
-                || !crate::fs::is_single_component(to_name)
-            {
-                return Err(err(ErrorKind::InvalidInput));
-            }
-            state.rename_entry(
-                (from.root, from.ino, from_name),
-                (to.root, to.ino, to_name),
-                false,
-            )
-        })
+        self.rename_between((from, from_name), (to, to_name), false)
     }
 
     fn rename_at_no_replace(
@@ -1144,24 +1157,7 @@ impl Filesystem for MemFs {
         to: &MemDirectory,
         to_name: &str,
     ) -> Result<(), Error> {
-        self.op(|state| {
-            if !state.rename_no_replace_supported {
-                return Err(err(ErrorKind::Unsupported));
-            }
-            if state.epoch != from.epoch || state.epoch != to.epoch {
-                return Err(err(ErrorKind::Other));
-            }
-            if !crate::fs::is_single_component(from_name)
-                || !crate::fs::is_single_component(to_name)
-            {
-                return Err(err(ErrorKind::InvalidInput));
-            }
-            state.rename_entry(
-                (from.root, from.ino, from_name),
-                (to.root, to.ino, to_name),
-                true,
-            )
-        })
+        self.rename_between((from, from_name), (to, to_name), true)
     }
 
     /// One operation, like a single `copy_file_range` call: the copy's
