@@ -12,7 +12,7 @@ use super::{Cache, CacheError, Context, Step, io};
 use crate::fs::{self, Directory, ErrorKind, FileKind, Filesystem, Metadata, Root, Timestamp};
 use crate::key::{CHAPTER_REVISION, Key};
 use crate::layout::{self, LayoutPath};
-use crate::manifest::Manifest;
+use crate::manifest::{Manifest, OutputRecord};
 
 /// What a lookup found (OP-1).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -200,7 +200,9 @@ impl<F: Filesystem> Cache<F> {
                         .map(|inspection| inspection.status);
                 }
             };
-            for output in manifest.outputs() {
+            let mut outputs = manifest.outputs();
+            let mut output = OutputRecord::empty();
+            while outputs.next_into(&mut output) {
                 let name = output.content_hash.to_hex();
                 let found = blobs.metadata(name.as_str());
                 if !self.is_regular_file_of_size(found, output.size, || {

@@ -119,6 +119,18 @@ pub struct OutputRecord {
     pub mode: u32,
 }
 
+impl OutputRecord {
+    /// A record to decode into ([`Outputs::next_into`]).
+    pub fn empty() -> OutputRecord {
+        OutputRecord {
+            path: heapless::String::new(),
+            content_hash: Digest([0; 32]),
+            size: 0,
+            mode: 0,
+        }
+    }
+}
+
 /// A parsed manifest borrowing the input bytes.
 ///
 /// Holds the head and tail members by value and the outputs as a validated

@@ -367,21 +367,19 @@ impl<'a> Parser<'a> {
         })
     }
 
-    fn path(&mut self) -> Result<heapless::String<MAX_PATH_BYTES>, ManifestError> {
+    /// Decodes and validates a path into `decoded` in place: the buffer is
+    /// 4 KiB, and returning it by value would copy it once per output.
+    fn path_into(
+        &mut self,
+        decoded: &mut heapless::String<MAX_PATH_BYTES>,
+    ) -> Result<(), ManifestError> {
         let start = self.value_start(Member::WorkspaceAbsolutePath, ValueType::String)?;
-        let mut decoded = heapless::String::<MAX_PATH_BYTES>::new();
-        let len = self.string(&mut decoded)?;
+        let len = self.string(decoded)?;
         let verdict = match len <= MAX_PATH_BYTES {
-            true => path::validate(&decoded),
+            true => path::validate(decoded),
             false => Err(PathError::TooLong),
         };
-        match verdict {
-            Ok(()) => Ok(decoded),
-            Err(error) => Err(ManifestError::new(
-                start,
-                ManifestErrorKind::InvalidPath { error },
-            )),
-        }
+        verdict.map_err(|error| ManifestError::new(start, ManifestErrorKind::InvalidPath { error }))
     }
 
     /// Reads the `outputs` array, validating every element; returns the
@@ -391,9 +389,10 @@ impl<'a> Parser<'a> {
         self.bump();
         let start = self.pos;
         let mut count = 0usize;
+        let mut record = OutputRecord::empty();
         if self.next_token()? != b']' {
             loop {
-                self.output_object()?;
+                self.output_object_into(&mut record)?;
                 // Each element takes at least two bytes of input.
                 count = count.saturating_add(1);
                 match self.next_token()? {
@@ -417,26 +416,19 @@ impl<'a> Parser<'a> {
         Ok((span, count))
     }
 
-    fn output_object(&mut self) -> Result<OutputRecord, ManifestError> {
+    /// Decodes one output object into `record`, overwriting every member.
+    fn output_object_into(&mut self, record: &mut OutputRecord) -> Result<(), ManifestError> {
         self.value_start(Member::Outputs, ValueType::Object)?;
-        // Placeholders only, as in `manifest`.
-        let mut record = OutputRecord {
-            path: heapless::String::new(),
-            content_hash: Digest([0; 32]),
-            size: 0,
-            mode: 0,
-        };
         self.object(output_member, &Member::OUTPUT, |p, member, at| {
             match member {
-                Member::WorkspaceAbsolutePath => record.path = p.path()?,
+                Member::WorkspaceAbsolutePath => p.path_into(&mut record.path)?,
                 Member::ContentHash => record.content_hash = p.digest(member)?,
                 Member::Size => record.size = p.unsigned(member)?,
                 Member::Mode => record.mode = p.unsigned(member)?,
                 _ => return Err(ManifestError::new(at, ManifestErrorKind::UnknownMember)),
             }
             Ok(())
-        })?;
-        Ok(record)
+        })
     }
 
     /// Decodes the string starting at the current `"` into `out`, resolving
@@ -569,24 +561,35 @@ impl<'a> Outputs<'a> {
             remaining: count,
         }
     }
+
+    /// Decodes the next output into `record`, reusing its buffers;
+    /// `false` when there is none left. What [`Iterator::next`] does
+    /// without moving a 4 KiB path buffer per output.
+    pub fn next_into(&mut self, record: &mut OutputRecord) -> bool {
+        let Some(remaining) = self.remaining.checked_sub(1) else {
+            return false;
+        };
+        self.remaining = remaining;
+        self.parser.skip_whitespace();
+        if self.parser.peek() == Some(b',') {
+            self.parser.bump();
+        }
+        if self.parser.output_object_into(record).is_err() {
+            // The span was validated by `Manifest::parse`; stop rather than
+            // hand out a half-decoded record.
+            self.remaining = 0;
+            return false;
+        }
+        true
+    }
 }
 
 impl Iterator for Outputs<'_> {
     type Item = OutputRecord;
 
     fn next(&mut self) -> Option<OutputRecord> {
-        self.remaining = self.remaining.checked_sub(1)?;
-        self.parser.skip_whitespace();
-        if self.parser.peek() == Some(b',') {
-            self.parser.bump();
-        }
-        match self.parser.output_object() {
-            Ok(record) => Some(record),
-            Err(_) => {
-                self.remaining = 0;
-                None
-            }
-        }
+        let mut record = OutputRecord::empty();
+        self.next_into(&mut record).then_some(record)
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
