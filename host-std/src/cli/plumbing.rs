@@ -273,6 +273,25 @@ mod tests {
     }
 
     #[test]
+    fn op_3_durable_restore_is_off_unless_asked_for() {
+        let options = |args: &[&str]| {
+            let mut argv = vec!["cachet-wasi"];
+            argv.extend_from_slice(args);
+            PlumbingCli::parse_from_named("cachet-wasi", argv)
+                .unwrap()
+                .globals
+                .cache_options()
+        };
+        let default = options(&["restore", "--key", &"a".repeat(64)]);
+        assert!(!default.durable_restore);
+        assert_eq!(default.hash_function, HashFunction::Blake3);
+        let durable = options(&["--durable-restore", "restore", "--key", &"a".repeat(64)]);
+        assert!(durable.durable_restore);
+        let global_after = options(&["restore", "--key", &"a".repeat(64), "--durable-restore"]);
+        assert!(global_after.durable_restore);
+    }
+
+    #[test]
     fn plumbing_runs_over_any_filesystem() {
         let fs = MemFs::new();
         fs.write_file(Root::Workspace, "src/a.txt", b"a", 0o644)

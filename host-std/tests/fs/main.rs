@@ -679,7 +679,7 @@ fn safe_2_open_dir_refuses_symlinks_and_non_directories() {
 }
 
 #[test]
-fn rename_at_moves_one_name_between_open_directories() {
+fn safe_2_rename_at_moves_one_name_between_open_directories_never_through_a_symlink() {
     let f = fixture();
     fs::create_dir_all(f.cache.join("scratch")).unwrap();
     fs::create_dir_all(f.workspace.join("out")).unwrap();
