@@ -421,6 +421,32 @@ pub trait Filesystem {
         let _ = root;
         Err(Error::new(ErrorKind::Unsupported))
     }
+
+    /// How many [`Filesystem::run_tasks`] tasks the host runs at once. The
+    /// default, 1, is for hosts without threads; the core never asks for
+    /// more tasks than this.
+    fn parallelism(&self) -> usize {
+        1
+    }
+
+    /// Runs `task(self, index)` for every `index` in `0..results.len()`,
+    /// puts what each returns in `results[index]`, and returns once every
+    /// task has. The default runs them in order on the calling thread; a
+    /// host with threads may run up to [`Filesystem::parallelism`] of them
+    /// at once, in any order.
+    ///
+    /// This is how the core spreads independent file work over threads
+    /// (staging a restore's outputs, checking a lookup's blobs) without
+    /// owning any: the tasks are core code, they share nothing but the
+    /// filesystem and what the closure captures (the core coordinates them
+    /// through atomics), and each one calls the filesystem like any other
+    /// caller. Only a host whose filesystem is `Sync` can run them at
+    /// once, which is why the threads are the host's to start.
+    fn run_tasks<T: Send>(&self, results: &mut [T], task: &(dyn Fn(&Self, usize) -> T + Sync)) {
+        for (index, result) in results.iter_mut().enumerate() {
+            *result = task(self, index);
+        }
+    }
 }
 
 /// Reads the file at `path` whole, or `None` if it holds more than `cap`
@@ -468,7 +494,10 @@ pub fn read_capped<F: Filesystem + ?Sized>(
     }
 }
 
-impl<F: Filesystem + ?Sized> Filesystem for &F {
+/// A shared borrow of a filesystem is one too, so that callers can keep
+/// theirs. Only of a `Sync` filesystem: its [`Filesystem::run_tasks`] hands
+/// the borrow to the tasks, which may run on other threads.
+impl<F: Filesystem + Sync + ?Sized> Filesystem for &F {
     type Reader = F::Reader;
     type Writer = F::Writer;
     type Directory = F::Directory;
@@ -561,5 +590,11 @@ impl<F: Filesystem + ?Sized> Filesystem for &F {
     }
     fn sync_filesystem(&self, root: Root) -> Result<(), Error> {
         (**self).sync_filesystem(root)
+    }
+    fn parallelism(&self) -> usize {
+        (**self).parallelism()
+    }
+    fn run_tasks<T: Send>(&self, results: &mut [T], task: &(dyn Fn(&Self, usize) -> T + Sync)) {
+        (**self).run_tasks(results, &|_: &F, index| task(self, index));
     }
 }

@@ -301,6 +301,7 @@ struct State {
     rename_no_replace_supported: bool,
     sync_filesystem_supported: bool,
     copy_file_supported: bool,
+    parallelism: usize,
 }
 
 impl State {
@@ -334,6 +335,7 @@ impl State {
             rename_no_replace_supported: true,
             sync_filesystem_supported: true,
             copy_file_supported: true,
+            parallelism: 1,
         }
     }
 
@@ -760,6 +762,18 @@ impl MemFs {
     pub fn set_copy_file_supported(&self, supported: bool) {
         let _ = self.with(|state| {
             state.copy_file_supported = supported;
+            Ok(())
+        });
+    }
+
+    /// Makes [`Filesystem::parallelism`] report `parallelism` (at least 1;
+    /// the default is 1). A `MemFs` has no threads: its
+    /// [`Filesystem::run_tasks`] runs the tasks on the calling thread, last
+    /// first, so that tests see the core's outcome does not depend on the
+    /// order in which tasks run or on how many of them find work.
+    pub fn set_parallelism(&self, parallelism: usize) {
+        let _ = self.with(|state| {
+            state.parallelism = parallelism.max(1);
             Ok(())
         });
     }
@@ -1410,6 +1424,16 @@ impl Filesystem for MemFs {
             state.make_all_durable();
             Ok(())
         })
+    }
+
+    fn parallelism(&self) -> usize {
+        self.with(|state| Ok(state.parallelism)).unwrap_or(1)
+    }
+
+    fn run_tasks<T: Send>(&self, results: &mut [T], task: &(dyn Fn(&Self, usize) -> T + Sync)) {
+        for (index, result) in results.iter_mut().enumerate().rev() {
+            *result = task(self, index);
+        }
     }
 }
 

@@ -30,6 +30,7 @@
 //! copying anything, and the core streams.
 
 use core::ops::ControlFlow;
+use core::sync::atomic::{AtomicUsize, Ordering};
 use core::time::Duration;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
@@ -57,7 +58,14 @@ use rustix::io::Errno;
 pub struct CapStdFilesystem {
     workspace: Dir,
     cache: Dir,
+    parallelism: usize,
 }
+
+/// The most threads [`Filesystem::run_tasks`] uses by default. Each task of
+/// a restore holds a copy buffer (256 KiB by default) and two open files, so
+/// this bounds what one restore adds to memory and descriptors on a large
+/// machine, whatever its core count.
+pub const MAX_DEFAULT_PARALLELISM: usize = 8;
 
 /// Why [`CapStdFilesystem::open_ambient`] could not open a root.
 #[derive(Debug)]
@@ -121,7 +129,20 @@ impl core::error::Error for OpenError {
 impl CapStdFilesystem {
     /// Wraps two already-opened capabilities; no ambient authority is used.
     pub fn new(workspace: Dir, cache: Dir) -> CapStdFilesystem {
-        CapStdFilesystem { workspace, cache }
+        let cores = std::thread::available_parallelism().map_or(1, |cores| cores.get());
+        CapStdFilesystem {
+            workspace,
+            cache,
+            parallelism: cores.min(MAX_DEFAULT_PARALLELISM),
+        }
+    }
+
+    /// Runs up to `parallelism` [`Filesystem::run_tasks`] tasks at once (at
+    /// least one) instead of the default: the number of cores, at most
+    /// [`MAX_DEFAULT_PARALLELISM`]. 1 keeps all work on the calling thread.
+    pub fn with_parallelism(mut self, parallelism: usize) -> CapStdFilesystem {
+        self.parallelism = parallelism.max(1);
+        self
     }
 
     /// Opens the workspace and the cache root by ambient path, creating the
@@ -792,6 +813,49 @@ impl Filesystem for CapStdFilesystem {
         {
             let _ = root;
             Err(Error::new(ErrorKind::Unsupported))
+        }
+    }
+
+    fn parallelism(&self) -> usize {
+        self.parallelism
+    }
+
+    /// Each thread takes the next task not yet taken until none is left,
+    /// the calling thread included, so a thread that cannot be started
+    /// only means fewer threads.
+    fn run_tasks<T: Send>(&self, results: &mut [T], task: &(dyn Fn(&Self, usize) -> T + Sync)) {
+        let count = results.len();
+        let next = AtomicUsize::new(0);
+        let worker = || {
+            let mut done = Vec::new();
+            loop {
+                let index = next.fetch_add(1, Ordering::Relaxed);
+                if index >= count {
+                    return done;
+                }
+                done.push((index, task(self, index)));
+            }
+        };
+        let threads = self.parallelism.min(count);
+        let finished = std::thread::scope(|scope| {
+            let helpers: Vec<_> = (1..threads)
+                .filter_map(|_| std::thread::Builder::new().spawn_scoped(scope, worker).ok())
+                .collect();
+            let mut finished = worker();
+            for helper in helpers {
+                match helper.join() {
+                    Ok(done) => finished.extend(done),
+                    // Core code does not panic (SAFE-1); if it did, the
+                    // panic belongs to the caller, as on one thread.
+                    Err(panic) => std::panic::resume_unwind(panic),
+                }
+            }
+            finished
+        });
+        for (index, result) in finished {
+            if let Some(slot) = results.get_mut(index) {
+                *slot = result;
+            }
         }
     }
 }

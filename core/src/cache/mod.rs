@@ -328,47 +328,12 @@ impl<F: Filesystem> Cache<F> {
         }
     }
 
-    /// Copies `reader` into the new file `writer`, and returns the digest
-    /// and size of what the new file now holds. `from` and `to` name both
-    /// ends in errors.
-    ///
-    /// A file that does not fit in the copy buffer is copied by the host
-    /// where it can do better ([`Filesystem::copy_file`]: a reflink, or a
-    /// copy inside the kernel hashed on another thread); the host hashes
-    /// the copy, not the source, so the digest describes the bytes actually
-    /// written. Smaller files, and hosts without a fast copy, stream
-    /// through `buffer`, hashed on the way: one read and one write.
-    pub(crate) fn copy_into(
-        &self,
-        (from_root, from, mut reader): (Root, &str, F::Reader),
-        (to_root, to, writer): (Root, &str, &mut F::Writer),
-        size_hint: u64,
-        buffer: &mut [u8],
-    ) -> Result<(Digest, u64), CacheError> {
-        let function = self.options.hash_function;
-        let fits = usize::try_from(size_hint).is_ok_and(|size| size <= buffer.len());
-        if !fits {
-            match self.fs.copy_file(&mut reader, writer, function) {
-                Ok(copied) => return Ok(copied),
-                Err(e) if e.kind == fs::ErrorKind::Unsupported => {}
-                // A full disk or a read-only cache is about the target;
-                // anything else more likely about the source.
-                Err(e)
-                    if matches!(e.kind, fs::ErrorKind::StorageFull | fs::ErrorKind::ReadOnly) =>
-                {
-                    return Err(io(Step::Copy, to_root, to)(e));
-                }
-                Err(e) => return Err(io(Step::Copy, from_root, from)(e)),
-            }
-        }
-        copy_hashing(reader, writer, buffer, function).map_err(|failure| match failure {
-            CopyFailure::Read(e) => io(Step::Read, from_root, from)(e),
-            CopyFailure::Write(e) => io(Step::Write, to_root, to)(e),
-        })
+    fn buffer(&self) -> Vec<u8> {
+        alloc::vec![0u8; self.buffer_len()]
     }
 
-    fn buffer(&self) -> Vec<u8> {
-        alloc::vec![0u8; self.options.copy_buffer_bytes.max(4096)]
+    fn buffer_len(&self) -> usize {
+        self.options.copy_buffer_bytes.max(4096)
     }
 
     /// Whether a `NotFound` at `failed` means a concurrent clear is removing
@@ -489,6 +454,43 @@ pub(crate) enum Durability {
     /// One [`Filesystem::sync_filesystem`] after everything is written:
     /// the same guarantee for thousands of small files in one call.
     WholeFilesystem,
+}
+
+/// Copies `reader` into the new file `writer`, and returns the digest
+/// and size of what the new file now holds. `from` and `to` name both
+/// ends in errors.
+///
+/// A file that does not fit in the copy buffer is copied by the host
+/// where it can do better ([`Filesystem::copy_file`]: a reflink, or a
+/// copy inside the kernel hashed on another thread); the host hashes
+/// the copy, not the source, so the digest describes the bytes actually
+/// written. Smaller files, and hosts without a fast copy, stream
+/// through `buffer`, hashed on the way: one read and one write.
+pub(crate) fn copy_into<F: Filesystem>(
+    fs: &F,
+    function: HashFunction,
+    (from_root, from, mut reader): (Root, &str, F::Reader),
+    (to_root, to, writer): (Root, &str, &mut F::Writer),
+    size_hint: u64,
+    buffer: &mut [u8],
+) -> Result<(Digest, u64), CacheError> {
+    let fits = usize::try_from(size_hint).is_ok_and(|size| size <= buffer.len());
+    if !fits {
+        match fs.copy_file(&mut reader, writer, function) {
+            Ok(copied) => return Ok(copied),
+            Err(e) if e.kind == fs::ErrorKind::Unsupported => {}
+            // A full disk or a read-only cache is about the target;
+            // anything else more likely about the source.
+            Err(e) if matches!(e.kind, fs::ErrorKind::StorageFull | fs::ErrorKind::ReadOnly) => {
+                return Err(io(Step::Copy, to_root, to)(e));
+            }
+            Err(e) => return Err(io(Step::Copy, from_root, from)(e)),
+        }
+    }
+    copy_hashing(reader, writer, buffer, function).map_err(|failure| match failure {
+        CopyFailure::Read(e) => io(Step::Read, from_root, from)(e),
+        CopyFailure::Write(e) => io(Step::Write, to_root, to)(e),
+    })
 }
 
 /// Where a streaming copy failed.

@@ -14,12 +14,16 @@
 
 use alloc::collections::BTreeSet;
 use alloc::string::String;
+use alloc::vec::Vec;
 use core::fmt::Write as _;
+use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use super::lookup::LookupStatus;
-use super::{Cache, CacheError, Context, CopyFailure, Durability, Step, copy_hashing, io};
+use super::{
+    Cache, CacheError, Context, CopyFailure, Durability, Step, copy_hashing, copy_into, io,
+};
 use crate::fs::{ErrorKind, FileKind, FileWriter, Filesystem, Root, Write};
-use crate::hash::Digest;
+use crate::hash::{Digest, HashFunction};
 use crate::key::Key;
 use crate::layout::{self, LayoutPath};
 use crate::manifest::{Manifest, OutputRecord};
@@ -54,10 +58,33 @@ struct Staged<'a> {
 /// in one directory cost one stat, not one each.
 type CheckedDirs = BTreeSet<String>;
 
-fn staged_path(scratch: &str, index: usize) -> LayoutPath {
+/// Staged outputs are spread over subdirectories of the scratch directory,
+/// this many to each: a file created in or renamed out of a directory costs
+/// a search of that directory, and ext4 searches a directory of 10,000
+/// entries several times slower than one of a hundred (what `cp -r` of a
+/// typical tree works in). A bucket of 128 short names fits one 4 KiB
+/// directory block.
+const STAGE_BUCKET: usize = 128;
+
+/// The bucket directory of output `index`, below `scratch`.
+fn stage_bucket(scratch: &str, index: usize) -> LayoutPath {
     let mut path = LayoutPath::new();
-    // A 90-byte scratch name plus a decimal index fits the capacity.
-    let _ = write!(path, "{scratch}/{index}");
+    // A 90-byte scratch name plus a decimal number fits the capacity.
+    let _ = write!(path, "{scratch}/{}", index / STAGE_BUCKET);
+    path
+}
+
+/// The name of output `index` inside its bucket.
+fn staged_name(index: usize) -> heapless::String<20> {
+    let mut name = heapless::String::new();
+    // A usize has at most 20 decimal digits.
+    let _ = write!(name, "{}", index % STAGE_BUCKET);
+    name
+}
+
+fn staged_path(scratch: &str, index: usize) -> LayoutPath {
+    let mut path = stage_bucket(scratch, index);
+    let _ = write!(path, "/{}", staged_name(index));
     path
 }
 
@@ -188,6 +215,11 @@ impl<F: Filesystem> Cache<F> {
     /// Copies every blob and both streams into `scratch`, verifying hashes
     /// and sizes. `Ok(Some(status))` means the entry turned out not to be a
     /// hit after all.
+    ///
+    /// The outputs are staged by as many tasks as the host runs at once
+    /// ([`Filesystem::run_tasks`]): on a machine with several cores, most of
+    /// a restore of many small files is the kernel creating files, and
+    /// files in different directories are created in parallel.
     fn stage(
         &self,
         key: &Key,
@@ -195,20 +227,34 @@ impl<F: Filesystem> Cache<F> {
         scratch: &str,
         durability: Option<Durability>,
     ) -> Result<Option<LookupStatus>, CacheError> {
-        let mut buffer = self.buffer();
-        for (index, record) in manifest.outputs().enumerate() {
-            let source = layout::blob(key, &record.content_hash);
-            let staged = staged_path(scratch, index);
-            let expected = Staged {
-                hash: &record.content_hash,
-                size: record.size,
-                mode: Some(record.mode & 0o7777),
-            };
-            let verdict = self.stage_file(&source, &staged, expected, durability, &mut buffer)?;
-            if verdict.is_some() {
-                return Ok(verdict);
+        let staging = Staging {
+            key,
+            manifest,
+            scratch,
+            function: self.options.hash_function,
+            buffer_len: self.buffer_len(),
+            durability,
+            next_chunk: AtomicUsize::new(0),
+            stop: AtomicBool::new(false),
+        };
+        let chunks = manifest.output_count().div_ceil(STAGE_BUCKET);
+        let tasks = self.fs.parallelism().clamp(1, chunks.max(1));
+        let mut verdicts: Vec<Verdict> = (0..tasks).map(|_| Ok(None)).collect();
+        self.fs
+            .run_tasks(&mut verdicts, &|fs: &F, _task| staging.run(fs));
+        // An I/O failure is reported before a bad blob another task found:
+        // it is what the user has to act on.
+        let mut miss = None;
+        for verdict in verdicts {
+            if let Some(status) = verdict? {
+                miss = miss.or(Some(status));
             }
         }
+        if miss.is_some() {
+            return Ok(miss);
+        }
+
+        let mut buffer = self.buffer();
         let tail = &manifest.tail;
         let streams = [
             (
@@ -231,7 +277,13 @@ impl<F: Filesystem> Cache<F> {
                 size: len,
                 mode: None,
             };
-            let verdict = self.stage_file(&source, &staged, expected, durability, &mut buffer)?;
+            let verdict = stage_file(
+                &self.fs,
+                (&source, &staged),
+                expected,
+                (self.options.hash_function, durability),
+                &mut buffer,
+            )?;
             if verdict.is_some() {
                 return Ok(verdict);
             }
@@ -246,73 +298,10 @@ impl<F: Filesystem> Cache<F> {
         Ok(None)
     }
 
-    /// Copies `source` to `staged`, verifying hash and size, applies `mode`
-    /// and syncs (now, or with the whole filesystem once everything is
-    /// staged). `Ok(Some(status))` means the source did not verify.
-    fn stage_file(
-        &self,
-        source: &str,
-        staged: &str,
-        expected: Staged<'_>,
-        durability: Option<Durability>,
-        buffer: &mut [u8],
-    ) -> Result<Option<LookupStatus>, CacheError> {
-        let reader = match self.fs.open_file(Root::Cache, source) {
-            Ok(reader) => reader,
-            // Deleted, replaced or tampered with since the lookup: a
-            // concurrent clean or an attack, and either way a miss.
-            Err(e) if is_entry_damage(e.kind) => return Ok(Some(LookupStatus::MissCorrupt)),
-            Err(e) => return Err(io(Step::Open, Root::Cache, source)(e)),
-        };
-        let mut writer = self.fs.create_new_file(Root::Cache, staged).map_err(io(
-            Step::Create,
-            Root::Cache,
-            staged,
-        ))?;
-        let (hash, size) = self.copy_into(
-            (Root::Cache, source, reader),
-            (Root::Cache, staged, &mut writer),
-            expected.size,
-            buffer,
-        )?;
-        if hash != *expected.hash || size != expected.size {
-            return Ok(Some(LookupStatus::MissCorrupt));
-        }
-        // The mode is applied before the sync (when restores are durable),
-        // and both before the file is renamed onto a target, so that after a
-        // power loss a target is either the old file or the complete new
-        // one, permission bits included: a mode set after the sync may be
-        // lost while the rename survives.
-        if let Some(mode) = expected.mode {
-            self.set_mode((Root::Cache, staged), &mut writer, mode)?;
-        }
-        if durability == Some(Durability::PerFile) {
-            writer.sync().map_err(io(Step::Sync, Root::Cache, staged))?;
-        }
-        Ok(None)
-    }
-
-    /// Sets the mode of the file just written through `writer`, through the
-    /// handle where the host can, else by path.
-    fn set_mode(
-        &self,
-        (root, path): (Root, &str),
-        writer: &mut F::Writer,
-        mode: u32,
-    ) -> Result<(), CacheError> {
-        match writer.set_mode(mode) {
-            Err(e) if e.kind == ErrorKind::Unsupported => self
-                .fs
-                .set_mode(root, path, mode)
-                .map_err(io(Step::SetMode, root, path)),
-            other => other.map_err(io(Step::SetMode, root, path)),
-        }
-    }
-
     /// Renames every staged output onto its target, creating parent
-    /// directories. The scratch directory is opened once, and each target's
-    /// parent once per run of outputs that share it (outputs are sorted by
-    /// path), so each output costs one `rename_at`.
+    /// directories. Each bucket of the scratch directory is opened once, and
+    /// each target's parent once per run of outputs that share it (outputs
+    /// are sorted by path), so each output costs one `rename_at`.
     fn publish_outputs(
         &self,
         manifest: &Manifest<'_>,
@@ -320,14 +309,23 @@ impl<F: Filesystem> Cache<F> {
         checked: &mut CheckedDirs,
         ctx: &mut dyn Context,
     ) -> Result<(), CacheError> {
-        let staged_dir =
-            self.fs
-                .open_dir(Root::Cache, scratch)
-                .map_err(io(Step::Open, Root::Cache, scratch))?;
+        let mut staged_dir: Option<(usize, F::Directory)> = None;
         let mut parent: Option<(String, F::Directory)> = None;
         for (index, record) in manifest.outputs().enumerate() {
             let Some(path) = as_workspace_path(&record) else {
                 continue;
+            };
+            let staged_dir = match staged_dir {
+                Some((open, ref dir)) if open == index / STAGE_BUCKET => dir,
+                _ => {
+                    let bucket = stage_bucket(scratch, index);
+                    let dir = self.fs.open_dir(Root::Cache, &bucket).map_err(io(
+                        Step::Open,
+                        Root::Cache,
+                        &bucket,
+                    ))?;
+                    &staged_dir.insert((index / STAGE_BUCKET, dir)).1
+                }
             };
             self.create_ancestors(&path, checked)?;
             let (parent_path, name) = match path.relative().rsplit_once('/') {
@@ -341,12 +339,9 @@ impl<F: Filesystem> Cache<F> {
                     &parent.insert((String::from(parent_path), dir)).1
                 }
             };
-            let mut staged_name = heapless::String::<20>::new();
-            // A usize has at most 20 decimal digits.
-            let _ = write!(staged_name, "{index}");
             match self
                 .fs
-                .rename_at(&staged_dir, &staged_name, target_dir, name)
+                .rename_at(staged_dir, &staged_name(index), target_dir, name)
             {
                 Ok(()) => {}
                 Err(e) if e.kind == ErrorKind::CrossesDevices => {
@@ -450,14 +445,16 @@ impl<F: Filesystem> Cache<F> {
                 .fs
                 .create_new_file(Root::Workspace, &beside)
                 .map_err(io(Step::Create, Root::Workspace, &beside))?;
-            self.copy_into(
+            copy_into(
+                &self.fs,
+                self.options.hash_function,
                 (Root::Cache, staged, reader),
                 (Root::Workspace, &beside, &mut writer),
                 size,
                 &mut buffer,
             )?;
             // Mode before sync, as in `stage_file`.
-            self.set_mode((Root::Workspace, &beside), &mut writer, mode)?;
+            set_mode(&self.fs, (Root::Workspace, &beside), &mut writer, mode)?;
             if self.options.durable_restore {
                 writer
                     .sync()
@@ -514,6 +511,159 @@ impl<F: Filesystem> Cache<F> {
                     source,
                 },
             })
+    }
+}
+
+/// What one staging task returns: `Ok(Some(status))` when a blob turned out
+/// not to verify.
+type Verdict = Result<Option<LookupStatus>, CacheError>;
+
+/// What the staging tasks of one restore share. Outputs are handed out in
+/// chunks of [`STAGE_BUCKET`], one bucket directory each, so that tasks on
+/// different threads create files in different directories.
+struct Staging<'a> {
+    key: &'a Key,
+    manifest: &'a Manifest<'a>,
+    scratch: &'a str,
+    function: HashFunction,
+    buffer_len: usize,
+    durability: Option<Durability>,
+    /// The first chunk no task has claimed yet.
+    next_chunk: AtomicUsize,
+    /// Set by a task that failed or found a bad blob, so that the others
+    /// stop at their next output: the restore is over either way.
+    stop: AtomicBool,
+}
+
+impl Staging<'_> {
+    /// One task: claims chunks until none are left.
+    fn run<F: Filesystem>(&self, fs: &F) -> Verdict {
+        let verdict = self.stage_chunks(fs);
+        if !matches!(verdict, Ok(None)) {
+            self.stop.store(true, Ordering::Relaxed);
+        }
+        verdict
+    }
+
+    fn stage_chunks<F: Filesystem>(&self, fs: &F) -> Verdict {
+        let count = self.manifest.output_count();
+        let mut buffer = Vec::new();
+        let mut outputs = self.manifest.outputs();
+        let mut record = OutputRecord::empty();
+        // The index of the record `outputs` decodes next: the manifest is
+        // read front to back, skipping the chunks other tasks claimed.
+        let mut next_index = 0;
+        loop {
+            let chunk = self.next_chunk.fetch_add(1, Ordering::Relaxed);
+            let start = chunk.saturating_mul(STAGE_BUCKET);
+            if start >= count || self.stop.load(Ordering::Relaxed) {
+                return Ok(None);
+            }
+            if buffer.is_empty() {
+                buffer = alloc::vec![0u8; self.buffer_len];
+            }
+            let bucket = stage_bucket(self.scratch, start);
+            fs.create_dir(Root::Cache, &bucket).map_err(io(
+                Step::CreateDir,
+                Root::Cache,
+                &bucket,
+            ))?;
+            let end = start.saturating_add(STAGE_BUCKET).min(count);
+            while next_index < end {
+                if !outputs.next_into(&mut record) {
+                    // Fewer records than the manifest counted: it cannot
+                    // be trusted.
+                    return Ok(Some(LookupStatus::MissCorrupt));
+                }
+                let index = next_index;
+                next_index += 1;
+                if index < start {
+                    continue;
+                }
+                if self.stop.load(Ordering::Relaxed) {
+                    return Ok(None);
+                }
+                let source = layout::blob(self.key, &record.content_hash);
+                let staged = staged_path(self.scratch, index);
+                let expected = Staged {
+                    hash: &record.content_hash,
+                    size: record.size,
+                    mode: Some(record.mode & 0o7777),
+                };
+                let verdict = stage_file(
+                    fs,
+                    (&source, &staged),
+                    expected,
+                    (self.function, self.durability),
+                    &mut buffer,
+                )?;
+                if verdict.is_some() {
+                    return Ok(verdict);
+                }
+            }
+        }
+    }
+}
+
+/// Copies `source` to `staged`, verifying hash and size, applies the mode
+/// and syncs (now, or with the whole filesystem once everything is
+/// staged). `Ok(Some(status))` means the source did not verify.
+fn stage_file<F: Filesystem>(
+    fs: &F,
+    (source, staged): (&str, &str),
+    expected: Staged<'_>,
+    (function, durability): (HashFunction, Option<Durability>),
+    buffer: &mut [u8],
+) -> Verdict {
+    let reader = match fs.open_file(Root::Cache, source) {
+        Ok(reader) => reader,
+        // Deleted, replaced or tampered with since the lookup: a
+        // concurrent clean or an attack, and either way a miss.
+        Err(e) if is_entry_damage(e.kind) => return Ok(Some(LookupStatus::MissCorrupt)),
+        Err(e) => return Err(io(Step::Open, Root::Cache, source)(e)),
+    };
+    let mut writer =
+        fs.create_new_file(Root::Cache, staged)
+            .map_err(io(Step::Create, Root::Cache, staged))?;
+    let (hash, size) = copy_into(
+        fs,
+        function,
+        (Root::Cache, source, reader),
+        (Root::Cache, staged, &mut writer),
+        expected.size,
+        buffer,
+    )?;
+    if hash != *expected.hash || size != expected.size {
+        return Ok(Some(LookupStatus::MissCorrupt));
+    }
+    // The mode is applied before the sync (when restores are durable), and
+    // both before the file is renamed onto a target, so that after a power
+    // loss a target is either the old file or the complete new one,
+    // permission bits included: a mode set after the sync may be lost
+    // while the rename survives.
+    if let Some(mode) = expected.mode {
+        set_mode(fs, (Root::Cache, staged), &mut writer, mode)?;
+    }
+    if durability == Some(Durability::PerFile) {
+        writer.sync().map_err(io(Step::Sync, Root::Cache, staged))?;
+    }
+    Ok(None)
+}
+
+/// Sets the mode of the file just written through `writer`, through the
+/// handle where the host can, else by path.
+fn set_mode<F: Filesystem>(
+    fs: &F,
+    (root, path): (Root, &str),
+    writer: &mut F::Writer,
+    mode: u32,
+) -> Result<(), CacheError> {
+    match writer.set_mode(mode) {
+        Err(e) if e.kind == ErrorKind::Unsupported => {
+            fs.set_mode(root, path, mode)
+                .map_err(io(Step::SetMode, root, path))
+        }
+        other => other.map_err(io(Step::SetMode, root, path)),
     }
 }
 

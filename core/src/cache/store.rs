@@ -3,7 +3,7 @@
 //! The entry is assembled in a fresh scratch directory (DISK-5): blobs are
 //! copied from the workspace into temporary files, hashed while streaming
 //! or, for large files the host copies itself, by reading the copy back
-//! (see `Cache::copy_into`), and renamed to their content hash (equal contents share one blob, DISK-4);
+//! (see `copy_into`), and renamed to their content hash (equal contents share one blob, DISK-4);
 //! the manifest is written while the outputs are copied, because its
 //! outputs array precedes the stream members (MAN-1) and the outputs are
 //! unbounded. Every file is synced, then the directories, and only then is
@@ -11,7 +11,9 @@
 //! synced. An existing valid entry wins (same key, equivalent content); a
 //! corrupt one is renamed aside first, never deleted in place.
 
-use super::{Cache, CacheError, Context, CopyFailure, Durability, Step, copy_hashing, io};
+use super::{
+    Cache, CacheError, Context, CopyFailure, Durability, Step, copy_hashing, copy_into, io,
+};
 use crate::fs::{self, ErrorKind, FileKind, FileWriter, Filesystem, Read, Root};
 use crate::key::{CHAPTER_REVISION, Key};
 use crate::layout::{self, LayoutPath};
@@ -191,7 +193,9 @@ impl<F: Filesystem> Cache<F> {
                 Root::Cache,
                 &partial,
             ))?;
-            let (content_hash, size) = self.copy_into(
+            let (content_hash, size) = copy_into(
+                &self.fs,
+                self.options.hash_function,
                 (Root::Workspace, output, reader),
                 (Root::Cache, &partial, &mut file),
                 meta.size,

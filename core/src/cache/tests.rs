@@ -988,3 +988,84 @@ fn op_1_blob_directory_that_is_a_symlink_or_file_is_corrupt() {
         assert_eq!(cache.lookup_status(&key(1)), Ok(LookupStatus::MissCorrupt));
     }
 }
+
+/// A workspace with `count` outputs of distinct contents spread over a few
+/// directories, enough to fill several staging buckets.
+fn write_many_outputs(fs: &MemFs, count: usize) -> Vec<String> {
+    (0..count)
+        .map(|i| {
+            let path = alloc::format!("out/d{}/f{i:04}", i % 7);
+            let contents = alloc::format!("output {i}\n");
+            fs.write_file(
+                W,
+                &path,
+                contents.as_bytes(),
+                if i % 2 == 0 { 0o600 } else { 0o700 },
+            )
+            .unwrap();
+            alloc::format!("/{path}")
+        })
+        .collect()
+}
+
+#[test]
+fn op_3_many_outputs_are_staged_in_buckets_by_any_number_of_tasks() {
+    // 300 outputs fill three staging buckets; with three tasks, a MemFs
+    // runs the last one first, and it claims every chunk.
+    for parallelism in [1, 2, 3, 8] {
+        let (fs, cache) = setup();
+        fs.set_parallelism(parallelism);
+        let outputs = write_many_outputs(&fs, 300);
+        let before = workspace_files(&fs);
+        let paths: Vec<&str> = outputs.iter().map(String::as_str).collect();
+        store(&cache, &key(1), &paths, &mut ctx()).unwrap();
+        wipe_workspace(&fs);
+        let (result, out, _) = restore(&cache, &key(1), &mut ctx());
+        assert_eq!(
+            result,
+            Ok(RestoreOutcome::Restored {
+                outputs: 300,
+                stdout_len: 11,
+                stderr_len: 11
+            }),
+            "parallelism {parallelism}"
+        );
+        assert_eq!(out, b"out stream\n");
+        assert_eq!(workspace_files(&fs), before, "parallelism {parallelism}");
+        assert!(scratch_left(&fs).is_empty(), "{:?}", scratch_left(&fs));
+    }
+}
+
+#[test]
+fn op_3_a_bad_blob_in_any_bucket_aborts_before_anything_is_published() {
+    for parallelism in [1, 3] {
+        for bad in [0, 127, 128, 299] {
+            let (fs, cache) = setup();
+            fs.set_parallelism(parallelism);
+            let outputs = write_many_outputs(&fs, 300);
+            let paths: Vec<&str> = outputs.iter().map(String::as_str).collect();
+            store(&cache, &key(1), &paths, &mut ctx()).unwrap();
+            wipe_workspace(&fs);
+            let contents = alloc::format!("output {bad}\n");
+            let blob = layout::blob(
+                &key(1),
+                &hash::digest(HashFunction::Blake3, contents.as_bytes()),
+            );
+            let mut evil = contents.into_bytes();
+            evil[0] ^= 1;
+            fs.remove_file(C, &blob).unwrap();
+            fs.write_file(C, &blob, &evil, 0o644).unwrap();
+            assert_eq!(cache.lookup_status(&key(1)), Ok(LookupStatus::Hit));
+            let (result, out, err) = restore(&cache, &key(1), &mut ctx());
+            let case = alloc::format!("parallelism {parallelism}, bad output {bad}");
+            assert_eq!(
+                result,
+                Ok(RestoreOutcome::Miss(LookupStatus::MissCorrupt)),
+                "{case}"
+            );
+            assert!(out.is_empty() && err.is_empty(), "{case}");
+            assert!(workspace_files(&fs).is_empty(), "{case}: nothing published");
+            assert!(scratch_left(&fs).is_empty(), "{case}");
+        }
+    }
+}

@@ -953,3 +953,150 @@ fn sync_filesystem_is_available_on_linux_and_succeeds_on_both_roots() {
     f.fs.sync_filesystem(Root::Cache).unwrap();
     f.fs.sync_filesystem(Root::Workspace).unwrap();
 }
+
+#[test]
+fn run_tasks_runs_every_task_once_and_keeps_each_result_in_its_place() {
+    for parallelism in [1, 2, 8] {
+        let f = fixture();
+        let fs = f.fs.with_parallelism(parallelism);
+        assert_eq!(fs.parallelism(), parallelism);
+        for count in [0, 1, 3, 50] {
+            let runs: Vec<core::sync::atomic::AtomicUsize> =
+                (0..count).map(|_| Default::default()).collect();
+            let mut results = vec![usize::MAX; count];
+            fs.run_tasks(&mut results, &|_, index| {
+                runs[index].fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+                index * index
+            });
+            let expected: Vec<usize> = (0..count).map(|i| i * i).collect();
+            assert_eq!(
+                results, expected,
+                "parallelism {parallelism}, {count} tasks"
+            );
+            assert!(
+                runs.iter()
+                    .all(|n| n.load(core::sync::atomic::Ordering::Relaxed) == 1)
+            );
+        }
+    }
+}
+
+#[test]
+fn run_tasks_runs_tasks_at_once_when_parallelism_allows() {
+    // Each of two tasks waits for the other to start: on one thread the
+    // first would give up after the timeout, and the test would fail
+    // rather than hang.
+    let f = fixture();
+    let fs = f.fs.with_parallelism(2);
+    let arrived = core::sync::atomic::AtomicUsize::new(0);
+    let mut met = [false; 2];
+    fs.run_tasks(&mut met, &|_, _| {
+        arrived.fetch_add(1, core::sync::atomic::Ordering::SeqCst);
+        let deadline = std::time::Instant::now() + core::time::Duration::from_secs(10);
+        while arrived.load(core::sync::atomic::Ordering::SeqCst) < 2 {
+            if std::time::Instant::now() > deadline {
+                return false;
+            }
+            std::thread::yield_now();
+        }
+        true
+    });
+    assert_eq!(met, [true, true]);
+}
+
+/// Stores `count` outputs of distinct contents in nine directories, then
+/// removes them from the workspace; returns the key and each output's path
+/// and contents.
+fn stored_many(f: &Fixture, count: usize) -> (cachet::core::key::Key, Vec<(PathBuf, Vec<u8>)>) {
+    use cachet::core::cache::{Cache, DeterministicContext};
+    let mut files = Vec::new();
+    let mut outputs = Vec::new();
+    for i in 0..count {
+        let relative = format!("out/d{}/f{i:04}", i % 9);
+        let path = f.workspace.join(&relative);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let contents = format!("output {i}\n").into_bytes();
+        fs::write(&path, &contents).unwrap();
+        files.push((path, contents));
+        outputs.push(format!("/{relative}"));
+    }
+    let key = cachet::core::key::Key(digest(HashFunction::Blake3, b"many"));
+    let cache = Cache::new(CapStdFilesystem::open_ambient(&f.workspace, &f.cache).unwrap());
+    let mut outputs: Vec<&str> = outputs.iter().map(String::as_str).collect();
+    cache
+        .store(
+            &key,
+            &mut outputs,
+            &b""[..],
+            &b""[..],
+            &mut DeterministicContext::default(),
+        )
+        .unwrap();
+    fs::remove_dir_all(f.workspace.join("out")).unwrap();
+    (key, files)
+}
+
+/// Restores `key` through a fresh `CapStdFilesystem` on `parallelism`
+/// threads, discarding the streams.
+fn restore_with(
+    f: &Fixture,
+    key: &cachet::core::key::Key,
+    parallelism: usize,
+) -> Result<cachet::core::cache::RestoreOutcome, cachet::core::cache::CacheError> {
+    let fs = CapStdFilesystem::open_ambient(&f.workspace, &f.cache)
+        .unwrap()
+        .with_parallelism(parallelism);
+    let context = &mut cachet::core::cache::DeterministicContext::default();
+    cachet::core::cache::Cache::new(fs).restore(key, Vec::new(), Vec::new(), context)
+}
+
+#[test]
+fn op_3_restore_on_several_threads_puts_every_output_in_place() {
+    use cachet::core::cache::RestoreOutcome;
+    for parallelism in [1, 4] {
+        let f = fixture();
+        let (key, files) = stored_many(&f, 600);
+        let restored = restore_with(&f, &key, parallelism);
+        assert!(
+            matches!(restored, Ok(RestoreOutcome::Restored { outputs: 600, .. })),
+            "parallelism {parallelism}: {restored:?}"
+        );
+        for (path, contents) in &files {
+            assert_eq!(&fs::read(path).unwrap(), contents, "{}", path.display());
+        }
+        assert!(
+            list(&f.fs, Root::Cache, "")
+                .iter()
+                .all(|(name, _)| !name.starts_with(".restore-"))
+        );
+    }
+}
+
+#[test]
+fn op_3_a_bad_blob_stops_every_thread_before_anything_is_published() {
+    use cachet::core::cache::{LookupStatus, RestoreOutcome};
+    use cachet::core::layout;
+    for bad in [0, 300, 599] {
+        let f = fixture();
+        let (key, files) = stored_many(&f, 600);
+        let blob = layout::blob(&key, &digest(HashFunction::Blake3, &files[bad].1));
+        let mut evil = files[bad].1.clone();
+        evil[0] ^= 1;
+        fs::write(f.cache.join(blob.as_str()), &evil).unwrap();
+        let restored = restore_with(&f, &key, 4);
+        assert_eq!(
+            restored,
+            Ok(RestoreOutcome::Miss(LookupStatus::MissCorrupt)),
+            "bad output {bad}"
+        );
+        assert!(
+            !f.workspace.join("out").exists(),
+            "bad output {bad}: nothing published"
+        );
+        assert!(
+            list(&f.fs, Root::Cache, "")
+                .iter()
+                .all(|(name, _)| !name.starts_with(".restore-"))
+        );
+    }
+}
