@@ -569,17 +569,16 @@ impl Staging<'_> {
                 &bucket,
             ))?;
             let end = start.saturating_add(STAGE_BUCKET).min(count);
+            // Outputs of chunks other tasks claimed are skipped, not decoded.
+            next_index += outputs.advance(start.saturating_sub(next_index));
             while next_index < end {
-                if !outputs.next_into(&mut record) {
-                    // Fewer records than the manifest counted: it cannot
-                    // be trusted.
+                // Fewer records than the manifest counted: it cannot be
+                // trusted.
+                if next_index < start || !outputs.next_into(&mut record) {
                     return Ok(Some(LookupStatus::MissCorrupt));
                 }
                 let index = next_index;
                 next_index += 1;
-                if index < start {
-                    continue;
-                }
                 if self.stop.load(Ordering::Relaxed) {
                     return Ok(None);
                 }

@@ -153,7 +153,20 @@ impl<'a> Manifest<'a> {
     /// Every output is decoded and its path validated here, so that
     /// [`Manifest::outputs`] can be infallible.
     pub fn parse(bytes: &'a [u8]) -> Result<Manifest<'a>, ManifestError> {
-        read::parse(bytes)
+        read::parse(bytes, &mut |_| {})
+    }
+
+    /// [`Manifest::parse`], handing each output to `visit` as soon as it is
+    /// decoded and validated, in order: a reader that needs every output
+    /// once (a lookup checking blobs) gets them from the validating pass
+    /// instead of decoding them all again. If parsing fails later, `visit`
+    /// has seen outputs of a manifest that is not valid, and whatever it
+    /// concluded must be dropped.
+    pub fn parse_visiting(
+        bytes: &'a [u8],
+        visit: &mut dyn FnMut(&OutputRecord),
+    ) -> Result<Manifest<'a>, ManifestError> {
+        read::parse(bytes, visit)
     }
 
     /// How many outputs the manifest lists.

@@ -31,7 +31,10 @@ const HASH_FUNCTION_CAPACITY: usize = 8;
 /// Exactly the digits of a 32-byte digest.
 const HEX_CAPACITY: usize = 64;
 
-pub(super) fn parse(bytes: &[u8]) -> Result<Manifest<'_>, ManifestError> {
+pub(super) fn parse<'a>(
+    bytes: &'a [u8],
+    visit: &mut dyn FnMut(&OutputRecord),
+) -> Result<Manifest<'a>, ManifestError> {
     let text = core::str::from_utf8(bytes)
         .map_err(|e| ManifestError::new(e.valid_up_to(), ManifestErrorKind::InvalidUtf8))?;
     // U+FEFF is valid UTF-8 but not JSON whitespace; naming it beats a
@@ -40,7 +43,7 @@ pub(super) fn parse(bytes: &[u8]) -> Result<Manifest<'_>, ManifestError> {
         return Err(ManifestError::new(0, ManifestErrorKind::ByteOrderMark));
     }
     let mut parser = Parser { text, pos: 0 };
-    let manifest = parser.manifest()?;
+    let manifest = parser.manifest(visit)?;
     parser.skip_whitespace();
     if parser.pos < text.len() {
         return Err(parser.error(ManifestErrorKind::TrailingCharacters));
@@ -105,10 +108,108 @@ impl<'a> Parser<'a> {
         ManifestError::new(self.pos, kind)
     }
 
-    fn skip_whitespace(&mut self) {
-        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.peek() {
-            self.bump();
+    /// Skips the bytes a string may hold as they are: everything but `"`,
+    /// `\\` and control characters. Eight at a time, as almost every byte
+    /// of a manifest is inside a string (paths and hex digests).
+    fn skip_plain(&mut self) {
+        const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+        const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+        let rest = self.text.as_bytes().get(self.pos..).unwrap_or_default();
+        let mut skipped = 0;
+        let mut words = rest.chunks_exact(8);
+        for word in &mut words {
+            let mut bytes = [0u8; 8];
+            bytes.copy_from_slice(word);
+            let w = u64::from_le_bytes(bytes);
+            // High bit of each byte that is below 0x20, `"` or `\\`
+            // (exact for the lowest such byte, which is all that is used).
+            let quote = w ^ (ONES * u64::from(b'"'));
+            let backslash = w ^ (ONES * u64::from(b'\\'));
+            let special = (w.wrapping_sub(ONES * 0x20) & !w
+                | quote.wrapping_sub(ONES) & !quote
+                | backslash.wrapping_sub(ONES) & !backslash)
+                & HIGHS;
+            if special != 0 {
+                self.pos += skipped + (special.trailing_zeros() / 8) as usize;
+                return;
+            }
+            skipped += 8;
         }
+        let tail = words.remainder();
+        skipped += tail
+            .iter()
+            .position(|&b| b == b'"' || b == b'\\' || b < 0x20)
+            .unwrap_or(tail.len());
+        self.pos += skipped;
+    }
+
+    /// Moves past the object starting at the current `{`, which holds no
+    /// nested object or array (an output, already validated); `false` if
+    /// the text ends first.
+    fn skip_flat_object(&mut self) -> bool {
+        if self.peek() != Some(b'{') {
+            return false;
+        }
+        self.bump();
+        loop {
+            match self.peek() {
+                None => return false,
+                Some(b'}') => {
+                    self.bump();
+                    return true;
+                }
+                Some(b'"') => {
+                    self.bump();
+                    loop {
+                        self.skip_plain();
+                        match self.peek() {
+                            None => return false,
+                            Some(b'"') => {
+                                self.bump();
+                                break;
+                            }
+                            // The escaped character, whatever it is, cannot
+                            // end the string; `\\u` digits are plain.
+                            Some(b'\\') => {
+                                self.bump();
+                                self.bump();
+                            }
+                            Some(_) => self.bump(),
+                        }
+                    }
+                }
+                Some(_) => self.bump(),
+            }
+        }
+    }
+
+    fn skip_whitespace(&mut self) {
+        let rest = self.text.as_bytes().get(self.pos..).unwrap_or_default();
+        self.pos += rest
+            .iter()
+            .position(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
+            .unwrap_or(rest.len());
+    }
+
+    /// The text of the string starting at the current `"`, consumed, when
+    /// it holds no escape: what almost every member name, digest and path
+    /// is, and then nothing needs decoding or copying. `None`, consuming
+    /// nothing, otherwise; [`Parser::string`] decodes it (or reports what
+    /// is wrong with it).
+    fn raw_string(&mut self) -> Option<&'a str> {
+        let start = self.pos.saturating_add(1);
+        let mut probe = Parser {
+            text: self.text,
+            pos: start,
+        };
+        probe.skip_plain();
+        if probe.peek() != Some(b'"') {
+            return None;
+        }
+        // Both ends sit next to ASCII quotes, so always a boundary.
+        let raw = self.text.get(start..probe.pos)?;
+        self.pos = probe.pos.saturating_add(1);
+        Some(raw)
     }
 
     /// Skips whitespace and returns the next byte without consuming it.
@@ -118,7 +219,10 @@ impl<'a> Parser<'a> {
             .ok_or_else(|| self.error(ManifestErrorKind::UnexpectedEnd))
     }
 
-    fn manifest(&mut self) -> Result<Manifest<'a>, ManifestError> {
+    fn manifest(
+        &mut self,
+        visit: &mut dyn FnMut(&OutputRecord),
+    ) -> Result<Manifest<'a>, ManifestError> {
         let first = self.next_token()?;
         if first != b'{' {
             return Err(self.error(match ValueType::of(first) {
@@ -149,7 +253,7 @@ impl<'a> Parser<'a> {
                 Member::ChapterRevision => head.chapter_revision = p.unsigned(member)?,
                 Member::HashFunction => head.hash_function = p.hash_function()?,
                 Member::Key => head.key = Key(p.digest(member)?),
-                Member::Outputs => outputs = p.outputs_array()?,
+                Member::Outputs => outputs = p.outputs_array(visit)?,
                 Member::StdoutLen => tail.stdout_len = p.unsigned(member)?,
                 Member::StderrLen => tail.stderr_len = p.unsigned(member)?,
                 Member::StdoutHash => tail.stdout_hash = p.digest(member)?,
@@ -231,11 +335,16 @@ impl<'a> Parser<'a> {
             }));
         }
         let at = self.pos;
-        let mut name = heapless::String::<NAME_CAPACITY>::new();
-        let len = self.string(&mut name)?;
-        let member = match len <= NAME_CAPACITY {
-            true => lookup(&name),
-            false => None,
+        let member = match self.raw_string() {
+            Some(raw) => lookup(raw),
+            None => {
+                let mut name = heapless::String::<NAME_CAPACITY>::new();
+                let len = self.string(&mut name)?;
+                match len <= NAME_CAPACITY {
+                    true => lookup(&name),
+                    false => None,
+                }
+            }
         }
         .ok_or(ManifestError::new(at, ManifestErrorKind::UnknownMember))?;
         if self.next_token()? != b':' {
@@ -356,11 +465,16 @@ impl<'a> Parser<'a> {
 
     fn digest(&mut self, member: Member) -> Result<Digest, ManifestError> {
         let start = self.value_start(member, ValueType::String)?;
-        let mut digits = heapless::String::<HEX_CAPACITY>::new();
-        let len = self.string(&mut digits)?;
-        let result = match len <= HEX_CAPACITY {
-            true => Digest::from_hex(&digits),
-            false => Err(HexError::WrongLength { len }),
+        let result = match self.raw_string() {
+            Some(raw) => Digest::from_hex(raw),
+            None => {
+                let mut digits = heapless::String::<HEX_CAPACITY>::new();
+                let len = self.string(&mut digits)?;
+                match len <= HEX_CAPACITY {
+                    true => Digest::from_hex(&digits),
+                    false => Err(HexError::WrongLength { len }),
+                }
+            }
         };
         result.map_err(|error| {
             ManifestError::new(start, ManifestErrorKind::InvalidHex { member, error })
@@ -384,7 +498,10 @@ impl<'a> Parser<'a> {
 
     /// Reads the `outputs` array, validating every element; returns the
     /// span between its brackets and the number of elements.
-    fn outputs_array(&mut self) -> Result<(&'a str, usize), ManifestError> {
+    fn outputs_array(
+        &mut self,
+        visit: &mut dyn FnMut(&OutputRecord),
+    ) -> Result<(&'a str, usize), ManifestError> {
         self.value_start(Member::Outputs, ValueType::Array)?;
         self.bump();
         let start = self.pos;
@@ -393,6 +510,7 @@ impl<'a> Parser<'a> {
         if self.next_token()? != b']' {
             loop {
                 self.output_object_into(&mut record)?;
+                visit(&record);
                 // Each element takes at least two bytes of input.
                 count = count.saturating_add(1);
                 match self.next_token()? {
@@ -443,6 +561,7 @@ impl<'a> Parser<'a> {
         self.bump();
         let mut run = self.pos;
         loop {
+            self.skip_plain();
             match self.peek() {
                 None => return Err(self.error(ManifestErrorKind::UnexpectedEnd)),
                 Some(b'"') => {
@@ -581,6 +700,31 @@ impl<'a> Outputs<'a> {
             return false;
         }
         true
+    }
+}
+
+impl Outputs<'_> {
+    /// Moves past the next `count` outputs without decoding them, and
+    /// returns how many there were. A reader that needs only some of the
+    /// outputs (one of several tasks sharing the work) skips the others at
+    /// a fraction of the cost of decoding them: the span was validated, so
+    /// finding where each object ends is enough.
+    pub fn advance(&mut self, count: usize) -> usize {
+        let mut skipped = 0;
+        while skipped < count && self.remaining > 0 {
+            self.remaining -= 1;
+            self.parser.skip_whitespace();
+            if self.parser.peek() == Some(b',') {
+                self.parser.bump();
+            }
+            self.parser.skip_whitespace();
+            if !self.parser.skip_flat_object() {
+                self.remaining = 0;
+                break;
+            }
+            skipped += 1;
+        }
+        skipped
     }
 }
 

@@ -1178,7 +1178,56 @@ fn outputs_strategy() -> impl Strategy<Value = Vec<Output>> {
     )
 }
 
+/// Checks `Outputs::advance` against decoding: skipping `k` outputs lands
+/// where `k` calls of `next_into` would, for every `k`.
+fn check_advance(manifest: &Manifest<'_>) -> Result<(), TestCaseError> {
+    let all = collect(manifest);
+    for k in 0..=all.len() + 1 {
+        let mut outputs = manifest.outputs();
+        prop_assert_eq!(outputs.advance(k), k.min(all.len()));
+        let rest: Vec<Output> = outputs
+            .map(|o| (o.path.as_str().to_string(), o.content_hash, o.size, o.mode))
+            .collect();
+        prop_assert_eq!(&rest[..], all.get(k..).unwrap_or_default());
+    }
+    Ok(())
+}
+
+#[test]
+fn man_4_advance_skips_outputs_exactly_whatever_their_text_holds() {
+    // Escaped quotes and backslashes, a `}` raw and escaped, a surrogate
+    // pair, uppercase hex, members in another order, whitespace anywhere.
+    let paths = [
+        "\"/a\\\"}\\\\b\"",
+        "\"/c\\u007d{\\/d\"",
+        "\"/\\ud83e\\udd80 }\"",
+    ];
+    let mut elements = Vec::new();
+    for (i, path) in paths.iter().enumerate() {
+        elements.push(format!(
+            " \n\t{{ \"size\" : {i} ,\"workspace_absolute_path\":{path},\r\n \"mode\":420, \"content_hash\": \"{}\" }} ",
+            "AB".repeat(32)
+        ));
+    }
+    let text = object(&top_members_with(format!("[{}]", elements.join(","))));
+    let manifest = parsed(&text);
+    assert_eq!(manifest.output_count(), 3);
+    check_advance(&manifest).unwrap();
+}
+
 proptest! {
+    #[test]
+    fn man_4_advance_agrees_with_decoding(
+        head in head_strategy(),
+        outputs in outputs_strategy(),
+        tail in tail_strategy(),
+    ) {
+        let written = encode(&head, &outputs, &tail);
+        let manifest = Manifest::parse(&written)
+            .map_err(|e| TestCaseError::fail(format!("{e}")))?;
+        check_advance(&manifest)?;
+    }
+
     #[test]
     fn man_2_man_3_write_parse_write_roundtrip(
         head in head_strategy(),

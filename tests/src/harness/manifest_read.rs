@@ -5,6 +5,10 @@
 //!
 //! - every output decodes, its count matches, and its path is a valid
 //!   workspace path (PATH-3: an invalid path makes the manifest corrupt);
+//! - [`Manifest::parse_visiting`] agrees with [`Manifest::parse`] and
+//!   visits exactly the outputs the iterator decodes, in order, and
+//!   `Outputs::advance` lands where decoding would (the shortcuts lookup
+//!   and restore take, MAN-4);
 //! - writing it (MAN-2) gives bytes that parse to the same values, and
 //!   writing those again gives the same bytes: write → read → write is
 //!   stable, so a manifest cachet wrote reads back as exactly what it
@@ -34,6 +38,26 @@ pub fn run(data: &[u8]) {
             Ok(()),
             "PATH-3: an accepted manifest holds an invalid path {:?}",
             output.path.as_str()
+        );
+    }
+
+    let mut visited = Vec::new();
+    let revisited = Manifest::parse_visiting(data, &mut |output| visited.push(output.clone()));
+    assert!(
+        revisited.is_ok_and(|m| m.head == manifest.head && m.tail == manifest.tail),
+        "parse_visiting disagrees with parse"
+    );
+    assert!(visited == outputs, "parse_visiting visited other outputs");
+    for skip in [1, 2, outputs.len() / 2, outputs.len().saturating_sub(1)] {
+        let mut rest = manifest.outputs();
+        assert_eq!(
+            rest.advance(skip),
+            skip.min(outputs.len()),
+            "advance miscounted"
+        );
+        assert!(
+            rest.eq(outputs.iter().skip(skip).cloned()),
+            "advance({skip}) landed elsewhere than decoding"
         );
     }
 
