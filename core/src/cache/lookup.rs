@@ -7,12 +7,13 @@
 //! Anything else is a miss; only real I/O failures are errors.
 
 use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use super::{Cache, CacheError, Context, Step, io};
 use crate::fs::{self, Directory, ErrorKind, FileKind, Filesystem, Metadata, Root, Timestamp};
 use crate::key::{CHAPTER_REVISION, Key};
 use crate::layout::{self, LayoutPath};
-use crate::manifest::{Manifest, OutputRecord};
+use crate::manifest::{Manifest, ManifestError, OutputRecord};
 
 /// What a lookup found (OP-1).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -159,10 +160,7 @@ impl<F: Filesystem> Cache<F> {
             Ok(None) => return Ok(Inspection::miss(LookupStatus::MissCorrupt)),
             Ok(Some(bytes)) => bytes,
         };
-        let (parsed, status) = match Manifest::parse(&bytes) {
-            Ok(manifest) => (true, self.check_manifest(key, &manifest)?),
-            Err(_) => (false, LookupStatus::MissCorrupt),
-        };
+        let (parsed, status) = self.check_manifest(key, &bytes)?;
         Ok(Inspection {
             status,
             manifest: parsed.then_some(bytes),
@@ -170,46 +168,51 @@ impl<F: Filesystem> Cache<F> {
         })
     }
 
-    /// Checks a manifest's contents against OP-1, including the blobs and
-    /// streams it references.
-    fn check_manifest(
-        &self,
-        key: &Key,
-        manifest: &Manifest<'_>,
-    ) -> Result<LookupStatus, CacheError> {
+    /// Parses a manifest and checks its contents against OP-1, including
+    /// the blobs and streams it references; says whether it parsed.
+    ///
+    /// The blobs are checked while the manifest is parsed, each as its
+    /// output is validated, so the outputs are decoded once, not twice.
+    /// For a manifest large enough to list several chunks of outputs, that
+    /// is done by as many tasks as the host runs at once: each parses the
+    /// whole manifest and checks the chunks it claims, so that the threads
+    /// split the stats, one system call each, and nothing waits for one
+    /// task to finish parsing. What the stats found counts only once the
+    /// manifest has turned out valid and of this key and schema: an entry
+    /// of another schema is a schema miss whatever its blobs are.
+    fn check_manifest(&self, key: &Key, bytes: &[u8]) -> Result<(bool, LookupStatus), CacheError> {
+        let check = BlobCheck {
+            key,
+            bytes,
+            next_chunk: AtomicUsize::new(0),
+            stop: AtomicBool::new(false),
+        };
+        let chunks = (bytes.len() / MIN_OUTPUT_BYTES).div_ceil(STAT_CHUNK);
+        let tasks = self.fs.parallelism().clamp(1, chunks.max(1));
+        let mut checked: Vec<Option<Checked<'_>>> = (0..tasks).map(|_| None).collect();
+        self.fs
+            .run_tasks(&mut checked, &|fs: &F, _task| Some(check.run(fs)));
+        let mut checked = checked.into_iter().flatten();
+        let Some(Checked {
+            manifest: Ok(manifest),
+            blobs,
+        }) = checked.next()
+        else {
+            return Ok((false, LookupStatus::MissCorrupt));
+        };
         if manifest.head.chapter_revision != CHAPTER_REVISION
             || manifest.head.hash_function != self.options.hash_function
         {
-            return Ok(LookupStatus::MissSchema);
+            return Ok((true, LookupStatus::MissSchema));
         }
         // Stricter than haz-cache: an entry filed under the wrong key could
         // replay another task's results.
         if manifest.head.key != *key || manifest.tail.exit_status != 0 {
-            return Ok(LookupStatus::MissCorrupt);
+            return Ok((true, LookupStatus::MissCorrupt));
         }
-        // The blob directory itself must be a plain directory: through a
-        // symlink, blobs could come from anywhere, and a host that refuses
-        // to follow it would report an error where OP-1 wants a miss.
-        // Opening it once makes each blob one stat by name.
-        if manifest.output_count() > 0 {
-            let blobs_path = layout::outputs_dir(key);
-            let blobs = match self.fs.open_dir(Root::Cache, &blobs_path) {
-                Ok(blobs) => blobs,
-                Err(e) => {
-                    return miss_or_error(e, LookupStatus::MissCorrupt, Step::Open, &blobs_path)
-                        .map(|inspection| inspection.status);
-                }
-            };
-            let mut outputs = manifest.outputs();
-            let mut output = OutputRecord::empty();
-            while outputs.next_into(&mut output) {
-                let name = output.content_hash.to_hex();
-                let found = blobs.metadata(name.as_str());
-                if !self.is_regular_file_of_size(found, output.size, || {
-                    layout::blob(key, &output.content_hash)
-                })? {
-                    return Ok(LookupStatus::MissCorrupt);
-                }
+        for blobs in core::iter::once(blobs).chain(checked.map(|other| other.blobs)) {
+            if !blobs? {
+                return Ok((true, LookupStatus::MissCorrupt));
             }
         }
         let streams = [
@@ -218,26 +221,120 @@ impl<F: Filesystem> Cache<F> {
         ];
         for (path, len) in streams {
             let found = self.fs.metadata(Root::Cache, &path);
-            if !self.is_regular_file_of_size(found, len, || path.clone())? {
-                return Ok(LookupStatus::MissCorrupt);
+            if !is_regular_file_of_size(found, len, || path.clone())? {
+                return Ok((true, LookupStatus::MissCorrupt));
             }
         }
-        Ok(LookupStatus::Hit)
+        Ok((true, LookupStatus::Hit))
+    }
+}
+
+/// Judges a stat of a blob or stream; `path` names it in an error.
+fn is_regular_file_of_size(
+    found: Result<Metadata, fs::Error>,
+    size: u64,
+    path: impl FnOnce() -> LayoutPath,
+) -> Result<bool, CacheError> {
+    match found {
+        Ok(meta) => Ok(meta.kind == FileKind::File && meta.size == size),
+        Err(e) => match miss_or_error(e, LookupStatus::MissCorrupt, Step::Stat, &path()) {
+            Ok(_) => Ok(false),
+            Err(error) => Err(error),
+        },
+    }
+}
+
+/// Outputs per chunk of blob stats a task claims.
+const STAT_CHUNK: usize = 256;
+
+/// Fewer bytes than any output takes in a manifest (its member names and
+/// 64 hex digits alone take more), for estimating from a manifest's size
+/// whether it lists enough outputs to share the work out.
+const MIN_OUTPUT_BYTES: usize = 128;
+
+/// What the tasks checking one entry share: each parses the manifest and
+/// stats the blobs of the chunks of [`STAT_CHUNK`] outputs it claims.
+struct BlobCheck<'a> {
+    key: &'a Key,
+    bytes: &'a [u8],
+    /// The first chunk no task has claimed yet.
+    next_chunk: AtomicUsize,
+    /// Set by a task that found a bad blob or failed: the verdict is in.
+    stop: AtomicBool,
+}
+
+/// What one task found.
+struct Checked<'a> {
+    /// The manifest, if it parsed.
+    manifest: Result<Manifest<'a>, ManifestError>,
+    /// Whether every blob this task checked is a regular file of the
+    /// recorded size in a plain blob directory.
+    blobs: Result<bool, CacheError>,
+}
+
+impl<'a> BlobCheck<'a> {
+    fn run<F: Filesystem>(&self, fs: &F) -> Checked<'a> {
+        let mut blobs: Option<F::Directory> = None;
+        let mut verdict = Ok(true);
+        let mut index = 0usize;
+        let mut mine = 0..0;
+        let manifest = Manifest::parse_visiting(self.bytes, &mut |output| {
+            let at = index;
+            index += 1;
+            if !matches!(verdict, Ok(true)) || self.stop.load(Ordering::Relaxed) {
+                return;
+            }
+            if at >= mine.end {
+                // Claims only grow, so the chunk claimed here starts at
+                // `at` or later: every chunk before it is someone's.
+                let start = self
+                    .next_chunk
+                    .fetch_add(1, Ordering::Relaxed)
+                    .saturating_mul(STAT_CHUNK);
+                mine = start..start.saturating_add(STAT_CHUNK);
+            }
+            if at < mine.start {
+                return;
+            }
+            verdict = self.check_blob(fs, &mut blobs, output);
+            if !matches!(verdict, Ok(true)) {
+                self.stop.store(true, Ordering::Relaxed);
+            }
+        });
+        Checked {
+            manifest,
+            blobs: verdict,
+        }
     }
 
-    /// Judges a stat of a blob or stream; `path` names it in an error.
-    fn is_regular_file_of_size(
+    /// Stats the blob of `output`, opening the blob directory first if this
+    /// task has not yet. `Ok(false)` when the blob is missing, not a
+    /// regular file or of the wrong size, or the blob directory is not a
+    /// plain directory: through a symlink, blobs could come from anywhere.
+    fn check_blob<F: Filesystem>(
         &self,
-        found: Result<Metadata, fs::Error>,
-        size: u64,
-        path: impl FnOnce() -> LayoutPath,
+        fs: &F,
+        blobs: &mut Option<F::Directory>,
+        output: &OutputRecord,
     ) -> Result<bool, CacheError> {
-        match found {
-            Ok(meta) => Ok(meta.kind == FileKind::File && meta.size == size),
-            Err(e) => match miss_or_error(e, LookupStatus::MissCorrupt, Step::Stat, &path()) {
-                Ok(_) => Ok(false),
-                Err(error) => Err(error),
-            },
-        }
+        let blobs = match blobs {
+            Some(blobs) => blobs,
+            None => {
+                let path = layout::outputs_dir(self.key);
+                match fs.open_dir(Root::Cache, &path) {
+                    Ok(dir) => blobs.insert(dir),
+                    // A miss (false), or an error.
+                    Err(e) => {
+                        return miss_or_error(e, LookupStatus::MissCorrupt, Step::Open, &path)
+                            .map(|_| false);
+                    }
+                }
+            }
+        };
+        let name = output.content_hash.to_hex();
+        let found = blobs.metadata(name.as_str());
+        is_regular_file_of_size(found, output.size, || {
+            layout::blob(self.key, &output.content_hash)
+        })
     }
 }

@@ -1069,3 +1069,98 @@ fn op_3_a_bad_blob_in_any_bucket_aborts_before_anything_is_published() {
         }
     }
 }
+
+/// Stores 600 outputs under `k` with `cache` (manifests of that size are
+/// checked by several tasks where the filesystem allows), and returns the
+/// digest of output `i`'s contents for each `i`.
+fn store_many(fs: &MemFs, cache: &Cache<MemFs>, k: &Key) -> Vec<Digest> {
+    let outputs = write_many_outputs(fs, 600);
+    let paths: Vec<&str> = outputs.iter().map(String::as_str).collect();
+    store(cache, k, &paths, &mut ctx()).unwrap();
+    (0..600)
+        .map(|i| {
+            let contents = alloc::format!("output {i}\n");
+            hash::digest(cache.options().hash_function, contents.as_bytes())
+        })
+        .collect()
+}
+
+#[test]
+fn op_1_blobs_of_a_large_entry_are_checked_by_any_number_of_tasks() {
+    type Damage = fn(&MemFs, &str);
+    let damages: [(&str, Damage); 3] = [
+        ("removed", |fs, blob| fs.remove_file(C, blob).unwrap()),
+        ("truncated", |fs, blob| {
+            fs.remove_file(C, blob).unwrap();
+            fs.write_file(C, blob, b"out", 0o644).unwrap();
+        }),
+        ("a symlink", |fs, blob| fs.pretend_symlink(C, blob).unwrap()),
+    ];
+    for parallelism in [1, 2, 3] {
+        let (fs, cache) = setup();
+        fs.set_parallelism(parallelism);
+        store_many(&fs, &cache, &key(1));
+        assert_eq!(cache.lookup_status(&key(1)), Ok(LookupStatus::Hit));
+        for (name, damage) in damages {
+            for bad in [0, 255, 256, 599] {
+                let (fs, cache) = setup();
+                fs.set_parallelism(parallelism);
+                let digests = store_many(&fs, &cache, &key(1));
+                damage(&fs, &layout::blob(&key(1), &digests[bad]));
+                assert_eq!(
+                    cache.lookup_status(&key(1)),
+                    Ok(LookupStatus::MissCorrupt),
+                    "parallelism {parallelism}: blob of output {bad} {name}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn op_1_a_failed_blob_stat_is_an_error_only_for_an_entry_of_this_schema() {
+    // Every operation of a lookup fails in turn. For an entry of the active
+    // hash function, a failure anywhere is an error (or, once the verdict
+    // is in, no failure at all); for an entry of the other one, the
+    // outcome is a schema miss unless the failure came before the manifest
+    // was read, whatever happened to the blobs.
+    let sha256 = Options {
+        hash_function: HashFunction::Sha256,
+        ..Options::default()
+    };
+    for parallelism in [1, 3] {
+        for (stored_with, expected) in [
+            (Options::default(), LookupStatus::Hit),
+            (sha256.clone(), LookupStatus::MissSchema),
+        ] {
+            let (fs, cache) = setup();
+            fs.set_parallelism(parallelism);
+            let writer = Cache::with_options(fs.clone(), stored_with);
+            store_many(&fs, &writer, &key(1));
+            let start = fs.op_count();
+            assert_eq!(cache.lookup_status(&key(1)), Ok(expected));
+            let total = fs.op_count() - start;
+            let mut blob_errors = 0;
+            for n in 0..total {
+                fs.fail_at(n, ErrorKind::PermissionDenied);
+                match cache.lookup_status(&key(1)) {
+                    Ok(status) => assert_eq!(status, expected, "op {n}"),
+                    Err(CacheError::Io { path, .. }) => {
+                        let blob = path.contains("/outputs");
+                        blob_errors += usize::from(blob);
+                        assert!(
+                            expected == LookupStatus::Hit || !blob,
+                            "parallelism {parallelism}, op {n}: {path}"
+                        );
+                    }
+                    Err(other) => panic!("op {n}: {other:?}"),
+                }
+            }
+            assert_eq!(
+                blob_errors > 0,
+                expected == LookupStatus::Hit,
+                "parallelism {parallelism}"
+            );
+        }
+    }
+}
