@@ -6,7 +6,10 @@
 //! live outside the workspace. A `cap_std::fs::Dir` pair and a pair of WASI
 //! preopened directory fds each implement it directly, with no logic of their
 //! own: every decision (what to check, in which order, what to sync) is made
-//! by the operations in [`crate::cache`].
+//! by the operations in [`crate::cache`]. The one method that is not a
+//! system call, [`Filesystem::run_tasks`], lets a host with threads run
+//! the core's own independent work (staging a restore, checking a lookup's
+//! blobs) on several of them; the core has no threads of its own.
 //!
 //! Paths handed to a `Filesystem` are relative (`ab/abcd…/manifest.json`),
 //! use `/` as separator and never contain `.` or `..` segments; the empty

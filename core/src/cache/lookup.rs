@@ -5,6 +5,10 @@
 //! up (stricter than haz-cache), and every referenced blob and both streams
 //! present as regular files (never symlinks) of the recorded sizes.
 //! Anything else is a miss; only real I/O failures are errors.
+//!
+//! Blobs are checked as the manifest is validated
+//! ([`Manifest::parse_visiting`]), one stat each, spread over the tasks the
+//! host runs at once for manifests of several chunks of outputs.
 
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

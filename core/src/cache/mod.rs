@@ -6,8 +6,10 @@
 //! [`Cache::store`] (OP-2), [`Cache::restore`] (OP-3), and the maintenance
 //! walks [`Cache::clear`], [`Cache::clean`], [`Cache::info`] and
 //! [`Cache::verify`] (OP-4..7). Every byte of output and stream content
-//! flows through one fixed buffer of [`Options::copy_buffer_bytes`], so
-//! memory does not grow with output sizes; the manifest is the only thing
+//! flows through a fixed buffer of [`Options::copy_buffer_bytes`] (one per
+//! task where the host runs restore's staging on several threads, see
+//! [`Filesystem::run_tasks`]), so memory does not grow with output sizes
+//! or counts; the manifest is the only thing
 //! read whole, and it is capped by [`Options::max_manifest_bytes`] (MAN-4).
 //!
 //! The core owns no clock and no randomness: the current time and the
@@ -51,7 +53,8 @@ pub struct Options {
     /// Manifests larger than this are corrupt (MAN-4). Default 64 MiB,
     /// room for about 250,000 outputs.
     pub max_manifest_bytes: u64,
-    /// Size of the one buffer every copy streams through. Default 256 KiB.
+    /// Size of the buffer every copy streams through (each task of a
+    /// restore has its own). Default 256 KiB.
     pub copy_buffer_bytes: usize,
     /// Scratch directories younger than this are left alone by a soft
     /// clean, because a store or restore may still be using them (OP-5).

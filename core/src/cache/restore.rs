@@ -11,6 +11,12 @@
 //! failure. If publishing fails midway the error is returned and the caller
 //! treats the result as a miss: it runs the task, which rewrites every
 //! output.
+//!
+//! Staged outputs go into numbered buckets of [`STAGE_BUCKET`] inside the
+//! scratch directory (DISK-5 leaves its inside to us), and the buckets are
+//! filled by as many tasks as the host runs at once
+//! ([`Filesystem::run_tasks`]). Nothing is renamed onto a target before
+//! every task has finished and everything has verified.
 
 use alloc::collections::BTreeSet;
 use alloc::string::String;
