@@ -302,6 +302,7 @@ struct State {
     sync_filesystem_supported: bool,
     copy_file_supported: bool,
     parallelism: usize,
+    most_tasks: usize,
 }
 
 impl State {
@@ -336,6 +337,7 @@ impl State {
             sync_filesystem_supported: true,
             copy_file_supported: true,
             parallelism: 1,
+            most_tasks: 0,
         }
     }
 
@@ -776,6 +778,12 @@ impl MemFs {
             state.parallelism = parallelism.max(1);
             Ok(())
         });
+    }
+
+    /// The most tasks one [`Filesystem::run_tasks`] call was given so far,
+    /// so that a test can tell the core did share its work out.
+    pub fn most_tasks(&self) -> usize {
+        self.with(|state| Ok(state.most_tasks)).unwrap_or(0)
     }
 
     /// With `false`, [`Filesystem::rename_no_replace`] returns
@@ -1431,6 +1439,10 @@ impl Filesystem for MemFs {
     }
 
     fn run_tasks<T: Send>(&self, results: &mut [T], task: &(dyn Fn(&Self, usize) -> T + Sync)) {
+        let _ = self.with(|state| {
+            state.most_tasks = state.most_tasks.max(results.len());
+            Ok(())
+        });
         for (index, result) in results.iter_mut().enumerate().rev() {
             *result = task(self, index);
         }

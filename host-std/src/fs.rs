@@ -58,7 +58,8 @@ use rustix::io::Errno;
 pub struct CapStdFilesystem {
     workspace: Dir,
     cache: Dir,
-    parallelism: usize,
+    /// `None`: [`default_parallelism`], looked up when first needed.
+    parallelism: Option<usize>,
 }
 
 /// The most threads [`Filesystem::run_tasks`] uses by default. Each task of
@@ -129,11 +130,10 @@ impl core::error::Error for OpenError {
 impl CapStdFilesystem {
     /// Wraps two already-opened capabilities; no ambient authority is used.
     pub fn new(workspace: Dir, cache: Dir) -> CapStdFilesystem {
-        let cores = std::thread::available_parallelism().map_or(1, |cores| cores.get());
         CapStdFilesystem {
             workspace,
             cache,
-            parallelism: cores.min(MAX_DEFAULT_PARALLELISM),
+            parallelism: None,
         }
     }
 
@@ -141,7 +141,7 @@ impl CapStdFilesystem {
     /// least one) instead of the default: the number of cores, at most
     /// [`MAX_DEFAULT_PARALLELISM`]. 1 keeps all work on the calling thread.
     pub fn with_parallelism(mut self, parallelism: usize) -> CapStdFilesystem {
-        self.parallelism = parallelism.max(1);
+        self.parallelism = Some(parallelism.max(1));
         self
     }
 
@@ -444,6 +444,20 @@ fn hash_as_copied(
         }
     }
     Ok((hasher.finalize(), hashed))
+}
+
+/// The number of cores this process may run on, at most
+/// [`MAX_DEFAULT_PARALLELISM`]. Asked once per process, and only by an
+/// operation with work to share out: finding it out reads the affinity mask
+/// and cgroup quota files, which a `cachet status` of a small entry should
+/// not pay for.
+fn default_parallelism() -> usize {
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CORES.get_or_init(|| {
+        std::thread::available_parallelism()
+            .map_or(1, |cores| cores.get())
+            .min(MAX_DEFAULT_PARALLELISM)
+    })
 }
 
 /// A directory opened by [`Filesystem::open_dir`]. Each lookup is one
@@ -817,7 +831,7 @@ impl Filesystem for CapStdFilesystem {
     }
 
     fn parallelism(&self) -> usize {
-        self.parallelism
+        self.parallelism.unwrap_or_else(default_parallelism)
     }
 
     /// Each thread takes the next task not yet taken until none is left,
@@ -836,7 +850,7 @@ impl Filesystem for CapStdFilesystem {
                 done.push((index, task(self, index)));
             }
         };
-        let threads = self.parallelism.min(count);
+        let threads = self.parallelism().min(count);
         let finished = std::thread::scope(|scope| {
             let helpers: Vec<_> = (1..threads)
                 .filter_map(|_| std::thread::Builder::new().spawn_scoped(scope, worker).ok())

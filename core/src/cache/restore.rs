@@ -244,7 +244,10 @@ impl<F: Filesystem> Cache<F> {
             stop: AtomicBool::new(false),
         };
         let chunks = manifest.output_count().div_ceil(STAGE_BUCKET);
-        let tasks = self.fs.parallelism().clamp(1, chunks.max(1));
+        let tasks = match chunks {
+            0 | 1 => 1,
+            _ => self.fs.parallelism().clamp(1, chunks),
+        };
         let mut verdicts: Vec<Verdict> = (0..tasks).map(|_| Ok(None)).collect();
         self.fs
             .run_tasks(&mut verdicts, &|fs: &F, _task| staging.run(fs));

@@ -1031,6 +1031,11 @@ fn op_3_many_outputs_are_staged_in_buckets_by_any_number_of_tasks() {
             "parallelism {parallelism}"
         );
         assert_eq!(out, b"out stream\n");
+        assert_eq!(
+            fs.most_tasks(),
+            parallelism.min(3),
+            "three buckets to share"
+        );
         assert_eq!(workspace_files(&fs), before, "parallelism {parallelism}");
         assert!(scratch_left(&fs).is_empty(), "{:?}", scratch_left(&fs));
     }
@@ -1101,8 +1106,13 @@ fn op_1_blobs_of_a_large_entry_are_checked_by_any_number_of_tasks() {
         fs.set_parallelism(parallelism);
         store_many(&fs, &cache, &key(1));
         assert_eq!(cache.lookup_status(&key(1)), Ok(LookupStatus::Hit));
+        assert_eq!(
+            fs.most_tasks(),
+            parallelism,
+            "the lookup shared its work out"
+        );
         for (name, damage) in damages {
-            for bad in [0, 255, 256, 599] {
+            for bad in [0, 63, 64, 599] {
                 let (fs, cache) = setup();
                 fs.set_parallelism(parallelism);
                 let digests = store_many(&fs, &cache, &key(1));
