@@ -11,9 +11,8 @@
 //! host runs at once for manifests of several chunks of outputs.
 
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use super::{Cache, CacheError, Context, Step, io};
+use super::{Cache, CacheError, ChunkClaims, Context, Step, io};
 use crate::fs::{self, Directory, ErrorKind, FileKind, Filesystem, Metadata, Root, Timestamp};
 use crate::key::{CHAPTER_REVISION, Key};
 use crate::layout::{self, LayoutPath};
@@ -188,8 +187,7 @@ impl<F: Filesystem> Cache<F> {
         let check = BlobCheck {
             key,
             bytes,
-            next_chunk: AtomicUsize::new(0),
-            stop: AtomicBool::new(false),
+            claims: ChunkClaims::new(STAT_CHUNK),
         };
         let chunks = (bytes.len() / MIN_OUTPUT_BYTES).div_ceil(STAT_CHUNK);
         let tasks = match chunks {
@@ -271,10 +269,9 @@ const MIN_OUTPUT_BYTES: usize = 128;
 struct BlobCheck<'a> {
     key: &'a Key,
     bytes: &'a [u8],
-    /// The first chunk no task has claimed yet.
-    next_chunk: AtomicUsize,
-    /// Set by a task that found a bad blob or failed: the verdict is in.
-    stop: AtomicBool,
+    /// Chunks of [`STAT_CHUNK`] outputs; stopped by a task that found a
+    /// bad blob or failed, as the verdict is in.
+    claims: ChunkClaims,
 }
 
 /// What one task found.
@@ -295,24 +292,18 @@ impl<'a> BlobCheck<'a> {
         let manifest = Manifest::parse_visiting(self.bytes, &mut |output| {
             let at = index;
             index += 1;
-            if !matches!(verdict, Ok(true)) || self.stop.load(Ordering::Relaxed) {
+            if !matches!(verdict, Ok(true)) || self.claims.stopped() {
                 return;
             }
             if at >= mine.end {
-                // Claims only grow, so the chunk claimed here starts at
-                // `at` or later: every chunk before it is someone's.
-                let start = self
-                    .next_chunk
-                    .fetch_add(1, Ordering::Relaxed)
-                    .saturating_mul(STAT_CHUNK);
-                mine = start..start.saturating_add(STAT_CHUNK);
+                mine = self.claims.claim();
             }
             if at < mine.start {
                 return;
             }
             verdict = self.check_blob(fs, &mut blobs, output);
             if !matches!(verdict, Ok(true)) {
-                self.stop.store(true, Ordering::Relaxed);
+                self.claims.stop();
             }
         });
         Checked {

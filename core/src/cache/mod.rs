@@ -29,6 +29,7 @@ mod store;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::ops::ControlFlow;
+use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use crate::fs::{self, FileKind, Filesystem, Read, Root, Timestamp, Write};
 use crate::hash::{Digest, HashFunction, Hasher};
@@ -494,6 +495,48 @@ pub(crate) fn copy_into<F: Filesystem>(
         CopyFailure::Read(e) => io(Step::Read, from_root, from)(e),
         CopyFailure::Write(e) => io(Step::Write, to_root, to)(e),
     })
+}
+
+/// How the tasks of one operation ([`Filesystem::run_tasks`]) share a run
+/// of outputs: each claims the next chunk nobody has, until none is left or
+/// one of them has settled the outcome (a bad blob, an error) and stopped
+/// the rest.
+pub(crate) struct ChunkClaims {
+    chunk: usize,
+    next: AtomicUsize,
+    stopped: AtomicBool,
+}
+
+impl ChunkClaims {
+    /// Claims of `chunk` outputs each (at least one).
+    pub(crate) fn new(chunk: usize) -> ChunkClaims {
+        ChunkClaims {
+            chunk: chunk.max(1),
+            next: AtomicUsize::new(0),
+            stopped: AtomicBool::new(false),
+        }
+    }
+
+    /// The indices of the next unclaimed chunk. Claims only grow: a task
+    /// that claims again after finishing a chunk gets one that starts where
+    /// that one ended or later.
+    pub(crate) fn claim(&self) -> core::ops::Range<usize> {
+        let start = self
+            .next
+            .fetch_add(1, Ordering::Relaxed)
+            .saturating_mul(self.chunk);
+        start..start.saturating_add(self.chunk)
+    }
+
+    /// Tells the other tasks to stop at their next output.
+    pub(crate) fn stop(&self) {
+        self.stopped.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether a task has called [`ChunkClaims::stop`].
+    pub(crate) fn stopped(&self) -> bool {
+        self.stopped.load(Ordering::Relaxed)
+    }
 }
 
 /// Where a streaming copy failed.

@@ -22,11 +22,11 @@ use alloc::collections::BTreeSet;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt::Write as _;
-use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use super::lookup::LookupStatus;
 use super::{
-    Cache, CacheError, Context, CopyFailure, Durability, Step, copy_hashing, copy_into, io,
+    Cache, CacheError, ChunkClaims, Context, CopyFailure, Durability, Step, copy_hashing,
+    copy_into, io,
 };
 use crate::fs::{ErrorKind, FileKind, FileWriter, Filesystem, Root, Write};
 use crate::hash::{Digest, HashFunction};
@@ -240,8 +240,7 @@ impl<F: Filesystem> Cache<F> {
             function: self.options.hash_function,
             buffer_len: self.buffer_len(),
             durability,
-            next_chunk: AtomicUsize::new(0),
-            stop: AtomicBool::new(false),
+            claims: ChunkClaims::new(STAGE_BUCKET),
         };
         let chunks = manifest.output_count().div_ceil(STAGE_BUCKET);
         let tasks = match chunks {
@@ -537,11 +536,9 @@ struct Staging<'a> {
     function: HashFunction,
     buffer_len: usize,
     durability: Option<Durability>,
-    /// The first chunk no task has claimed yet.
-    next_chunk: AtomicUsize,
-    /// Set by a task that failed or found a bad blob, so that the others
-    /// stop at their next output: the restore is over either way.
-    stop: AtomicBool,
+    /// Chunks of one bucket each; stopped by a task that failed or found a
+    /// bad blob, as the restore is over either way.
+    claims: ChunkClaims,
 }
 
 impl Staging<'_> {
@@ -549,7 +546,7 @@ impl Staging<'_> {
     fn run<F: Filesystem>(&self, fs: &F) -> Verdict {
         let verdict = self.stage_chunks(fs);
         if !matches!(verdict, Ok(None)) {
-            self.stop.store(true, Ordering::Relaxed);
+            self.claims.stop();
         }
         verdict
     }
@@ -563,9 +560,9 @@ impl Staging<'_> {
         // read front to back, skipping the chunks other tasks claimed.
         let mut next_index = 0;
         loop {
-            let chunk = self.next_chunk.fetch_add(1, Ordering::Relaxed);
-            let start = chunk.saturating_mul(STAGE_BUCKET);
-            if start >= count || self.stop.load(Ordering::Relaxed) {
+            let chunk = self.claims.claim();
+            let (start, end) = (chunk.start, chunk.end.min(count));
+            if start >= count || self.claims.stopped() {
                 return Ok(None);
             }
             if buffer.is_empty() {
@@ -577,7 +574,6 @@ impl Staging<'_> {
                 Root::Cache,
                 &bucket,
             ))?;
-            let end = start.saturating_add(STAGE_BUCKET).min(count);
             // Outputs of chunks other tasks claimed are skipped, not decoded.
             next_index += outputs.advance(start.saturating_sub(next_index));
             while next_index < end {
@@ -588,7 +584,7 @@ impl Staging<'_> {
                 }
                 let index = next_index;
                 next_index += 1;
-                if self.stop.load(Ordering::Relaxed) {
+                if self.claims.stopped() {
                     return Ok(None);
                 }
                 let source = layout::blob(self.key, &record.content_hash);
