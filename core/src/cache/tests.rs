@@ -109,6 +109,18 @@ fn wipe_workspace(fs: &MemFs) {
     }
 }
 
+/// Replaces the blob of `contents` in `k`'s entry with the same bytes but
+/// for one flipped bit at `at`: same size, so a lookup still hits, and only
+/// hashing while copying can tell (OP-3). Returns the blob's path.
+fn tamper_blob(fs: &MemFs, k: &Key, contents: &[u8], at: usize) -> layout::LayoutPath {
+    let blob = layout::blob(k, &hash::digest(HashFunction::Blake3, contents));
+    let mut evil = contents.to_vec();
+    evil[at] ^= 1;
+    fs.remove_file(C, &blob).unwrap();
+    fs.write_file(C, &blob, &evil, 0o644).unwrap();
+    blob
+}
+
 #[test]
 fn claim_1_restore_reproduces_files_modes_and_streams() {
     let (fs, cache) = setup();
@@ -484,12 +496,7 @@ fn op_3_tampered_blob_of_same_size_aborts_before_publishing() {
     let outputs = write_outputs(&fs);
     store(&cache, &key(1), &outputs, &mut ctx()).unwrap();
     wipe_workspace(&fs);
-    let blob = layout::blob(
-        &key(1),
-        &hash::digest(HashFunction::Blake3, b"same bytes\n"),
-    );
-    fs.remove_file(C, &blob).unwrap();
-    fs.write_file(C, &blob, b"evil bytes\n", 0o644).unwrap();
+    let _ = tamper_blob(&fs, &key(1), b"same bytes\n", 0);
     assert_eq!(cache.lookup_status(&key(1)), Ok(LookupStatus::Hit));
     let (result, out, err) = restore(&cache, &key(1), &mut ctx());
     assert_eq!(result, Ok(RestoreOutcome::Miss(LookupStatus::MissCorrupt)));
@@ -835,12 +842,7 @@ fn op_7_verify_finds_same_size_tampering_and_evicts_on_request() {
     let outputs = write_outputs(&fs);
     store(&cache, &key(1), &outputs, &mut ctx).unwrap();
     store(&cache, &key(2), &outputs, &mut ctx).unwrap();
-    let blob = layout::blob(
-        &key(2),
-        &hash::digest(HashFunction::Blake3, b"same bytes\n"),
-    );
-    fs.remove_file(C, &blob).unwrap();
-    fs.write_file(C, &blob, b"evil bytes\n", 0o644).unwrap();
+    let blob = tamper_blob(&fs, &key(2), b"same bytes\n", 0);
 
     let report = cache.verify(false, &mut ctx).unwrap();
     assert_eq!((report.checked, report.intact), (2, 1));
@@ -958,11 +960,7 @@ fn op_3_tampered_large_blob_is_caught_whoever_copies() {
         store(&cache, &key(1), &outputs, &mut ctx()).unwrap();
         wipe_workspace(&fs);
         let big: Vec<u8> = (0..20_000u32).map(|i| (i * 7 % 251) as u8).collect();
-        let blob = layout::blob(&key(1), &hash::digest(HashFunction::Blake3, &big));
-        let mut evil = big.clone();
-        evil[19_999] ^= 1;
-        fs.remove_file(C, &blob).unwrap();
-        fs.write_file(C, &blob, &evil, 0o644).unwrap();
+        let _ = tamper_blob(&fs, &key(1), &big, 19_999);
         assert_eq!(cache.lookup_status(&key(1)), Ok(LookupStatus::Hit));
         let (result, out, err) = restore(&cache, &key(1), &mut ctx());
         assert_eq!(result, Ok(RestoreOutcome::Miss(LookupStatus::MissCorrupt)));
@@ -1052,14 +1050,7 @@ fn op_3_a_bad_blob_in_any_bucket_aborts_before_anything_is_published() {
             store(&cache, &key(1), &paths, &mut ctx()).unwrap();
             wipe_workspace(&fs);
             let contents = alloc::format!("output {bad}\n");
-            let blob = layout::blob(
-                &key(1),
-                &hash::digest(HashFunction::Blake3, contents.as_bytes()),
-            );
-            let mut evil = contents.into_bytes();
-            evil[0] ^= 1;
-            fs.remove_file(C, &blob).unwrap();
-            fs.write_file(C, &blob, &evil, 0o644).unwrap();
+            let _ = tamper_blob(&fs, &key(1), contents.as_bytes(), 0);
             assert_eq!(cache.lookup_status(&key(1)), Ok(LookupStatus::Hit));
             let (result, out, err) = restore(&cache, &key(1), &mut ctx());
             let case = alloc::format!("parallelism {parallelism}, bad output {bad}");
