@@ -119,9 +119,17 @@ pub struct KeyArgs {
     /// Input files: a glob over workspace paths (`src/**/*.rs`; `*` stays
     /// within a directory, `**` crosses them). A directory matched selects
     /// every file below it. `.gitignore` files are honoured; `.git` and the
-    /// cache directory are never inputs. Repeatable
+    /// cache directory are never inputs. Repeatable [default: every file of
+    /// the workspace that .gitignore does not exclude, except the files
+    /// --output matches]
     #[arg(long = "input", value_name = "GLOB", allow_hyphen_values = true)]
     pub inputs: Vec<String>,
+
+    /// Output files: a glob over workspace paths; a directory matched
+    /// stores every file below it (`run`, after a successful run). Without
+    /// --input, what they match is not an input. Repeatable
+    #[arg(long = "output", value_name = "GLOB", allow_hyphen_values = true)]
+    pub outputs: Vec<String>,
 
     /// A host environment variable whose value (or absence) is part of the
     /// key. Repeatable

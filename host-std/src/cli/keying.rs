@@ -262,7 +262,12 @@ pub fn compute_key<F: Filesystem>(
         format!("{}:{}", p.project, p.task)
     })?;
 
-    let paths = select_inputs(cache.filesystem(), &args.inputs, &host.excluded_dirs)?;
+    let paths = select_inputs(
+        cache.filesystem(),
+        &args.inputs,
+        &args.outputs,
+        &host.excluded_dirs,
+    )?;
     let digests = match host.hasher {
         Some(hasher) => hasher.hash_files(&paths, function)?,
         None => FsHasher(cache.filesystem()).hash_files(&paths, function)?,

@@ -35,7 +35,8 @@
 //! - `run` (native only): `[--input GLOB]... [--output GLOB]... [--env
 //!   NAME]... [--set NAME=VALUE]... [--after PROJECT:TASK=KEY]... (--
 //!   ARGV... | --script TEXT [--shell NAME])`.
-//! - `key`: the same key flags as `run`, without `--output`, plus `--json`.
+//! - `key`: the same flags as `run` (`--output` only subtracts from the
+//!   default inputs, SEL-6), plus `--json`.
 //! - `status --key HEX [--json]`: exit 0 on a hit, 1 on a miss.
 //! - `store --key HEX [--stdout-file F] [--stderr-file F] [--output
 //!   GLOB]... [--json]`: stream files are workspace paths (relative to the

@@ -30,6 +30,11 @@
 //!
 //! # Inputs
 //!
+//! - With no `--input` pattern, every file is an input, except every file
+//!   an `--output` pattern matches (or that lies below a directory one
+//!   matches): a run that names no inputs must not replay stale outputs
+//!   (SEL-6). `--input` patterns narrow the set to what they match, and
+//!   then the output patterns subtract nothing.
 //! - `.gitignore` files inside the workspace are honoured as git does: the
 //!   rules of a directory's `.gitignore` apply below it, deeper files take
 //!   precedence, `!` re-includes, and nothing below an ignored directory is
@@ -67,15 +72,24 @@ use super::error::CliError;
 /// Ignore files larger than this are refused rather than read whole.
 pub const MAX_IGNORE_FILE_BYTES: u64 = 16 * 1024 * 1024;
 
-/// Selects the input files matched by `patterns` (see the module docs),
-/// as sorted workspace-absolute paths. `excluded` holds workspace-relative
-/// directories never to select from.
+/// Selects the input files (see the module docs), as sorted
+/// workspace-absolute paths. `inputs` are the `--input` patterns; when
+/// there are none, every file is an input except those the `outputs`
+/// patterns match (SEL-6). `excluded` holds workspace-relative directories
+/// never to select from.
 pub fn select_inputs<F: Filesystem>(
     fs: &F,
-    patterns: &[String],
+    inputs: &[String],
+    outputs: &[String],
     excluded: &[String],
 ) -> Result<Vec<String>, CliError> {
-    let walked = walk(fs, "--input", patterns, excluded, true)?;
+    let walked = if inputs.is_empty() {
+        let outputs = compile("--output", outputs)?;
+        walk(fs, Selection::AllBut(&outputs), excluded, true)?
+    } else {
+        let inputs = compile("--input", inputs)?;
+        walk(fs, Selection::Matching(&inputs), excluded, true)?
+    };
     let symlinks: Vec<String> = walked
         .others
         .into_iter()
@@ -96,7 +110,11 @@ pub fn select_outputs<F: Filesystem>(
     patterns: &[String],
     excluded: &[String],
 ) -> Result<Vec<String>, CliError> {
-    let walked = walk(fs, "--output", patterns, excluded, false)?;
+    if patterns.is_empty() {
+        return Ok(Vec::new());
+    }
+    let patterns = compile("--output", patterns)?;
+    let walked = walk(fs, Selection::Matching(&patterns), excluded, false)?;
     if !walked.others.is_empty() {
         return Err(CliError::UnstorableOutputs {
             outputs: walked.others,
@@ -260,10 +278,20 @@ fn absolute(relative: &str) -> String {
     format!("/{relative}")
 }
 
+/// Which files a walk selects.
+#[derive(Clone, Copy)]
+enum Selection<'p> {
+    /// Those the patterns match, and every file below a matched directory.
+    Matching(&'p Patterns),
+    /// Every file except those the patterns match, and except everything
+    /// below a matched directory (SEL-6: the default inputs, less the
+    /// outputs).
+    AllBut(&'p Patterns),
+}
+
 fn walk<F: Filesystem>(
     fs: &F,
-    flag: &'static str,
-    patterns: &[String],
+    selection: Selection<'_>,
     excluded: &[String],
     gitignore: bool,
 ) -> Result<Walked, CliError> {
@@ -271,10 +299,6 @@ fn walk<F: Filesystem>(
         files: Vec::new(),
         others: Vec::new(),
     };
-    if patterns.is_empty() {
-        return Ok(walked);
-    }
-    let patterns = compile(flag, patterns)?;
     let ignores = Ignores {
         exclude: if gitignore {
             read_ignore_file(fs, "", ".git/info/exclude")?
@@ -318,7 +342,19 @@ fn walk<F: Filesystem>(
             if gitignore && ignores.is_ignored(chain.as_ref(), &relative, kind == FileKind::Dir) {
                 continue;
             }
-            let matched = frame.all || patterns.matches(&relative);
+            let (matched, worth_listing) = match selection {
+                Selection::Matching(patterns) => {
+                    let matched = frame.all || patterns.matches(&relative);
+                    (
+                        matched,
+                        matched || (kind == FileKind::Dir && patterns.could_match_below(&relative)),
+                    )
+                }
+                Selection::AllBut(patterns) => {
+                    let matched = !patterns.matches(&relative);
+                    (matched, matched)
+                }
+            };
             match kind {
                 FileKind::File => {
                     if matched {
@@ -326,7 +362,7 @@ fn walk<F: Filesystem>(
                     }
                 }
                 FileKind::Dir => {
-                    if matched || patterns.could_match_below(&relative) {
+                    if worth_listing {
                         stack.push(Frame {
                             dir: relative,
                             all: matched,
@@ -443,14 +479,14 @@ mod tests {
         for path in ["src/a.rs", "src/sub/b.rs", "src/c.txt", "top.rs", "out/x/y"] {
             write(&fs, path, b"x");
         }
-        let inputs = select_inputs(&fs, &strings(&["src/**/*.rs"]), &[]).unwrap();
+        let inputs = select_inputs(&fs, &strings(&["src/**/*.rs"]), &[], &[]).unwrap();
         assert_eq!(inputs, strings(&["/src/a.rs", "/src/sub/b.rs"]));
-        let inputs = select_inputs(&fs, &strings(&["*.rs"]), &[]).unwrap();
+        let inputs = select_inputs(&fs, &strings(&["*.rs"]), &[], &[]).unwrap();
         assert_eq!(inputs, strings(&["/top.rs"]));
         let outputs = select_outputs(&fs, &strings(&["/out/"]), &[]).unwrap();
         assert_eq!(outputs, strings(&["/out/x/y"]));
-        assert!(select_inputs(&fs, &strings(&["["]), &[]).is_err());
-        assert!(select_inputs(&fs, &strings(&["/"]), &[]).is_err());
+        assert!(select_inputs(&fs, &strings(&["["]), &[], &[]).is_err());
+        assert!(select_inputs(&fs, &strings(&["/"]), &[], &[]).is_err());
     }
 
     #[test]
@@ -462,7 +498,7 @@ mod tests {
         let all = strings(&["**"]);
         let excluded = strings(&[".cachet"]);
         assert_eq!(
-            select_inputs(&fs, &all, &excluded).unwrap(),
+            select_inputs(&fs, &all, &[], &excluded).unwrap(),
             strings(&["/a", "/sub/b"])
         );
         assert_eq!(
@@ -484,7 +520,7 @@ mod tests {
         write(&fs, "sub/b.txt", b"x");
         write(&fs, "sub/build/kept", b"x");
         write(&fs, ".git/info/exclude", b"a.txt\n");
-        let selected = select_inputs(&fs, &strings(&["**"]), &[]).unwrap();
+        let selected = select_inputs(&fs, &strings(&["**"]), &[], &[]).unwrap();
         assert_eq!(
             selected,
             strings(&[
@@ -506,19 +542,69 @@ mod tests {
         fs.symlink(Root::Workspace, "src/link", "/etc/passwd")
             .unwrap();
         fs.symlink(Root::Workspace, "dirlink", "src").unwrap();
-        let error = select_inputs(&fs, &strings(&["src/**"]), &[]).unwrap_err();
+        let error = select_inputs(&fs, &strings(&["src/**"]), &[], &[]).unwrap_err();
         assert!(
             matches!(&error, CliError::SymlinkInputs { paths } if paths == &strings(&["/src/link"])),
             "{error:?}"
         );
         assert_eq!(
-            select_inputs(&fs, &strings(&["src/a", "dirlink/**"]), &[]).unwrap(),
+            select_inputs(&fs, &strings(&["src/a", "dirlink/**"]), &[], &[]).unwrap(),
             strings(&["/src/a"])
         );
         let error = select_outputs(&fs, &strings(&["src"]), &[]).unwrap_err();
         assert!(
             matches!(&error, CliError::UnstorableOutputs { outputs }
                 if outputs == &vec![(String::from("/src/link"), FileKind::Symlink)]),
+            "{error:?}"
+        );
+    }
+
+    #[test]
+    fn sel_6_without_input_patterns_every_file_but_the_outputs_is_an_input() {
+        let fs = MemFs::new();
+        for path in [
+            "in.txt",
+            "out.txt",
+            "src/a.rs",
+            "build/x/y.o",
+            "ignored.log",
+            ".git/HEAD",
+            ".cachet/ab/x",
+        ] {
+            write(&fs, path, b"x");
+        }
+        write(&fs, ".gitignore", b"*.log\n");
+        let excluded = strings(&[".cachet"]);
+        let outputs = strings(&["out.txt", "build"]);
+        assert_eq!(
+            select_inputs(&fs, &[], &outputs, &excluded).unwrap(),
+            strings(&["/.gitignore", "/in.txt", "/src/a.rs"])
+        );
+        assert_eq!(
+            select_inputs(&fs, &[], &[], &excluded).unwrap(),
+            strings(&[
+                "/.gitignore",
+                "/build/x/y.o",
+                "/in.txt",
+                "/out.txt",
+                "/src/a.rs"
+            ])
+        );
+        // --input narrows, and then outputs subtract nothing.
+        assert_eq!(
+            select_inputs(&fs, &strings(&["*.txt"]), &outputs, &excluded).unwrap(),
+            strings(&["/in.txt", "/out.txt"])
+        );
+        // A bad output glob is named as an --output value.
+        let error = select_inputs(&fs, &[], &strings(&["["]), &excluded).unwrap_err();
+        assert!(
+            matches!(
+                &error,
+                CliError::InvalidValue {
+                    flag: "--output",
+                    ..
+                }
+            ),
             "{error:?}"
         );
     }

@@ -37,14 +37,10 @@ use crate::exec::{CommandSpec, ExecError, Program, RunResult, run_captured};
 #[derive(Args, Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct RunArgs {
-    /// The key's components.
+    /// The key's components and the outputs to store after a successful
+    /// run.
     #[command(flatten)]
     pub key: KeyArgs,
-
-    /// Output files to store after a successful run: a glob over workspace
-    /// paths; a directory matched stores every file below it. Repeatable
-    #[arg(long = "output", value_name = "GLOB", allow_hyphen_values = true)]
-    pub outputs: Vec<String>,
 }
 
 fn say(verbose: bool, message: core::fmt::Arguments<'_>) {
@@ -142,7 +138,8 @@ pub(super) fn run(
         return Ok(code);
     }
 
-    let outputs = cli::select::select_outputs(cache.filesystem(), &args.outputs, &opened.excluded)?;
+    let outputs =
+        cli::select::select_outputs(cache.filesystem(), &args.key.outputs, &opened.excluded)?;
     let mut paths: Vec<&str> = outputs.iter().map(String::as_str).collect();
     let open_capture = |capture: &crate::exec::Capture| {
         capture.open().map_err(|source| {

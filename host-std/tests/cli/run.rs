@@ -239,7 +239,7 @@ fn op_2_symlink_and_special_outputs_are_reported_and_not_stored() {
     assert!(text.contains("/out/link (symlink)"), "{text}");
     assert!(text.contains("/out/fifo (special file)"), "{text}");
     assert!(text.contains("not cached"), "{text}");
-    let key = sandbox.key(&["--script", &script]);
+    let key = sandbox.key(&["--output", "out", "--script", &script]);
     assert_eq!(sandbox.run(&["status", "--key", &key]).code, 1);
 }
 
@@ -256,7 +256,7 @@ fn safe_2_a_planted_symlink_is_never_written_through() {
         "echo run >> \"$RUNS\"; mkdir -p out; echo built > out/x",
     ];
     assert_eq!(sandbox.run(&args).code, 0);
-    let key = sandbox.key(&args[3..]);
+    let key = sandbox.key(&args[1..]);
 
     // `out` becomes a symlink to a directory outside the workspace.
     fs::remove_dir_all(sandbox.ws.join("out")).unwrap();
@@ -282,6 +282,85 @@ fn safe_2_a_planted_symlink_is_never_written_through() {
     assert!(restored.is_file());
     assert_eq!(fs::read(sandbox.ws.join("out/x")).unwrap(), b"built\n");
     assert_eq!(sandbox.runs(), 1);
+}
+
+/// The case that made SEL-6: with no `--input`, editing a file the command
+/// reads must be a miss, never a replay of the old output.
+#[test]
+fn sel_6_without_input_an_edited_file_is_a_miss() {
+    let sandbox = Sandbox::new();
+    sandbox.write("in.txt", b"first\n");
+    let args = [
+        "run",
+        "-v",
+        "--output",
+        "out.txt",
+        "--",
+        "sh",
+        "-c",
+        "echo run >> \"$RUNS\"; cat in.txt > out.txt",
+    ];
+    let first = sandbox.run(&args);
+    assert!(first.was_miss(), "{first:?}");
+    // The output it wrote is not an input: the same run is a hit.
+    let again = sandbox.run(&args);
+    assert!(again.was_hit(), "{again:?}");
+    assert_eq!(sandbox.runs(), 1);
+
+    sandbox.write("in.txt", b"second\n");
+    let edited = sandbox.run(&args);
+    assert!(edited.was_miss(), "{edited:?}");
+    assert_eq!(sandbox.runs(), 2);
+    assert_eq!(fs::read(sandbox.ws.join("out.txt")).unwrap(), b"second\n");
+
+    // A new file is an input too.
+    sandbox.write("notes/new.md", b"x");
+    assert!(sandbox.run(&args).was_miss());
+    assert_eq!(sandbox.runs(), 3);
+}
+
+/// `cachet key` shows the default inputs (SEL-6), agrees with `run`, and
+/// `--input` narrows them.
+#[test]
+fn sel_6_key_shows_the_default_inputs_and_input_narrows_them() {
+    let sandbox = Sandbox::new();
+    sandbox.write(".gitignore", b"*.log\n");
+    sandbox.write("a.txt", b"a");
+    sandbox.write("debug.log", b"ignored");
+    sandbox.write("out/old.bin", b"stale output");
+    sandbox.write(".git/HEAD", b"ref: refs/heads/main\n");
+    let inputs_of = |args: &[&str]| -> Vec<String> {
+        let mut all = vec!["key", "--json"];
+        all.extend_from_slice(args);
+        let outcome = sandbox.run(&all);
+        assert_eq!(outcome.code, 0, "{outcome:?}");
+        outcome.json()["input_files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|input| input["path"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(
+        inputs_of(&["--output", "out", "--", "true"]),
+        ["/.gitignore", "/a.txt"]
+    );
+    assert_eq!(
+        inputs_of(&["--", "true"]),
+        ["/.gitignore", "/a.txt", "/out/old.bin"]
+    );
+    assert_eq!(
+        inputs_of(&["--input", "out/**", "--output", "out", "--", "true"]),
+        ["/out/old.bin"]
+    );
+
+    let key = sandbox.key(&["--output", "out", "--", "true"]);
+    let run = sandbox.run(&["run", "-v", "--output", "out", "--", "true"]);
+    assert!(
+        run.stderr_text()
+            .contains(&format!("miss (miss-no-entry) {key}")),
+        "{run:?}"
+    );
 }
 
 #[test]
