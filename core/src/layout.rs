@@ -140,6 +140,20 @@ pub fn is_scratch_name(name: &str) -> bool {
     name.starts_with('.')
 }
 
+/// The directory under the cache root that holds the file-hash memo
+/// (MEMO-1): not a shard, not scratch, so no maintenance command takes it
+/// for an entry, for debris or for scratch.
+pub const MEMO_DIR: &str = "memo";
+
+/// The file-hash memo itself (MEMO-1, MEMO-2), relative to the cache root.
+pub const MEMO_FILE: &str = "memo/file-hashes";
+
+/// Whether a name directly under the cache root is the memo directory
+/// (MEMO-1).
+pub fn is_memo_name(name: &str) -> bool {
+    name == MEMO_DIR
+}
+
 /// Whether a name under the cache root is a shard: two lowercase hex digits.
 pub fn is_shard_name(name: &str) -> bool {
     name.len() == 2 && name.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))

@@ -55,4 +55,6 @@ pub mod layout;
 pub mod manifest;
 #[cfg(feature = "alloc")]
 pub mod memfs;
+#[cfg(feature = "alloc")]
+pub mod memo;
 pub mod path;

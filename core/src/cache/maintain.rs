@@ -41,6 +41,9 @@ enum Item {
     Debris { path: String },
     /// A name at the top that cachet never creates; only clear removes it.
     Foreign { path: String },
+    /// The file-hash memo directory (MEMO-1): only clear removes it, and
+    /// info leaves it out of every figure.
+    Memo { path: String },
 }
 
 /// OP-5 clean modes; they apply in this order, and each removed item is
@@ -223,6 +226,10 @@ impl<F: Filesystem> Cache<F> {
         for (name, kind) in top {
             if layout::is_scratch_name(&name) {
                 items.push(Item::Scratch { path: name });
+            } else if layout::is_memo_name(&name) {
+                // The file-hash memo is neither an entry nor debris: info
+                // and clean leave it alone, clear removes it (MEMO-1).
+                items.push(Item::Memo { path: name });
             } else if !layout::is_shard_name(&name) {
                 items.push(Item::Foreign { path: name });
             } else if kind != FileKind::Dir {
@@ -334,7 +341,10 @@ impl<F: Filesystem> Cache<F> {
                         report.entries_removed += u64::from(removed);
                     })
                 }
-                Item::Scratch { path } | Item::Debris { path } | Item::Foreign { path } => {
+                Item::Scratch { path }
+                | Item::Debris { path }
+                | Item::Foreign { path }
+                | Item::Memo { path } => {
                     if let Some((shard, _)) = path.split_once('/') {
                         shards.insert(String::from(shard));
                     }
@@ -431,7 +441,7 @@ impl<F: Filesystem> Cache<F> {
                         self.clean_tree(path, CleanReason::Corrupt, modes.dry_run, &mut report);
                     }
                 }
-                Item::Foreign { .. } => {}
+                Item::Foreign { .. } | Item::Memo { .. } => {}
             }
         }
 
@@ -571,7 +581,10 @@ impl<F: Filesystem> Cache<F> {
         let mut report = InfoReport::default();
         let items = self.walk(&mut report.failures)?;
         let mut schemas: Vec<SchemaCount> = Vec::new();
-        for item in &items {
+        for item in items
+            .iter()
+            .filter(|item| !matches!(item, Item::Memo { .. }))
+        {
             match item {
                 Item::Entry { key, path } => match self.inspect(key) {
                     Ok(inspection) => {
@@ -599,6 +612,7 @@ impl<F: Filesystem> Cache<F> {
                 Item::Scratch { .. } => report.scratch_items += 1,
                 Item::Debris { .. } => report.corrupt_entries += 1,
                 Item::Foreign { .. } => report.foreign_items += 1,
+                Item::Memo { .. } => {}
             }
             match self.tree_bytes(item_path(item)) {
                 Ok(bytes) => report.total_bytes = report.total_bytes.saturating_add(bytes),
@@ -763,7 +777,8 @@ fn item_path(item: &Item) -> &str {
         Item::Entry { path, .. }
         | Item::Scratch { path }
         | Item::Debris { path }
-        | Item::Foreign { path } => path,
+        | Item::Foreign { path }
+        | Item::Memo { path } => path,
     }
 }
 
