@@ -153,6 +153,20 @@ impl Memo {
     }
 
     /// The memoised hash of the file with `stat` under `function`, if a
+    /// record matches every field of `stat` (MEMO-3), without marking it
+    /// seen: for lookups that run on several threads at once, each
+    /// followed by [`Memo::lookup`] on one.
+    pub fn get(&self, stat: &FileStat, function: HashFunction) -> Option<Digest> {
+        let index = self
+            .position((stat.device, stat.inode, function.id()))
+            .ok()?;
+        self.records
+            .get(index)
+            .filter(|record| record.stat == *stat)
+            .map(|record| record.digest)
+    }
+
+    /// The memoised hash of the file with `stat` under `function`, if a
     /// record matches every field of `stat` (MEMO-3). `now` marks the
     /// record as seen today.
     pub fn lookup(

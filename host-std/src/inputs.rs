@@ -493,6 +493,15 @@ pub fn hash_inputs(
 /// Hashes the content of the regular file at `path` (a symlink in the last
 /// component is refused), for inputs, outputs or captured streams alike.
 pub fn hash_file(path: &Path, function: HashFunction) -> Result<ContentHash, InputError> {
+    hash_file_with_metadata(path, function).map(|(content, _)| content)
+}
+
+/// [`hash_file`], with the metadata of the file it opened, taken from the
+/// open file before reading it (what the file-hash memo records, MEMO-3).
+pub fn hash_file_with_metadata(
+    path: &Path,
+    function: HashFunction,
+) -> Result<(ContentHash, std::fs::Metadata), InputError> {
     let read_error = |source| InputError::Read {
         path: path.to_path_buf(),
         source,
@@ -518,17 +527,19 @@ pub fn hash_file(path: &Path, function: HashFunction) -> Result<ContentHash, Inp
     if function == HashFunction::Blake3 && metadata.len() >= LARGE_FILE_BYTES {
         let mut hasher = blake3::Hasher::new();
         hasher.update_mmap_rayon(path).map_err(read_error)?;
-        return Ok(ContentHash {
+        let content = ContentHash {
             digest: Digest(*hasher.finalize().as_bytes()),
             size: hasher.count(),
-        });
+        };
+        return Ok((content, metadata));
     }
     let mut hasher = Hasher::new(function);
     let size = stream_into(&mut file, &mut hasher).map_err(read_error)?;
-    Ok(ContentHash {
+    let content = ContentHash {
         digest: hasher.finalize(),
         size,
-    })
+    };
+    Ok((content, metadata))
 }
 
 /// Hashes everything `reader` yields, for streams that are not files.

@@ -25,6 +25,8 @@
 //! - [`exec`] (`native`): runs a task's command on a miss, passing its stdout
 //!   and stderr through live while capturing both to files (the streams of
 //!   DISK-3 and CLAIM-1), never buffering them whole in memory.
+//! - [`memo`] (`native`): reads and writes the file-hash memo of a cache
+//!   directory, whose rules are [`cachet_core::memo`]'s (MEMO-1..6).
 //! - [`native`] (`native`): the `cachet` binary's entry point and the `run`
 //!   subcommand.
 //!
@@ -48,5 +50,7 @@ pub mod exec;
 pub mod fs;
 #[cfg(feature = "native")]
 pub mod inputs;
+#[cfg(feature = "native")]
+pub mod memo;
 #[cfg(feature = "native")]
 pub mod native;

@@ -131,6 +131,11 @@ pub struct KeyArgs {
     #[arg(long = "output", value_name = "GLOB", allow_hyphen_values = true)]
     pub outputs: Vec<String>,
 
+    /// Hash every input file, without reading or updating the file-hash
+    /// memo (also: CACHET_NO_MEMO=1). The key is the same either way
+    #[arg(long)]
+    pub no_memo: bool,
+
     /// A host environment variable whose value (or absence) is part of the
     /// key. Repeatable
     #[arg(long = "env", value_name = "NAME")]

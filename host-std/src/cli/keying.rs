@@ -78,7 +78,41 @@ pub trait FileHasher {
     /// The content hashes of the regular files at `paths` (workspace-
     /// absolute, `/dir/file`), in the same order, under `function`.
     fn hash_files(&self, paths: &[String], function: HashFunction)
-    -> Result<Vec<Digest>, CliError>;
+    -> Result<HashedFiles, CliError>;
+}
+
+/// What a [`FileHasher`] returns.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct HashedFiles {
+    /// One content hash per path, in the order of the paths.
+    pub digests: Vec<Digest>,
+    /// How many of them came from the file-hash memo (MEMO-3) instead of
+    /// reading the file.
+    pub from_memo: u64,
+}
+
+impl HashedFiles {
+    /// Digests that were all computed by reading the files.
+    pub fn read(digests: Vec<Digest>) -> HashedFiles {
+        HashedFiles {
+            digests,
+            from_memo: 0,
+        }
+    }
+}
+
+/// How the input files of a key were hashed (`cachet key --json`,
+/// `cachet -v run`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct HashStatistics {
+    /// Input files whose bytes were read and hashed.
+    pub files_hashed: u64,
+    /// Input files whose hash came from the file-hash memo.
+    pub files_from_memo: u64,
+    /// The time spent selecting and hashing the inputs.
+    pub hash_time: core::time::Duration,
 }
 
 /// A [`FileHasher`] that reads each file through the [`Filesystem`] trait,
@@ -91,12 +125,13 @@ impl<F: Filesystem> FileHasher for FsHasher<'_, F> {
         &self,
         paths: &[String],
         function: HashFunction,
-    ) -> Result<Vec<Digest>, CliError> {
+    ) -> Result<HashedFiles, CliError> {
         let mut buffer = vec![0u8; 256 * 1024];
         paths
             .iter()
             .map(|path| hash_one(self.0, path, function, &mut buffer))
-            .collect()
+            .collect::<Result<Vec<Digest>, CliError>>()
+            .map(HashedFiles::read)
     }
 }
 
@@ -189,6 +224,8 @@ pub struct KeyReport {
     pub from_host: Vec<(String, Option<String>)>,
     /// The `--set` pairs.
     pub overrides: Vec<(String, String)>,
+    /// How the input files were hashed.
+    pub statistics: HashStatistics,
 }
 
 /// Computes the key for `args` under the cache's active hash function (see
@@ -262,19 +299,26 @@ pub fn compute_key<F: Filesystem>(
         format!("{}:{}", p.project, p.task)
     })?;
 
+    let started = std::time::Instant::now();
     let paths = select_inputs(
         cache.filesystem(),
         &args.inputs,
         &args.outputs,
         &host.excluded_dirs,
     )?;
-    let digests = match host.hasher {
+    let hashed = match host.hasher {
         Some(hasher) => hasher.hash_files(&paths, function)?,
         None => FsHasher(cache.filesystem()).hash_files(&paths, function)?,
     };
+    let files = u64::try_from(paths.len()).unwrap_or(u64::MAX);
+    let statistics = HashStatistics {
+        files_hashed: files.saturating_sub(hashed.from_memo),
+        files_from_memo: hashed.from_memo,
+        hash_time: started.elapsed(),
+    };
     let input_files: Vec<InputReport> = paths
         .into_iter()
-        .zip(digests)
+        .zip(hashed.digests)
         .map(|(path, content_hash)| InputReport { path, content_hash })
         .collect();
 
@@ -294,6 +338,7 @@ pub fn compute_key<F: Filesystem>(
         predecessors,
         from_host,
         overrides,
+        statistics,
     })
 }
 

@@ -59,7 +59,9 @@
 //! With `--json`, a subcommand prints exactly one JSON document on stdout:
 //! pretty-printed with two-space indentation, members in the order below, a
 //! final newline, lowercase hex, lists sorted as stated. The same cache and
-//! workspace give the same bytes on every host. Errors are not JSON: they go
+//! workspace give the same bytes on every host, except `key`'s hashing
+//! statistics (the last three members), which say how this run did the
+//! work. Errors are not JSON: they go
 //! to stderr as text, with a non-zero exit code.
 //!
 //! `key` (the shape of a case of the reference vectors' `keys.json`, without
@@ -72,9 +74,16 @@
 //!   "action": {"command": ["sh", "build.sh"]},
 //!   "input_files": [{"path": "/src/a.txt", "content_hash": "<hex>"}],
 //!   "predecessors": [{"project": "p", "task": "t", "stdout_hash": "<hex>", "stderr_hash": "<hex>"}],
-//!   "env": {"from_host": [["HOME", "/root"], ["UNSET", null]], "overrides": [["MODE", "release"]]}
+//!   "env": {"from_host": [["HOME", "/root"], ["UNSET", null]], "overrides": [["MODE", "release"]]},
+//!   "files_hashed": 1,
+//!   "files_from_memo": 0,
+//!   "hash_seconds": 0.0012
 //! }
 //! ```
+//!
+//! `files_hashed` counts the inputs whose bytes were read, `files_from_memo`
+//! those whose hash came from the file-hash memo (MEMO-3; the native
+//! command only), `hash_seconds` the time spent selecting and hashing them.
 //!
 //! A shell action is `{"shell": "sh", "script": "..."}`. `input_files` are
 //! sorted by path, `predecessors` by (project, task), both `env` lists by
@@ -142,9 +151,10 @@ pub use args::{
 };
 pub use context::SystemContext;
 pub use error::CliError;
-pub use io::{StdRead, StdWrite, error_kind, fs_error};
+pub use io::{StdRead, StdWrite};
 pub use keying::{
-    ActionSpec, FileHasher, FsHasher, Host, InputReport, KeyReport, PredecessorReport, compute_key,
+    ActionSpec, FileHasher, FsHasher, HashStatistics, HashedFiles, Host, InputReport, KeyReport,
+    PredecessorReport, compute_key,
     read_manifest,
 };
 pub use plumbing::{execute, report_error, run_plumbing};

@@ -91,6 +91,9 @@ struct KeyJson<'a> {
     input_files: Vec<InputJson<'a>>,
     predecessors: Vec<PredecessorJson<'a>>,
     env: EnvJson<'a>,
+    files_hashed: u64,
+    files_from_memo: u64,
+    hash_seconds: f64,
 }
 
 #[derive(Serialize)]
@@ -160,6 +163,9 @@ pub fn write_key(out: &mut dyn Write, report: &KeyReport, json: bool) -> io::Res
                     .map(|(name, value)| (name.as_str(), value.as_str()))
                     .collect(),
             },
+            files_hashed: report.statistics.files_hashed,
+            files_from_memo: report.statistics.files_from_memo,
+            hash_seconds: report.statistics.hash_time.as_secs_f64(),
         };
         return write_json(out, &value);
     }
@@ -177,7 +183,14 @@ pub fn write_key(out: &mut dyn Write, report: &KeyReport, json: bool) -> io::Res
             writeln!(out, "  action: shell {shell} {script:?}")?;
         }
     }
-    writeln!(out, "  input files: {}", report.input_files.len())?;
+    writeln!(
+        out,
+        "  input files: {} ({} hashed, {} from the memo, {:.3} s)",
+        report.input_files.len(),
+        report.statistics.files_hashed,
+        report.statistics.files_from_memo,
+        report.statistics.hash_time.as_secs_f64()
+    )?;
     for input in &report.input_files {
         writeln!(out, "    {}  {}", input.content_hash.to_hex(), input.path)?;
     }

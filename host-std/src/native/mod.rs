@@ -25,10 +25,13 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rayon::prelude::*;
 
 use crate::cli::{
-    self, CliError, FileHasher, GlobalArgs, Host, PlumbingCommand, SystemContext, exit, fs_error,
+    self, CliError, FileHasher, GlobalArgs, HashedFiles, Host, KeyArgs, PlumbingCommand,
+    SystemContext, exit, fs_error,
 };
 use crate::fs::{CapStdFilesystem, OpenError};
-use crate::inputs::{InputError, hash_file};
+use crate::inputs::{InputError, hash_file, hash_file_with_metadata};
+use crate::memo::{self, MemoFile, file_stat};
+use cachet_core::memo::{FileStat, Memo};
 
 pub use run::RunArgs;
 
@@ -170,6 +173,19 @@ pub(crate) struct Opened {
     pub cache: Cache<CapStdFilesystem>,
 }
 
+impl Opened {
+    /// The input hasher for a key of `args`: with the cache directory's
+    /// file-hash memo unless `--no-memo` or the environment turns it off.
+    pub fn hasher(&self, args: &KeyArgs) -> ParallelHasher {
+        let hasher = ParallelHasher::new(&self.workspace);
+        if args.no_memo || memo::disabled_by_environment() {
+            hasher
+        } else {
+            hasher.with_memo(MemoFile::in_cache_dir(&self.cache_dir))
+        }
+    }
+}
+
 fn open(globals: &GlobalArgs) -> Result<Opened, NativeError> {
     let given = match &globals.workspace {
         Some(path) => path.clone(),
@@ -237,7 +253,10 @@ pub fn dispatch(cli: &Cli) -> u8 {
             }
         },
         Command::Plumbing(command) => {
-            let hasher = ParallelHasher::new(&opened.workspace);
+            let hasher = match command {
+                PlumbingCommand::Key(key) => opened.hasher(&key.key),
+                _ => ParallelHasher::new(&opened.workspace),
+            };
             let host = Host::new(Some(opened.workspace.clone()), opened.excluded.clone())
                 .with_hasher(&hasher);
             cli::run_plumbing(
@@ -260,10 +279,24 @@ const PROGRESS_MIN_FILES: usize = 2000;
 /// Hashes input files on the `rayon` pool with [`hash_file`] (memory-mapped
 /// BLAKE3 for large files); the digests equal those of
 /// [`cli::FsHasher`].
+///
+/// With [`ParallelHasher::with_memo`], a file whose `stat` matches a record
+/// of the file-hash memo is not read (MEMO-3), and files it did read are
+/// recorded for the next run.
 #[derive(Debug)]
 pub struct ParallelHasher {
     workspace: PathBuf,
     progress: bool,
+    memo: Option<MemoFile>,
+}
+
+/// One input's hash, and what the memo should learn from it.
+struct HashedInput {
+    digest: Digest,
+    /// The file's stat, when the hash came from the memo (to mark it seen)
+    /// or when the file was read and did not change meanwhile (to record).
+    stat: Option<FileStat>,
+    from_memo: bool,
 }
 
 impl ParallelHasher {
@@ -273,7 +306,60 @@ impl ParallelHasher {
         ParallelHasher {
             workspace: workspace.to_path_buf(),
             progress: io::stderr().is_terminal(),
+            memo: None,
         }
+    }
+
+    /// This hasher, using and updating the file-hash memo `memo`.
+    pub fn with_memo(self, memo: MemoFile) -> ParallelHasher {
+        ParallelHasher {
+            memo: Some(memo),
+            ..self
+        }
+    }
+
+    fn hash_one(
+        &self,
+        path: &str,
+        function: HashFunction,
+        memo: Option<&Memo>,
+    ) -> Result<HashedInput, CliError> {
+        let local = self.local(path);
+        let Some(memo) = memo else {
+            let digest = hash_file(&local, function)
+                .map_err(|error| input_error(path, error))?
+                .digest;
+            return Ok(HashedInput {
+                digest,
+                stat: None,
+                from_memo: false,
+            });
+        };
+        let before = std::fs::symlink_metadata(&local)
+            .ok()
+            .and_then(|metadata| file_stat(&metadata));
+        if let Some(stat) = before
+            && let Some(digest) = memo.get(&stat, function)
+        {
+            return Ok(HashedInput {
+                digest,
+                stat: Some(stat),
+                from_memo: true,
+            });
+        }
+        let (content, opened) =
+            hash_file_with_metadata(&local, function).map_err(|error| input_error(path, error))?;
+        // Recorded only if the path still names the file that was opened,
+        // unchanged since before it was read (MEMO-3).
+        let after = std::fs::symlink_metadata(&local)
+            .ok()
+            .and_then(|metadata| file_stat(&metadata));
+        let opened = file_stat(&opened);
+        Ok(HashedInput {
+            digest: content.digest,
+            stat: opened.filter(|opened| after.as_ref() == Some(opened)),
+            from_memo: false,
+        })
     }
 
     fn progress_bar(&self, paths: &[String]) -> ProgressBar {
@@ -310,20 +396,44 @@ impl FileHasher for ParallelHasher {
         &self,
         paths: &[String],
         function: HashFunction,
-    ) -> Result<Vec<Digest>, CliError> {
+    ) -> Result<HashedFiles, CliError> {
+        // The clock is read before any input is looked at (MEMO-4).
+        let now = memo::now();
+        let mut memo = self.memo.as_ref().map(MemoFile::load);
         let bar = self.progress_bar(paths);
-        let result = paths
+        let hashed: Vec<HashedInput> = paths
             .par_iter()
             .map(|path| {
-                let hashed = hash_file(&self.local(path), function)
-                    .map(|content| content.digest)
-                    .map_err(|error| input_error(path, error));
+                let hashed = self.hash_one(path, function, memo.as_ref());
                 bar.inc(1);
                 hashed
             })
-            .collect();
+            .collect::<Result<_, CliError>>()?;
         bar.finish_and_clear();
-        result
+        let mut from_memo = 0u64;
+        if let (Some(memo), Some(file)) = (memo.as_mut(), self.memo.as_ref()) {
+            for input in &hashed {
+                match (&input.stat, input.from_memo) {
+                    (Some(stat), true) => {
+                        from_memo += 1;
+                        memo.lookup(stat, function, now);
+                    }
+                    (Some(stat), false) => {
+                        memo.record(stat, function, input.digest, now);
+                    }
+                    (None, _) => {}
+                }
+            }
+            if memo.is_changed() {
+                // The memo only saves work: a cache directory it cannot be
+                // written to costs the next run a re-hash, nothing else.
+                let _ = file.save(memo, now);
+            }
+        }
+        Ok(HashedFiles {
+            digests: hashed.into_iter().map(|input| input.digest).collect(),
+            from_memo,
+        })
     }
 }
 

@@ -27,7 +27,7 @@ use std::io::{self, Write};
 use cachet_core::cache::{CacheError, RestoreOutcome, StoreOutcome};
 use clap::Args;
 
-use super::{NativeError, Opened, ParallelHasher};
+use super::{NativeError, Opened};
 use crate::cli::{
     self, ActionSpec, CliError, GlobalArgs, Host, KeyArgs, StdRead, StdWrite, SystemContext, exit,
 };
@@ -59,11 +59,21 @@ pub(super) fn run(
 ) -> Result<u8, NativeError> {
     let verbose = globals.verbose;
     let cache = &opened.cache;
-    let hasher = ParallelHasher::new(&opened.workspace);
+    let hasher = opened.hasher(&args.key);
     let host =
         Host::new(Some(opened.workspace.clone()), opened.excluded.clone()).with_hasher(&hasher);
     let report = cli::compute_key(&args.key, cache, &host)?;
     let key = report.key;
+    let statistics = report.statistics;
+    say(
+        verbose,
+        format_args!(
+            "inputs: {} hashed, {} from the memo, {:.3} s",
+            statistics.files_hashed,
+            statistics.files_from_memo,
+            statistics.hash_time.as_secs_f64()
+        ),
+    );
     let mut ctx = SystemContext::new();
 
     let status = cache.lookup_status(&key).map_err(CliError::from)?;

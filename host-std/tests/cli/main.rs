@@ -5,6 +5,7 @@
 extern crate alloc;
 
 mod example;
+mod memo;
 mod plumbing;
 mod run;
 mod support;

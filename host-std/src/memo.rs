@@ -1,0 +1,115 @@
+//! The file-hash memo on a real filesystem: where it is read from and
+//! written to, and the `stat` fields it is keyed by (spec MEMO-1..6).
+//!
+//! Every decision (which fields must match, which files are racy, what a
+//! damaged memo means) is [`cachet_core::memo`]'s; this module only moves
+//! the memo's bytes and reads the clock and `stat` data it needs.
+//!
+//! Several processes may share one memo: each reads it whole, and one that
+//! learnt something writes a new file beside it and renames it over the
+//! old one, so a reader sees one whole memo or another, never a mix. When
+//! two write at once, the last rename wins and the other's new records are
+//! lost, which costs a re-hash later and never a wrong key. Nothing is
+//! synced: a memo torn by a crash fails its checksum and is ignored
+//! (MEMO-5).
+
+use std::io::{self, Read, Write};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use cachet_core::fs::Timestamp;
+use cachet_core::layout;
+use cachet_core::memo::{FileStat, MAX_FILE_BYTES, Memo};
+
+/// The memo file of one cache directory.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MemoFile {
+    path: PathBuf,
+}
+
+/// The environment variable that turns the memo off when set to anything
+/// but empty or `0` (like `--no-memo`).
+pub const NO_MEMO_VARIABLE: &str = "CACHET_NO_MEMO";
+
+/// Whether the environment turns the memo off ([`NO_MEMO_VARIABLE`]).
+pub fn disabled_by_environment() -> bool {
+    std::env::var_os(NO_MEMO_VARIABLE).is_some_and(|value| !value.is_empty() && value != "0")
+}
+
+impl MemoFile {
+    /// The memo of the cache directory `cache_dir` (MEMO-1).
+    pub fn in_cache_dir(cache_dir: &Path) -> MemoFile {
+        MemoFile {
+            path: cache_dir.join(layout::MEMO_FILE),
+        }
+    }
+
+    /// The memo file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Reads the memo; a missing, unreadable, oversized or damaged file is
+    /// an empty memo (MEMO-5).
+    pub fn load(&self) -> Memo {
+        let Ok(file) = std::fs::File::open(&self.path) else {
+            return Memo::new();
+        };
+        let cap = u64::try_from(MAX_FILE_BYTES).unwrap_or(u64::MAX);
+        let mut bytes = Vec::new();
+        // One byte past the cap tells an oversized file from one at the cap.
+        if file.take(cap + 1).read_to_end(&mut bytes).is_err() {
+            return Memo::new();
+        }
+        Memo::decode(&bytes).unwrap_or_default()
+    }
+
+    /// Writes `memo` in place of the memo file: into a new file beside it,
+    /// then renamed over it (see the module docs).
+    pub fn save(&self, memo: &Memo, now: Timestamp) -> io::Result<()> {
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        match std::fs::create_dir(dir) {
+            Err(error) if error.kind() != io::ErrorKind::AlreadyExists => return Err(error),
+            _ => {}
+        }
+        let mut scratch = tempfile::Builder::new()
+            .prefix(".file-hashes-")
+            .tempfile_in(dir)?;
+        scratch.write_all(&memo.encode(now))?;
+        scratch.persist(&self.path).map_err(|error| error.error)?;
+        Ok(())
+    }
+}
+
+/// The wall clock, as the memo's racy rule reads it (MEMO-4).
+pub fn now() -> Timestamp {
+    let since = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    Timestamp {
+        seconds: since.as_secs(),
+        nanos: since.subsec_nanos(),
+    }
+}
+
+/// The memo's view of a regular file's metadata; `None` for anything else,
+/// or for timestamps before 1970, which the memo does not record.
+pub fn file_stat(metadata: &std::fs::Metadata) -> Option<FileStat> {
+    if !metadata.file_type().is_file() {
+        return None;
+    }
+    let time = |seconds: i64, nanos: i64| -> Option<Timestamp> {
+        Some(Timestamp {
+            seconds: u64::try_from(seconds).ok()?,
+            nanos: u32::try_from(nanos).ok()?,
+        })
+    };
+    Some(FileStat {
+        device: metadata.dev(),
+        inode: metadata.ino(),
+        size: metadata.size(),
+        modified: time(metadata.mtime(), metadata.mtime_nsec())?,
+        changed: time(metadata.ctime(), metadata.ctime_nsec())?,
+    })
+}
