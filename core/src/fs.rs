@@ -131,6 +131,65 @@ impl core::fmt::Display for Error {
 #[cfg(feature = "std")]
 impl core::error::Error for Error {}
 
+/// The one mapping of `std::io::ErrorKind` onto the core's kinds; kinds the
+/// core has no word for are [`ErrorKind::Other`].
+#[cfg(feature = "std")]
+impl From<std::io::ErrorKind> for ErrorKind {
+    fn from(kind: std::io::ErrorKind) -> ErrorKind {
+        use std::io::ErrorKind as Io;
+        match kind {
+            Io::NotFound => ErrorKind::NotFound,
+            Io::AlreadyExists => ErrorKind::AlreadyExists,
+            Io::NotADirectory => ErrorKind::NotADirectory,
+            Io::IsADirectory => ErrorKind::IsADirectory,
+            Io::DirectoryNotEmpty => ErrorKind::DirectoryNotEmpty,
+            Io::PermissionDenied => ErrorKind::PermissionDenied,
+            Io::ReadOnlyFilesystem => ErrorKind::ReadOnly,
+            Io::CrossesDevices => ErrorKind::CrossesDevices,
+            Io::StorageFull | Io::QuotaExceeded => ErrorKind::StorageFull,
+            Io::Unsupported => ErrorKind::Unsupported,
+            Io::InvalidInput | Io::InvalidFilename => ErrorKind::InvalidInput,
+            Io::UnexpectedEof | Io::WriteZero => ErrorKind::UnexpectedEof,
+            _ => ErrorKind::Other,
+        }
+    }
+}
+
+/// A `std::io::Error` as the core's error: its kind mapped, its raw OS code
+/// kept for messages. This is the only such mapping: the std binding's
+/// filesystem, its streams and the command line all go through it.
+///
+/// Two codes are decided by number, because std gives them no stable kind:
+/// `ELOOP` (`O_NOFOLLOW` met a symlink, or a symlink loop) is
+/// [`ErrorKind::SymlinkRefused`], and `EILSEQ` (a name the filesystem
+/// cannot store) is [`ErrorKind::InvalidInput`], as in the WASI binding's
+/// errno mapping. An error without a code (one `cap-std` or a caller made
+/// up, such as `cap-std`'s refusal of a path that leads outside its root)
+/// is mapped by its kind alone.
+#[cfg(feature = "std")]
+impl From<&std::io::Error> for Error {
+    fn from(error: &std::io::Error) -> Error {
+        let os_code = error.raw_os_error();
+        #[cfg(any(unix, target_os = "wasi"))]
+        let kind = match os_code {
+            Some(libc::ELOOP) => ErrorKind::SymlinkRefused,
+            Some(libc::EILSEQ) => ErrorKind::InvalidInput,
+            _ => ErrorKind::from(error.kind()),
+        };
+        #[cfg(not(any(unix, target_os = "wasi")))]
+        let kind = ErrorKind::from(error.kind());
+        Error { kind, os_code }
+    }
+}
+
+/// See the impl for `&std::io::Error`.
+#[cfg(feature = "std")]
+impl From<std::io::Error> for Error {
+    fn from(error: std::io::Error) -> Error {
+        Error::from(&error)
+    }
+}
+
 /// What a directory entry is, as seen without following symlinks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum FileKind {

@@ -206,8 +206,8 @@ impl CapStdFilesystem {
         let file = self
             .dir(root)
             .open_with(relative(path), &options)
-            .map_err(map_io_error)?;
-        let metadata = file.metadata().map_err(map_io_error)?;
+            .map_err(Error::from)?;
+        let metadata = file.metadata().map_err(Error::from)?;
         if metadata.is_dir() {
             return Err(Error::new(ErrorKind::IsADirectory));
         }
@@ -224,10 +224,10 @@ impl CapStdFilesystem {
     fn open_dir_refusing_symlink(&self, root: Root, path: &str) -> Result<Dir, Error> {
         let dir = self.dir(root);
         if path.is_empty() {
-            return dir.open_dir(".").map_err(map_io_error);
+            return dir.open_dir(".").map_err(Error::from);
         }
         dir.open_dir_nofollow(path).map_err(|error| {
-            let error = map_io_error(error);
+            let error = Error::from(error);
             // O_DIRECTORY|O_NOFOLLOW on a symlink reports ENOTDIR; say what
             // was actually refused.
             if error.kind == ErrorKind::NotADirectory
@@ -259,7 +259,7 @@ impl CapStdFilesystem {
         let dir = self.dir(root);
         let parent = match parent {
             None => Parent::Root(dir),
-            Some(parent) => Parent::Opened(dir.open_dir(relative(parent)).map_err(map_io_error)?),
+            Some(parent) => Parent::Opened(dir.open_dir(relative(parent)).map_err(Error::from)?),
         };
         Ok((parent, name))
     }
@@ -296,20 +296,6 @@ fn nonblocking_flags() -> i32 {
     i32::try_from((OFlags::NONBLOCK | OFlags::NOCTTY).bits()).unwrap_or(0)
 }
 
-/// Maps a host error onto the core's [`ErrorKind`], keeping the raw errno.
-///
-/// This is the binding's only error mapping. Errors that `cap-std`
-/// synthesises carry no errno (its refusal of a path leading outside a root
-/// is `PermissionDenied`); they are mapped by [`io::ErrorKind`].
-pub fn map_io_error(error: io::Error) -> Error {
-    let os_code = error.raw_os_error();
-    let kind = match Errno::from_io_error(&error) {
-        Some(errno) => kind_of_errno(errno),
-        None => crate::cli::error_kind(error.kind()),
-    };
-    Error { kind, os_code }
-}
-
 /// renameat2(2) with `RENAME_NOREPLACE`: EINVAL is how a filesystem says
 /// it lacks the flag; the core then falls back to its own scheme.
 fn no_replace_error(errno: Errno) -> Error {
@@ -322,28 +308,10 @@ fn no_replace_error(errno: Errno) -> Error {
     }
 }
 
+/// A `rustix` errno as the core's error, through the core's one mapping of
+/// `std::io::Error`.
 fn map_errno(errno: Errno) -> Error {
-    map_io_error(io::Error::from(errno))
-}
-
-fn kind_of_errno(errno: Errno) -> ErrorKind {
-    match errno {
-        Errno::NOENT => ErrorKind::NotFound,
-        Errno::EXIST => ErrorKind::AlreadyExists,
-        Errno::NOTDIR => ErrorKind::NotADirectory,
-        Errno::ISDIR => ErrorKind::IsADirectory,
-        Errno::NOTEMPTY => ErrorKind::DirectoryNotEmpty,
-        Errno::ACCESS | Errno::PERM => ErrorKind::PermissionDenied,
-        Errno::ROFS => ErrorKind::ReadOnly,
-        // O_NOFOLLOW on a symlink and a symlink loop both report ELOOP;
-        // either way a symlink was not followed.
-        Errno::LOOP => ErrorKind::SymlinkRefused,
-        Errno::XDEV => ErrorKind::CrossesDevices,
-        Errno::NOSPC | Errno::DQUOT => ErrorKind::StorageFull,
-        Errno::NOSYS | Errno::OPNOTSUPP => ErrorKind::Unsupported,
-        Errno::INVAL | Errno::NAMETOOLONG | Errno::ILSEQ => ErrorKind::InvalidInput,
-        _ => ErrorKind::Other,
-    }
+    Error::from(io::Error::from(errno))
 }
 
 fn kind_of(file_type: cap_std::fs::FileType) -> FileKind {
@@ -391,7 +359,7 @@ fn copy_reporting(
     copied: &std::sync::mpsc::Sender<u64>,
 ) -> Result<(), Error> {
     if rustix::fs::ioctl_ficlone(to, from).is_ok() {
-        let len = to.metadata().map_err(map_io_error)?.len();
+        let len = to.metadata().map_err(Error::from)?.len();
         let _ = copied.send(len);
         return Ok(());
     }
@@ -517,7 +485,7 @@ impl Read for CapStdReader {
         loop {
             match io::Read::read(&mut self.file, buf) {
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
-                other => return other.map_err(map_io_error),
+                other => return other.map_err(Error::from),
             }
         }
     }
@@ -547,7 +515,7 @@ impl Write for CapStdWriter {
         loop {
             match io::Write::write(&mut self.file, buf) {
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
-                other => return other.map_err(map_io_error),
+                other => return other.map_err(Error::from),
             }
         }
     }
@@ -555,7 +523,7 @@ impl Write for CapStdWriter {
 
 impl FileWriter for CapStdWriter {
     fn sync(&mut self) -> Result<(), Error> {
-        self.file.sync_all().map_err(map_io_error)
+        self.file.sync_all().map_err(Error::from)
     }
 
     fn set_mode(&mut self, mode: u32) -> Result<(), Error> {
@@ -564,7 +532,7 @@ impl FileWriter for CapStdWriter {
         }
         self.file
             .set_permissions(Permissions::from_mode(mode))
-            .map_err(map_io_error)
+            .map_err(Error::from)
     }
 }
 
@@ -667,20 +635,20 @@ impl Filesystem for CapStdFilesystem {
         let file = self
             .dir(root)
             .open_with(relative(path), &options)
-            .map_err(map_io_error)?;
+            .map_err(Error::from)?;
         Ok(CapStdWriter { file })
     }
 
     fn create_dir(&self, root: Root, path: &str) -> Result<(), Error> {
         self.dir(root)
             .create_dir(relative(path))
-            .map_err(map_io_error)
+            .map_err(Error::from)
     }
 
     fn rename(&self, from_root: Root, from: &str, to_root: Root, to: &str) -> Result<(), Error> {
         self.dir(from_root)
             .rename(relative(from), self.dir(to_root), relative(to))
-            .map_err(map_io_error)
+            .map_err(Error::from)
     }
 
     fn rename_no_replace(
@@ -707,13 +675,13 @@ impl Filesystem for CapStdFilesystem {
         // removed.
         self.dir(root)
             .remove_file(relative(path))
-            .map_err(map_io_error)
+            .map_err(Error::from)
     }
 
     fn remove_dir(&self, root: Root, path: &str) -> Result<(), Error> {
         self.dir(root)
             .remove_dir(relative(path))
-            .map_err(map_io_error)
+            .map_err(Error::from)
     }
 
     fn read_dir(
@@ -723,14 +691,14 @@ impl Filesystem for CapStdFilesystem {
         visit: &mut dyn FnMut(&str, FileKind) -> ControlFlow<()>,
     ) -> Result<(), Error> {
         let entries = if path.is_empty() {
-            self.dir(root).entries().map_err(map_io_error)?
+            self.dir(root).entries().map_err(Error::from)?
         } else {
             self.open_dir_refusing_symlink(root, path)?
                 .entries()
-                .map_err(map_io_error)?
+                .map_err(Error::from)?
         };
         for entry in entries {
-            let entry = entry.map_err(map_io_error)?;
+            let entry = entry.map_err(Error::from)?;
             let name = entry.file_name();
             // A name that is not UTF-8 can be neither a cache entry nor a
             // path the core could ask about, so it is not reported; a lossy
@@ -738,7 +706,7 @@ impl Filesystem for CapStdFilesystem {
             let Some(name) = name.to_str() else {
                 continue;
             };
-            let kind = kind_of(entry.file_type().map_err(map_io_error)?);
+            let kind = kind_of(entry.file_type().map_err(Error::from)?);
             if visit(name, kind).is_break() {
                 break;
             }
@@ -750,7 +718,7 @@ impl Filesystem for CapStdFilesystem {
         let metadata = self
             .dir(root)
             .symlink_metadata(relative(path))
-            .map_err(map_io_error)?;
+            .map_err(Error::from)?;
         Ok(metadata_of(
             kind_of(metadata.file_type()),
             metadata.len(),
@@ -767,7 +735,7 @@ impl Filesystem for CapStdFilesystem {
         match self.open_entry_nofollow(root, path) {
             // fchmod on the opened entry cannot be redirected by a symlink
             // swapped in after the open.
-            Ok(file) => file.set_permissions(permissions).map_err(map_io_error),
+            Ok(file) => file.set_permissions(permissions).map_err(Error::from),
             // Without read permission the entry cannot be opened; Linux has
             // no lchmod, so check the kind first and chmod by path. A
             // concurrent swap to a symlink could then redirect the chmod,
@@ -778,9 +746,9 @@ impl Filesystem for CapStdFilesystem {
                 }
                 self.dir(root)
                     .set_permissions(relative(path), permissions)
-                    .map_err(map_io_error)
+                    .map_err(Error::from)
             }
-            Err(error) => Err(map_io_error(error)),
+            Err(error) => Err(Error::from(error)),
         }
     }
 
@@ -796,17 +764,17 @@ impl Filesystem for CapStdFilesystem {
         // write permission on the entry and never touches a symlink's target.
         self.dir(root)
             .set_symlink_times(relative(path), None, Some(spec))
-            .map_err(map_io_error)
+            .map_err(Error::from)
     }
 
     fn sync_dir(&self, root: Root, path: &str) -> Result<(), Error> {
         // The Dir handles are O_PATH descriptors, which fsync refuses; an
         // O_RDONLY descriptor of the same directory syncs it.
-        let dir = self.open_entry_nofollow(root, path).map_err(map_io_error)?;
-        if !dir.metadata().map_err(map_io_error)?.is_dir() {
+        let dir = self.open_entry_nofollow(root, path).map_err(Error::from)?;
+        if !dir.metadata().map_err(Error::from)?.is_dir() {
             return Err(Error::new(ErrorKind::NotADirectory));
         }
-        dir.sync_all().map_err(map_io_error)
+        dir.sync_all().map_err(Error::from)
     }
 
     fn supports_sync_filesystem(&self) -> bool {
@@ -820,7 +788,7 @@ impl Filesystem for CapStdFilesystem {
         #[cfg(any(target_os = "linux", target_os = "android"))]
         {
             // As in sync_dir: the Dir handle is O_PATH, which syncfs refuses.
-            let dir = self.open_entry_nofollow(root, "").map_err(map_io_error)?;
+            let dir = self.open_entry_nofollow(root, "").map_err(Error::from)?;
             rustix::fs::syncfs(&dir).map_err(map_errno)
         }
         #[cfg(not(any(target_os = "linux", target_os = "android")))]

@@ -1,9 +1,10 @@
 //! The binding's one error mapping: WASI preview 1 errno codes onto the
 //! core's [`ErrorKind`].
 //!
-//! The choices mirror the native binding (`cachet::fs::map_io_error`) code by
-//! code, so that the core takes the same branch whichever host it runs on:
-//! a symlink refused by a no-follow lookup (`ELOOP`) is
+//! The choices mirror the core's mapping of `std::io::Error` (its
+//! `From<std::io::Error>` impl for [`Error`], which the native binding
+//! uses) code by code, so that the core takes the same branch whichever
+//! host it runs on: a symlink refused by a no-follow lookup (`ELOOP`) is
 //! [`ErrorKind::SymlinkRefused`] in both, an unknown code is
 //! [`ErrorKind::Other`] in both.
 //!

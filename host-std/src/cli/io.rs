@@ -2,7 +2,7 @@
 
 use std::io;
 
-use cachet_core::fs::{self, ErrorKind};
+use cachet_core::fs;
 
 /// A `std::io::Write` as the core's [`fs::Write`], e.g. to replay streams
 /// into this process's stdout.
@@ -13,7 +13,7 @@ impl fs::Write for StdWrite<'_> {
         loop {
             match self.0.write(buf) {
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
-                other => return other.map_err(|error| fs_error(&error)),
+                other => return other.map_err(fs::Error::from),
             }
         }
     }
@@ -35,37 +35,9 @@ impl<R: io::Read> fs::Read for StdRead<R> {
         loop {
             match self.0.read(buf) {
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
-                other => return other.map_err(|error| fs_error(&error)),
+                other => return other.map_err(fs::Error::from),
             }
         }
-    }
-}
-
-/// Maps a `std::io::Error` onto the core's error, keeping the raw code.
-pub fn fs_error(error: &io::Error) -> fs::Error {
-    fs::Error {
-        kind: error_kind(error.kind()),
-        os_code: error.raw_os_error(),
-    }
-}
-
-/// The one mapping from `std::io::ErrorKind` onto the core's `ErrorKind`,
-/// shared by the CLI and the native binding.
-pub fn error_kind(kind: io::ErrorKind) -> ErrorKind {
-    match kind {
-        io::ErrorKind::NotFound => ErrorKind::NotFound,
-        io::ErrorKind::AlreadyExists => ErrorKind::AlreadyExists,
-        io::ErrorKind::NotADirectory => ErrorKind::NotADirectory,
-        io::ErrorKind::IsADirectory => ErrorKind::IsADirectory,
-        io::ErrorKind::DirectoryNotEmpty => ErrorKind::DirectoryNotEmpty,
-        io::ErrorKind::PermissionDenied => ErrorKind::PermissionDenied,
-        io::ErrorKind::ReadOnlyFilesystem => ErrorKind::ReadOnly,
-        io::ErrorKind::CrossesDevices => ErrorKind::CrossesDevices,
-        io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded => ErrorKind::StorageFull,
-        io::ErrorKind::Unsupported => ErrorKind::Unsupported,
-        io::ErrorKind::InvalidInput | io::ErrorKind::InvalidFilename => ErrorKind::InvalidInput,
-        io::ErrorKind::UnexpectedEof | io::ErrorKind::WriteZero => ErrorKind::UnexpectedEof,
-        _ => ErrorKind::Other,
     }
 }
 

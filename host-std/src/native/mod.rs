@@ -26,7 +26,7 @@ use rayon::prelude::*;
 
 use crate::cli::{
     self, CliError, FileHasher, GlobalArgs, HashedFiles, Host, KeyArgs, PlumbingCommand,
-    SystemContext, exit, fs_error,
+    SystemContext, exit,
 };
 use crate::fs::{CapStdFilesystem, OpenError};
 use crate::inputs::{InputError, hash_file, hash_file_with_metadata};
@@ -439,7 +439,7 @@ impl FileHasher for ParallelHasher {
 
 fn input_error(path: &str, error: InputError) -> CliError {
     let (step, source) = match &error {
-        InputError::Read { source, .. } => (Step::Read, fs_error(source)),
+        InputError::Read { source, .. } => (Step::Read, core_fs::Error::from(source)),
         InputError::NotARegularFile { .. } => {
             (Step::Open, core_fs::Error::new(ErrorKind::InvalidInput))
         }

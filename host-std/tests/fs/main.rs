@@ -10,7 +10,7 @@ use cachet::core::fs::{
     Directory, Error, ErrorKind, FileKind, FileWriter, Filesystem, Read, Root, Timestamp, Write,
 };
 use cachet::core::hash::{HashFunction, digest};
-use cachet::fs::{CapStdFilesystem, OpenError, map_io_error};
+use cachet::fs::{CapStdFilesystem, OpenError};
 use tempfile::TempDir;
 
 /// A workspace, a cache root and a directory outside both holding a secret.
@@ -908,19 +908,19 @@ fn error_mapping_keeps_the_os_code() {
         (libc_errno::EIO, ErrorKind::Other),
     ];
     for (code, expected) in cases {
-        let error = map_io_error(std::io::Error::from_raw_os_error(code));
+        let error = Error::from(std::io::Error::from_raw_os_error(code));
         assert_eq!(error.kind, expected, "errno {code}");
         assert_eq!(error.os_code, Some(code));
     }
     // cap-std's refusal of an escape carries no errno.
-    let escape = map_io_error(std::io::Error::new(
+    let escape = Error::from(std::io::Error::new(
         std::io::ErrorKind::PermissionDenied,
         "a path led outside of the filesystem",
     ));
     assert_eq!(escape.kind, ErrorKind::PermissionDenied);
     assert_eq!(escape.os_code, None);
     assert_eq!(
-        map_io_error(std::io::ErrorKind::UnexpectedEof.into()).kind,
+        Error::from(std::io::Error::from(std::io::ErrorKind::UnexpectedEof)).kind,
         ErrorKind::UnexpectedEof
     );
 }
