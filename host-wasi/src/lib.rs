@@ -7,9 +7,8 @@
 //! - On `wasm32-wasip1`: [`fs::WasiFilesystem`], the core's
 //!   [`Filesystem`](cachet_core::fs::Filesystem) over raw WASI preview 1
 //!   calls (the `wasip1` crate, no `std::fs`, usable from `no_std` guests),
-//!   whose two roots are preopened directories found by name; and
-//!   [`context::WasiContext`], the clock and randomness the operations
-//!   need. All `unsafe` code sits in the private `sys` module.
+//!   whose two roots are preopened directories found by name. All
+//!   `unsafe` code sits in the private `sys` module.
 //! - Anywhere: [`errno`], the one mapping of WASI errno codes onto the
 //!   core's error kinds, and [`modes`], how permission bits, which
 //!   preview 1 lacks, cross the sandbox boundary (MAN-1, OP-3, CLAIM-1).
@@ -29,8 +28,6 @@ extern crate alloc;
 
 pub use cachet_core as core;
 
-#[cfg(all(target_arch = "wasm32", target_os = "wasi"))]
-pub mod context;
 #[cfg(all(feature = "embed", not(target_arch = "wasm32")))]
 pub mod embed;
 pub mod errno;

@@ -443,7 +443,6 @@ fn input_error(path: &str, error: InputError) -> CliError {
         InputError::NotARegularFile { .. } => {
             (Step::Open, core_fs::Error::new(ErrorKind::InvalidInput))
         }
-        _ => (Step::Read, core_fs::Error::new(ErrorKind::Other)),
     };
     CliError::Workspace {
         step,
