@@ -33,9 +33,14 @@
 //!
 //! # Crate features
 //!
-//! - `alloc` (default): the cache operations in [`cache`] and the in-memory
-//!   filesystem in [`memfs`]. Everything else works without an allocator.
-//! - `std`: `std::error::Error` impls for the error types; nothing else.
+//! - `alloc` (default): the cache operations in [`cache`]. Everything else
+//!   works without an allocator.
+//! - `std`: `std::error::Error` impls for the error types, and the one
+//!   mapping of `std::io::Error` onto [`fs::Error`].
+//! - `memfs` (not default): `memfs::MemFs`, an in-memory filesystem with
+//!   crash and fault injection, a test double for tests and fuzzing. Test
+//!   crates enable it in `[dev-dependencies]`; the core's own cache tests
+//!   need it (`cargo test -p cachet-core --features memfs`).
 #![no_std]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -53,7 +58,7 @@ pub mod hex;
 pub mod key;
 pub mod layout;
 pub mod manifest;
-#[cfg(feature = "alloc")]
+#[cfg(feature = "memfs")]
 pub mod memfs;
 #[cfg(feature = "alloc")]
 pub mod memo;

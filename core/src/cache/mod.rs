@@ -577,5 +577,5 @@ impl Write for Discard {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "memfs"))]
 mod tests;
