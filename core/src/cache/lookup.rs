@@ -112,6 +112,20 @@ impl<F: Filesystem> Cache<F> {
         self.inspect(key).map(|inspection| inspection.status)
     }
 
+    /// OP-1: why `key` is a hit or a miss and, on a hit, the bytes of the
+    /// manifest that were checked, read once and capped by
+    /// [`Options::max_manifest_bytes`](super::Options), without writing
+    /// anything. For callers that need what a hit recorded (a
+    /// predecessor's stream hashes, KEY-6; a store's report).
+    pub fn lookup_manifest(
+        &self,
+        key: &Key,
+    ) -> Result<(LookupStatus, Option<Vec<u8>>), CacheError> {
+        let inspection = self.inspect(key)?;
+        let bytes = inspection.manifest.filter(|_| inspection.status.is_hit());
+        Ok((inspection.status, bytes))
+    }
+
     /// Refreshes the last-used time of `key`'s entry; failures are ignored
     /// because a hit must not depend on the cache being writable.
     pub(crate) fn touch(&self, key: &Key, ctx: &mut dyn Context) {

@@ -11,14 +11,13 @@
 
 use std::path::PathBuf;
 
-use cachet_core::cache::{Cache, CacheError, LookupStatus, Step};
-use cachet_core::fs::{self, ErrorKind, Filesystem, Read, Root};
+use cachet_core::cache::{Cache, LookupStatus, Step};
+use cachet_core::fs::{self, Filesystem, Read, Root};
 use cachet_core::hash::{Digest, HashFunction, Hasher};
 use cachet_core::key::{
     Action, HostVariable, InputFile, Key, KeyComponents, KeyError, Override, Predecessor,
     derive_key, is_valid_shell_name,
 };
-use cachet_core::layout;
 use cachet_core::manifest::Manifest;
 
 use super::args::KeyArgs;
@@ -253,21 +252,17 @@ pub fn compute_key<F: Filesystem>(
         };
         from_host.push((String::from(name), value));
     }
-    from_host.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-    reject_duplicates("--env", &from_host, |v| v.0.clone())?;
 
     let mut overrides: Vec<(String, String)> = Vec::with_capacity(args.set.len());
     for text in &args.set {
         let assignment = parse::assignment("--set", text)?;
         overrides.push((assignment.name, assignment.value));
     }
-    overrides.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-    reject_duplicates("--set", &overrides, |v| v.0.clone())?;
 
     let mut predecessors = Vec::with_capacity(args.after.len());
     for text in &args.after {
         let after = parse::after("--after", text)?;
-        let (status, bytes) = read_manifest(cache, &after.key)?;
+        let (status, bytes) = cache.lookup_manifest(&after.key)?;
         let tail = bytes
             .as_deref()
             .and_then(|bytes| Manifest::parse(bytes).ok())
@@ -292,12 +287,6 @@ pub fn compute_key<F: Filesystem>(
             stderr_hash: tail.stderr_hash,
         });
     }
-    predecessors.sort_unstable_by(|a, b| {
-        (a.project.as_bytes(), a.task.as_bytes()).cmp(&(b.project.as_bytes(), b.task.as_bytes()))
-    });
-    reject_duplicates("--after", &predecessors, |p| {
-        format!("{}:{}", p.project, p.task)
-    })?;
 
     let started = std::time::Instant::now();
     let paths = select_inputs(
@@ -322,7 +311,9 @@ pub fn compute_key<F: Filesystem>(
         .map(|(path, content_hash)| InputReport { path, content_hash })
         .collect();
 
-    let key = derive(
+    // The core sorts every component and refuses duplicates (KEY-5..7);
+    // the report lists them in the order it derived them.
+    let derived = derive(
         function,
         &action,
         &input_files,
@@ -331,13 +322,13 @@ pub fn compute_key<F: Filesystem>(
         &overrides,
     )?;
     Ok(KeyReport {
-        key,
+        key: derived.key,
         hash_function: function,
         action,
-        input_files,
-        predecessors,
-        from_host,
-        overrides,
+        input_files: derived.input_files,
+        predecessors: derived.predecessors,
+        from_host: derived.from_host,
+        overrides: derived.overrides,
         statistics,
     })
 }
@@ -365,32 +356,32 @@ fn action(args: &KeyArgs) -> Result<ActionSpec, CliError> {
     }
 }
 
-/// Fails on the first name that appears twice in `sorted`.
-fn reject_duplicates<T>(
-    flag: &'static str,
-    sorted: &[T],
-    name: impl Fn(&T) -> String,
-) -> Result<(), CliError> {
-    match sorted
+/// A key, with its components in the order the derivation sorted them.
+struct Derived {
+    key: Key,
+    input_files: Vec<InputReport>,
+    predecessors: Vec<PredecessorReport>,
+    from_host: Vec<(String, Option<String>)>,
+    overrides: Vec<(String, String)>,
+}
+
+/// The first name that stands twice in a list the derivation sorted.
+fn first_duplicate<T>(sorted: &[T], name: impl Fn(&T) -> String) -> String {
+    sorted
         .windows(2)
         .find(|pair| name(&pair[0]) == name(&pair[1]))
-    {
-        Some(pair) => Err(CliError::Duplicate {
-            flag,
-            name: name(&pair[0]),
-        }),
-        None => Ok(()),
-    }
+        .map(|pair| name(&pair[0]))
+        .unwrap_or_default()
 }
 
 fn derive(
     function: HashFunction,
     action: &ActionSpec,
     input_files: &[InputReport],
-    predecessors: &[PredecessorReport],
+    reports: &[PredecessorReport],
     from_host: &[(String, Option<String>)],
     overrides: &[(String, String)],
-) -> Result<Key, CliError> {
+) -> Result<Derived, CliError> {
     let argv: Vec<&str> = match action {
         ActionSpec::Command(argv) => argv.iter().map(String::as_str).collect(),
         ActionSpec::Shell { .. } => Vec::new(),
@@ -406,7 +397,7 @@ fn derive(
             content_hash: input.content_hash,
         })
         .collect();
-    let mut predecessors: Vec<Predecessor<'_>> = predecessors
+    let mut predecessors: Vec<Predecessor<'_>> = reports
         .iter()
         .map(|p| Predecessor {
             project: &p.project,
@@ -426,57 +417,63 @@ fn derive(
         .iter()
         .map(|(name, value)| Override { name, value })
         .collect();
-    derive_key(&mut KeyComponents {
+    let mut components = KeyComponents {
         hash_function: function,
         action,
         input_files: &mut inputs,
         predecessors: &mut predecessors,
         from_host: &mut from_host,
         overrides: &mut overrides,
-    })
-    .map_err(CliError::Key)
-}
-
-/// Looks `key` up and, on a hit, reads its manifest whole (capped by
-/// [`Options::max_manifest_bytes`](cachet_core::cache::Options)). A
-/// manifest that vanished or grew past the cap since the lookup gives the
-/// status with `None`.
-pub fn read_manifest<F: Filesystem>(
-    cache: &Cache<F>,
-    key: &Key,
-) -> Result<(LookupStatus, Option<Vec<u8>>), CliError> {
-    let status = cache.lookup_status(key)?;
-    if !status.is_hit() {
-        return Ok((status, None));
-    }
-    let path = layout::manifest(key);
-    let cap = usize::try_from(cache.options().max_manifest_bytes).unwrap_or(usize::MAX);
-    let io_error = |step: Step| {
-        let path = String::from(path.as_str());
-        move |source: fs::Error| {
-            CliError::Cache(CacheError::Io {
-                step,
-                root: Root::Cache,
-                path,
-                source,
+    };
+    let key = derive_key(&mut components).map_err(|error| {
+        let (flag, name) = match error {
+            KeyError::DuplicateHostVariable => (
+                "--env",
+                first_duplicate(components.from_host, |v| String::from(v.name)),
+            ),
+            KeyError::DuplicateOverride => (
+                "--set",
+                first_duplicate(components.overrides, |v| String::from(v.name)),
+            ),
+            KeyError::DuplicatePredecessor => (
+                "--after",
+                first_duplicate(components.predecessors, |p| {
+                    format!("{}:{}", p.project, p.task)
+                }),
+            ),
+            other => return CliError::Key(other),
+        };
+        CliError::Duplicate { flag, name }
+    })?;
+    Ok(Derived {
+        key,
+        input_files: components
+            .input_files
+            .iter()
+            .map(|input| InputReport {
+                path: String::from(input.path),
+                content_hash: input.content_hash,
             })
-        }
-    };
-    let mut reader = match cache.filesystem().open_file(Root::Cache, &path) {
-        Ok(reader) => reader,
-        Err(error) if error.kind == ErrorKind::NotFound => return Ok((status, None)),
-        Err(error) => return Err(io_error(Step::Open)(error)),
-    };
-    let mut bytes = Vec::new();
-    let mut chunk = [0u8; 8192];
-    loop {
-        let n = reader.read(&mut chunk).map_err(io_error(Step::Read))?;
-        if n == 0 {
-            return Ok((status, Some(bytes)));
-        }
-        if bytes.len().saturating_add(n) > cap {
-            return Ok((status, None));
-        }
-        bytes.extend_from_slice(chunk.get(..n).unwrap_or_default());
-    }
+            .collect(),
+        predecessors: components
+            .predecessors
+            .iter()
+            .filter_map(|sorted| {
+                reports
+                    .iter()
+                    .find(|p| p.project == sorted.project && p.task == sorted.task)
+                    .cloned()
+            })
+            .collect(),
+        from_host: components
+            .from_host
+            .iter()
+            .map(|v| (String::from(v.name), v.value.map(String::from)))
+            .collect(),
+        overrides: components
+            .overrides
+            .iter()
+            .map(|v| (String::from(v.name), String::from(v.value)))
+            .collect(),
+    })
 }

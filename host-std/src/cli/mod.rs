@@ -154,7 +154,7 @@ pub use error::CliError;
 pub use io::{StdRead, StdWrite};
 pub use keying::{
     ActionSpec, FileHasher, FsHasher, HashStatistics, HashedFiles, Host, InputReport, KeyReport,
-    PredecessorReport, compute_key, read_manifest,
+    PredecessorReport, compute_key,
 };
 pub use plumbing::{execute, report_error, run_plumbing};
 

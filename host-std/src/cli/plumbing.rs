@@ -10,7 +10,7 @@ use super::args::{CleanArgs, PlumbingCommand, RestoreArgs, StatusArgs, StoreArgs
 use super::error::CliError;
 use super::exit;
 use super::io::{MaybeRead, StdWrite};
-use super::keying::{Host, compute_key, read_manifest};
+use super::keying::{Host, compute_key};
 use super::parse;
 use super::report;
 use super::select::select_outputs;
@@ -161,7 +161,7 @@ fn store<F: Filesystem>(
     let outputs = select_outputs(fs, &args.outputs, &host.excluded_dirs)?;
     let mut paths: Vec<&str> = outputs.iter().map(String::as_str).collect();
     let outcome = cache.store(&key, &mut paths, stdout_stream, stderr_stream, ctx)?;
-    let (_, bytes) = read_manifest(cache, &key)?;
+    let (_, bytes) = cache.lookup_manifest(&key)?;
     let manifest = bytes
         .as_deref()
         .and_then(|bytes| Manifest::parse(bytes).ok());

@@ -214,8 +214,13 @@ fn key_json_lists_every_component_and_predecessors_come_from_the_cache() {
             "from_host": [["CACHET_TEST_SET", "host value"], ["CACHET_TEST_UNSET", null]],
             "overrides": [["A", "first=1"], ["Z", "last"]],
         },
+        // Just written: too recent for the memo (MEMO-4), so both read.
+        "files_hashed": 2,
+        "files_from_memo": 0,
+        "hash_seconds": json["hash_seconds"],
     });
     assert_eq!(json, expected);
+    assert!(json["hash_seconds"].as_f64().unwrap() >= 0.0);
     // Field order is part of the contract.
     let text = outcome.stdout_text();
     let order: Vec<usize> = [
@@ -225,6 +230,9 @@ fn key_json_lists_every_component_and_predecessors_come_from_the_cache() {
         "\"input_files\"",
         "\"predecessors\"",
         "\"env\"",
+        "\"files_hashed\"",
+        "\"files_from_memo\"",
+        "\"hash_seconds\"",
     ]
     .iter()
     .map(|field| text.find(field).unwrap())
