@@ -5,8 +5,10 @@
 //! hashing ([`hash`]), key derivation ([`key`], SPEC §2), hex ([`hex`]),
 //! workspace paths ([`path`], SPEC §3), the on-disk layout ([`layout`],
 //! SPEC §4), the manifest codec ([`manifest`], SPEC §5), the I/O boundary
-//! ([`fs`]) and, with the `alloc` feature, the cache operations themselves
-//! ([`cache`], SPEC §6). Host crates (`cachet` over cap-std, `cachet-wasi`
+//! ([`fs`]), the seam for running work on several threads ([`tasks`]) and,
+//! with the `alloc` feature, the cache operations themselves
+//! ([`cache`], SPEC §6), and the rules of the file-hash memo ([`memo`],
+//! spec §10). Host crates (`cachet` over cap-std, `cachet-wasi`
 //! over WASI preview 1) only implement [`fs::Filesystem`] and move bytes.
 //!
 //! # Example
@@ -41,6 +43,12 @@
 //!   crash and fault injection, a test double for tests and fuzzing. Test
 //!   crates enable it in `[dev-dependencies]`; the core's own cache tests
 //!   need it (`cargo test -p cachet-core --features memfs`).
+//!
+//! # Rules
+//!
+//! Rule ids in these docs and in test names (`KEY-5`, `OP-3`, `SPEC §2`)
+//! are those of `docs/spec.md` in the repository, the project's own
+//! specification.
 #![no_std]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -63,3 +71,4 @@ pub mod memfs;
 #[cfg(feature = "alloc")]
 pub mod memo;
 pub mod path;
+pub mod tasks;

@@ -1,6 +1,6 @@
 //! The file-hash memo: content hashes of input files kept between runs, so
 //! that a hit costs a `stat` per input instead of reading every byte
-//! (spec §10, MEMO-1..6).
+//! (spec §10, MEMO-1..7).
 //!
 //! Everything that decides whether a memoised hash may stand in for reading
 //! the file lives here, once: the on-disk codec ([`Memo::decode`],

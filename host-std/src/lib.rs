@@ -36,6 +36,12 @@
 //!   binary. Without it the crate builds for `wasm32-wasip1`
 //!   (`cargo build -p cachet --no-default-features --target wasm32-wasip1`)
 //!   and offers [`cli`] only.
+//!
+//! # Rules
+//!
+//! Rule ids in these docs and in test names (`KEY-5`, `OP-3`, `SPEC §2`)
+//! are those of `docs/spec.md` in the repository, the project's own
+//! specification.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 

@@ -20,6 +20,12 @@
 //! [`cachet_core`] (re-exported as [`core`]); the binding only moves bytes,
 //! so the guest behaves like the native binding by construction, and where
 //! preview 1 forces a difference, [`fs`] documents it.
+//!
+//! # Rules
+//!
+//! Rule ids in these docs and in test names (`KEY-5`, `OP-3`, `SPEC §2`)
+//! are those of `docs/spec.md` in the repository, the project's own
+//! specification.
 #![cfg_attr(not(feature = "embed"), no_std)]
 #![deny(missing_docs)]
 #![deny(unsafe_code)]

@@ -5,6 +5,12 @@
 //! (`tests/fuzz_seeds.rs`) run exactly the same checks, and the in-memory
 //! cache helpers the crash-consistency tests (`tests/crash.rs`) share with
 //! the `cache_ops` fuzz target.
+//!
+//! # Rules
+//!
+//! Rule ids in these docs and in test names (`KEY-5`, `OP-3`, `SPEC §2`)
+//! are those of `docs/spec.md` in the repository, the project's own
+//! specification.
 #![deny(missing_docs)]
 
 extern crate alloc;
