@@ -19,7 +19,7 @@ cargo fmt --all -- --check
 step "lints"
 cargo clippy --workspace --all-targets -- -D warnings
 cargo clippy -p cachet-core --no-default-features -- -D warnings
-cargo clippy -p cachet --no-default-features -- -D warnings
+cargo clippy -p cachet-cli --target wasm32-wasip1 -- -D warnings
 cargo clippy -p cachet-wasi --features embed --all-targets -- -D warnings
 
 step "core builds without std (and without an allocator)"

@@ -28,8 +28,8 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use cachet::cli::SystemContext;
 use cachet::fs::CapStdFilesystem;
+use cachet_cli::SystemContext;
 use cachet_core::cache::{Cache, LookupStatus, RestoreOutcome, StoreOutcome};
 use cachet_core::hash::{Digest, HashFunction, digest};
 use cachet_core::key::{Action, InputFile, Key, KeyComponents, derive_key};

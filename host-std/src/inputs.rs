@@ -1,7 +1,7 @@
 //! Hashing the content of files (KEY-2, KEY-5): input files for a key,
 //! and the file-hash memo's metadata of each (MEMO-3).
 //!
-//! Which files are inputs is decided by [`crate::cli::select`], once for
+//! Which files are inputs is decided by [`cachet_cli::select`], once for
 //! every host; this module only reads bytes. A BLAKE3 hash of a file of
 //! [`LARGE_FILE_BYTES`] or more memory-maps it and hashes it on several
 //! threads; smaller files, and every SHA-256 hash, are read through a fixed

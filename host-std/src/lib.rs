@@ -1,41 +1,32 @@
 //! `cachet`: the std binding of the cachet cache engine, and the `cachet`
 //! command.
 //!
-//! Everything that decides anything about the cache lives in
-//! [`cachet_core`] (re-exported as [`core`]); this crate only moves bytes
-//! between that engine and a host:
+//! It implements nothing that decides anything about the cache: the rules
+//! live in [`cachet_core`], the command line in [`cachet_cli`] (both
+//! re-exported under their own names). This crate only moves bytes between
+//! them and the operating system:
 //!
-//! - [`cli`] (always built, also for `wasm32-wasip1`): the command line
-//!   shared by the native `cachet` binary and the `cachet-wasi` guest: the
-//!   clap definitions of the plumbing subcommands, input and output
-//!   selection over the core's [`Filesystem`](cachet_core::fs::Filesystem)
-//!   trait, key computation, the text and JSON reports, the exit-code table
-//!   and [`cli::run_plumbing`], which runs one plumbing subcommand over any
-//!   filesystem. Its module docs are the reference for flags, JSON shapes
-//!   and exit codes.
-//! - [`fs`] (`native`): [`fs::CapStdFilesystem`], the core's
+//! - [`fs`]: [`fs::CapStdFilesystem`], the core's
 //!   [`Filesystem`](cachet_core::fs::Filesystem) over two `cap-std`
 //!   directory capabilities (workspace and cache root), so that no path the
 //!   core or a manifest names can reach outside them (SAFE-2). It syncs only
 //!   when the core asks, which is what OP-2 needs.
-//! - [`inputs`] (`native`): selects input files by glob with the `ignore`
-//!   walker and hashes files in parallel (KEY-2, KEY-5). The `cachet`
-//!   command selects with [`cli::select`] and uses only the parallel hashing
-//!   from here, so `cachet key` and `cachet run` agree with the guest.
-//! - [`exec`] (`native`): runs a task's command on a miss, passing its stdout
-//!   and stderr through live while capturing both to files (the streams of
+//! - [`inputs`]: hashes input files, large ones from a memory map on
+//!   several threads (KEY-2, KEY-5); which files are inputs is
+//!   [`cachet_cli::select`]'s, so the native command and the guest agree.
+//! - [`memo`]: reads and writes the file-hash memo of a cache directory,
+//!   whose rules are [`cachet_core::memo`]'s (MEMO-1..7).
+//! - [`exec`]: runs a task's command on a miss, passing its stdout and
+//!   stderr through live while capturing both to files (the streams of
 //!   DISK-3 and CLAIM-1), never buffering them whole in memory.
-//! - [`memo`] (`native`): reads and writes the file-hash memo of a cache
-//!   directory, whose rules are [`cachet_core::memo`]'s (MEMO-1..6).
-//! - [`native`] (`native`): the `cachet` binary's entry point and the `run`
+//! - [`native`]: the `cachet` binary's entry point and the `run`
 //!   subcommand.
 //!
-//! # Crate features
-//!
-//! - `native` (default): `fs`, `inputs`, `exec`, `native` and the `cachet`
-//!   binary. Without it the crate builds for `wasm32-wasip1`
-//!   (`cargo build -p cachet --no-default-features --target wasm32-wasip1`)
-//!   and offers [`cli`] only.
+//! **May depend on** `cachet-core`, `cachet-cli`, and std-only crates for
+//! files, threads and terminals (cap-std, rustix, rayon, indicatif).
+//! **Must not** decide what is a hit, what is stored or where anything
+//! lives in the cache: a rule written here would make the native command
+//! and the WASI guest disagree.
 //!
 //! # Rules
 //!
@@ -47,16 +38,11 @@
 
 extern crate alloc;
 
-pub use cachet_core as core;
+pub use cachet_cli;
+pub use cachet_core;
 
-pub mod cli;
-#[cfg(feature = "native")]
 pub mod exec;
-#[cfg(feature = "native")]
 pub mod fs;
-#[cfg(feature = "native")]
 pub mod inputs;
-#[cfg(feature = "native")]
 pub mod memo;
-#[cfg(feature = "native")]
 pub mod native;

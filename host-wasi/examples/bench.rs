@@ -16,8 +16,8 @@ use core::time::Duration;
 use std::path::Path;
 use std::time::Instant;
 
-use cachet::cli::{self, Host, PlumbingCli, SystemContext};
 use cachet::fs::CapStdFilesystem;
+use cachet_cli::{self as cli, Host, PlumbingCli, SystemContext};
 use cachet_core::cache::Cache;
 use cachet_wasi::embed::Embedding;
 

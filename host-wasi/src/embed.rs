@@ -45,6 +45,9 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Condvar, Mutex, PoisonError};
 
+use cachet_cli::PlumbingCli;
+use cachet_cli::parse::excluded_dir;
+use cachet_cli::select::literal_prefix;
 use cap_fs_ext::{FollowSymlinks, OpenOptionsFollowExt};
 use cap_std::ambient_authority;
 use cap_std::fs::{Dir, OpenOptions, Permissions, PermissionsExt};
@@ -260,36 +263,43 @@ impl core::fmt::Debug for Embedding {
     }
 }
 
-/// Global flags that take a value as the next argument.
-const VALUED_GLOBALS: [&str; 3] = ["--workspace", "--cache-dir", "--hash"];
+/// What the embedding needs to know about a guest command line, read from
+/// the parsed command ([`cachet_cli::PlumbingCommand`]) so that it can
+/// never disagree with what the guest will do.
+struct CommandShape {
+    /// Both roots may be preopened read-only. A command line that does not
+    /// parse is read-only too (least privilege): the guest reports the
+    /// usage error.
+    read_only: bool,
+    /// The subcommand's name, when it parsed.
+    subcommand: Option<&'static str>,
+    /// A store's `--output` patterns.
+    output_patterns: Vec<String>,
+}
 
-/// The subcommand named in `args` (without the program name): the first
-/// argument that is neither a flag nor the value of a global flag.
-pub fn subcommand<'a>(args: &[&'a str]) -> Option<&'a str> {
-    let mut iter = args.iter();
-    while let Some(arg) = iter.next() {
-        if VALUED_GLOBALS.contains(arg) {
-            iter.next();
-        } else if !arg.starts_with('-') {
-            return Some(arg);
+impl CommandShape {
+    fn of(args: &[&str]) -> CommandShape {
+        let argv = core::iter::once("cachet").chain(args.iter().copied());
+        match PlumbingCli::parse_from_named("cachet", argv) {
+            Ok(line) => CommandShape {
+                read_only: line.command.is_read_only(),
+                subcommand: Some(line.command.name()),
+                output_patterns: line.command.stored_output_patterns().to_vec(),
+            },
+            Err(_) => CommandShape {
+                read_only: true,
+                subcommand: None,
+                output_patterns: Vec::new(),
+            },
         }
     }
-    None
 }
 
 /// Whether `args` (without the program name) ask only to read, so that
-/// both roots are preopened read-only: `status`, `info`, `key`, `verify`
-/// without `--evict`, and anything unknown (least privilege; the guest then
-/// reports the usage error).
+/// both roots are preopened read-only (see
+/// [`PlumbingCommand::is_read_only`](cachet_cli::PlumbingCommand::is_read_only)).
 pub fn is_read_only(args: &[&str]) -> bool {
-    match subcommand(args) {
-        Some("store" | "restore" | "clean" | "clear") => false,
-        Some("verify") => !args
-            .iter()
-            .take_while(|arg| **arg != "--")
-            .any(|arg| *arg == "--evict" || arg.starts_with("--evict=")),
-        _ => true,
-    }
+    CommandShape::of(args).read_only
 }
 
 impl Embedding {
@@ -363,7 +373,8 @@ impl Embedding {
             path: cache_root.to_path_buf(),
             message: e.to_string(),
         })?;
-        let read_only = is_read_only(args);
+        let shape = CommandShape::of(args);
+        let read_only = shape.read_only;
         let perms = if read_only {
             FsPerms::ReadOnly
         } else {
@@ -385,18 +396,20 @@ impl Embedding {
         for arg in args {
             builder.arg(arg);
         }
-        let subcommand = subcommand(args);
-        let excluded = cache_inside_workspace(workspace, cache_root);
+        let excluded = match (workspace.canonicalize(), cache_root.canonicalize()) {
+            (Ok(workspace), Ok(cache_root)) => excluded_dir(&workspace, &cache_root),
+            _ => None,
+        };
         if let Some(excluded) = &excluded {
             builder.env(EXCLUDED_DIR_ENV, excluded);
         }
-        if subcommand == Some("store") {
-            let modes = output_modes(&workspace_dir, args, excluded.as_deref());
+        if shape.subcommand == Some("store") {
+            let modes = output_modes(&workspace_dir, &shape.output_patterns, excluded.as_deref());
             if !modes.is_empty() {
                 builder.env(MODES_ENV, modes.render());
             }
         }
-        let mode_log = (subcommand == Some("restore")).then(mode_log_name);
+        let mode_log = (shape.subcommand == Some("restore")).then(mode_log_name);
         if let Some(name) = &mode_log {
             builder.env(MODE_LOG_ENV, name);
         }
@@ -470,46 +483,6 @@ fn open_root(path: &Path) -> Result<Dir, EmbedError> {
     })
 }
 
-/// The values of every `--output` flag in `args`.
-fn output_patterns<'a>(args: &[&'a str]) -> Vec<&'a str> {
-    let mut patterns = Vec::new();
-    let mut iter = args.iter();
-    while let Some(arg) = iter.next() {
-        if *arg == "--" {
-            break;
-        }
-        if *arg == "--output" {
-            if let Some(value) = iter.next() {
-                patterns.push(*value);
-            }
-        } else if let Some(value) = arg.strip_prefix("--output=") {
-            patterns.push(value);
-        }
-    }
-    patterns
-}
-
-/// The directory below which a glob can match: its segments before the
-/// first one holding a glob metacharacter, after the normalisation the
-/// selection applies (a leading `/` or `./` and a trailing `/` dropped).
-/// Empty means the whole workspace.
-fn literal_prefix(pattern: &str) -> String {
-    let trimmed = pattern.strip_prefix("./").unwrap_or(pattern);
-    let trimmed = trimmed.trim_start_matches('/').trim_end_matches('/');
-    let mut prefix: Vec<&str> = Vec::new();
-    for segment in trimmed.split('/') {
-        if segment.is_empty()
-            || segment == "."
-            || segment == ".."
-            || segment.contains(['*', '?', '[', ']', '{', '}', '\\'])
-        {
-            break;
-        }
-        prefix.push(segment);
-    }
-    prefix.join("/")
-}
-
 /// Deepest directory nesting the mode walk descends into; deeper files
 /// report the default mode.
 const MAX_WALK_DEPTH: usize = 256;
@@ -520,11 +493,11 @@ const MAX_WALK_DEPTH: usize = 256;
 /// guest reports for files missing from the table. The walk never follows
 /// a symlink and skips `.git` and the cache directory, as selection does.
 /// Extra entries are harmless: the guest asks only about what it selected.
-fn output_modes(workspace: &Dir, args: &[&str], excluded: Option<&str>) -> ModeTable {
+fn output_modes(workspace: &Dir, patterns: &[String], excluded: Option<&str>) -> ModeTable {
     let mut table = ModeTable::new();
-    let mut roots: Vec<String> = output_patterns(args)
-        .into_iter()
-        .map(literal_prefix)
+    let mut roots: Vec<String> = patterns
+        .iter()
+        .map(|pattern| literal_prefix(pattern))
         .collect();
     roots.sort();
     roots.dedup();
@@ -580,23 +553,6 @@ fn output_modes(workspace: &Dir, args: &[&str], excluded: Option<&str>) -> ModeT
         }
     }
     table
-}
-
-/// The cache root's path relative to the workspace when it lies strictly
-/// inside it (both resolved), for the guest to exclude from selection.
-fn cache_inside_workspace(workspace: &Path, cache_root: &Path) -> Option<String> {
-    let workspace = workspace.canonicalize().ok()?;
-    let cache_root = cache_root.canonicalize().ok()?;
-    let relative = cache_root.strip_prefix(&workspace).ok()?;
-    let segments: Option<Vec<&str>> = relative
-        .components()
-        .map(|component| match component {
-            std::path::Component::Normal(segment) => segment.to_str(),
-            _ => None,
-        })
-        .collect();
-    let segments = segments?;
-    (!segments.is_empty()).then(|| segments.join("/"))
 }
 
 /// A fresh scratch name (DISK-5: it starts with `.`) for the mode log.

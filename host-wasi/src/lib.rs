@@ -4,7 +4,7 @@
 //! in Wasm and want the cache to work there while seeing only the
 //! directories it was handed. This crate has three parts:
 //!
-//! - On `wasm32-wasip1`: [`fs::WasiFilesystem`], the core's
+//! - On `wasm32-wasip1`: `fs::WasiFilesystem`, the core's
 //!   [`Filesystem`](cachet_core::fs::Filesystem) over raw WASI preview 1
 //!   calls (the `wasip1` crate, no `std::fs`, usable from `no_std` guests),
 //!   whose two roots are preopened directories found by name. All
@@ -17,9 +17,9 @@
 //!   workspace and the cache root preopened.
 //!
 //! Everything that decides anything about the cache lives in
-//! [`cachet_core`] (re-exported as [`core`]); the binding only moves bytes,
+//! [`cachet_core`] (re-exported under its own name); the binding only moves bytes,
 //! so the guest behaves like the native binding by construction, and where
-//! preview 1 forces a difference, [`fs`] documents it.
+//! preview 1 forces a difference, `fs` documents it.
 //!
 //! # Rules
 //!
@@ -32,7 +32,7 @@
 
 extern crate alloc;
 
-pub use cachet_core as core;
+pub use cachet_core;
 
 #[cfg(all(feature = "embed", not(target_arch = "wasm32")))]
 pub mod embed;
@@ -44,7 +44,7 @@ pub mod modes;
 mod sys;
 
 /// The import module of the host calls a guest built with the `host-sync`
-/// feature needs; [`embed::Embedding`] provides them.
+/// feature needs; `embed::Embedding` (feature `embed`) provides them.
 pub const HOST_MODULE: &str = "cachet:host";
 
 /// `sync-filesystem(root: u32) -> u32`, in [`HOST_MODULE`]: makes everything

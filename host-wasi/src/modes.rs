@@ -18,10 +18,10 @@
 //!
 //! - Before a `store`, the host hands the guest a [`ModeTable`] with the
 //!   modes of the outputs (the embedding passes it in the environment
-//!   variable [`MODES_ENV`]); [`crate::fs::WasiFilesystem::metadata`]
+//!   variable [`MODES_ENV`]); `fs::WasiFilesystem::metadata`
 //!   reports them, so the manifest the guest writes is byte-identical to
 //!   the one the native binding writes.
-//! - During a `restore`, [`crate::fs::WasiFilesystem::set_mode`] records
+//! - During a `restore`, `fs::WasiFilesystem::set_mode` records
 //!   the mode instead of applying it and follows the file through its
 //!   renames; the guest writes the modes of the restored workspace files as
 //!   a [`ModeTable`] to a file in the cache root named by [`MODE_LOG_ENV`],

@@ -211,15 +211,3 @@ pub(crate) fn path_remove_directory(dir: u32, path: &str) -> Result<(), Errno> {
     // SAFETY: `path` is a live string.
     unsafe { wasip1::path_remove_directory(dir, path) }.map_err(|e| e.raw())
 }
-
-/// The realtime clock, in nanoseconds since the epoch.
-pub(crate) fn realtime_nanos() -> Result<u64, Errno> {
-    // SAFETY: plain call.
-    unsafe { wasip1::clock_time_get(wasip1::CLOCKID_REALTIME, 1) }.map_err(|e| e.raw())
-}
-
-/// Fills `buf` with random bytes from the host.
-pub(crate) fn random_fill(buf: &mut [u8]) -> Result<(), Errno> {
-    // SAFETY: `buf` is live and writable for `buf.len()` bytes.
-    unsafe { wasip1::random_get(buf.as_mut_ptr(), buf.len()) }.map_err(|e| e.raw())
-}

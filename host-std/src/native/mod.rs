@@ -1,15 +1,15 @@
 //! The native `cachet` binary: opening the workspace and the cache
 //! directory with `cap-std`, the `run` subcommand, parallel input hashing
-//! and progress bars. Everything else is [`crate::cli`].
+//! and progress bars. Everything else is [`cachet_cli`].
 //!
 //! `cachet run` and `cachet key` select inputs with the same portable code
-//! ([`crate::cli::select`]) as the WASI guest, so they always agree on a
+//! ([`cachet_cli::select`]) as the WASI guest, so they always agree on a
 //! key; only the hashing is native (parallel, memory-mapped for large
 //! files, [`crate::inputs::hash_file`]), with the same digests. A progress
 //! bar for hashing appears on stderr only when stderr is a terminal and
 //! there is enough to hash to notice.
 //!
-//! Exit codes are those of [`crate::cli::exit`].
+//! Exit codes are those of [`cachet_cli::exit`].
 
 mod run;
 
@@ -24,13 +24,13 @@ use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rayon::prelude::*;
 
-use crate::cli::{
-    self, CliError, FileHasher, GlobalArgs, HashedFiles, Host, KeyArgs, PlumbingCommand,
-    SystemContext, exit,
-};
 use crate::fs::{CapStdFilesystem, OpenError};
 use crate::inputs::{InputError, hash_file, hash_file_with_metadata};
 use crate::memo::{self, MemoFile, file_stat};
+use cachet_cli::{
+    self as cli, CliError, FileHasher, GlobalArgs, HashedFiles, Host, KeyArgs, PlumbingCommand,
+    SystemContext, exit,
+};
 use cachet_core::memo::{FileStat, Memo};
 
 pub use run::RunArgs;
@@ -94,7 +94,7 @@ pub enum NativeError {
 }
 
 impl NativeError {
-    /// The exit code (see [`crate::cli::exit`]).
+    /// The exit code (see [`cachet_cli::exit`]).
     pub fn exit_code(&self) -> u8 {
         use crate::exec::ExecError;
         match self {
@@ -430,10 +430,10 @@ impl FileHasher for ParallelHasher {
                 let _ = file.save(memo, now);
             }
         }
-        Ok(HashedFiles {
-            digests: hashed.into_iter().map(|input| input.digest).collect(),
+        Ok(HashedFiles::new(
+            hashed.into_iter().map(|input| input.digest).collect(),
             from_memo,
-        })
+        ))
     }
 }
 
@@ -454,7 +454,7 @@ fn input_error(path: &str, error: InputError) -> CliError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cli::FsHasher;
+    use cachet_cli::FsHasher;
 
     #[test]
     fn parallel_hashing_gives_the_portable_digests() {
@@ -477,8 +477,14 @@ mod tests {
                 .hash_files(&paths, function)
                 .unwrap();
             assert_eq!(portable, parallel, "{function}");
+            let memo = MemoFile::in_cache_dir(&dir.path().join("cache"));
+            let memoised = ParallelHasher::new(&ws)
+                .with_memo(memo)
+                .hash_files(&paths, function)
+                .unwrap();
+            assert_eq!(memoised.digests, portable.digests, "{function}");
             assert_eq!(
-                portable[1],
+                portable.digests[1],
                 cachet_core::hash::digest(function, &large),
                 "{function}"
             );

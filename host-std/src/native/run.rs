@@ -28,10 +28,11 @@ use cachet_core::cache::{CacheError, RestoreOutcome, StoreOutcome};
 use clap::Args;
 
 use super::{NativeError, Opened};
-use crate::cli::{
-    self, ActionSpec, CliError, GlobalArgs, Host, KeyArgs, StdRead, StdWrite, SystemContext, exit,
-};
 use crate::exec::{CommandSpec, ExecError, Program, RunResult, run_captured};
+use cachet_cli::{
+    self as cli, ActionSpec, CliError, GlobalArgs, Host, KeyArgs, StdRead, StdWrite, SystemContext,
+    exit,
+};
 
 /// `cachet run`.
 #[derive(Args, Clone, Debug, PartialEq, Eq)]

@@ -1,13 +1,13 @@
 //! The file-hash memo end to end (MEMO-1..6): it saves reading files on a
 //! later run, and it never changes a key.
 
+use core::time::Duration;
 use std::fs::{self, File, FileTimes};
 use std::path::Path;
 use std::thread::sleep;
-use std::time::Duration;
 
-use cachet::core::layout;
-use cachet::core::memo::RACY_WINDOW_NANOS;
+use cachet_core::layout;
+use cachet_core::memo::RACY_WINDOW_NANOS;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 
@@ -223,7 +223,7 @@ fn memo_never_changes_a_key_whatever_the_edits() {
         failure_persistence: None,
         ..Config::default()
     });
-    let used = std::cell::Cell::new(0u64);
+    let used = core::cell::Cell::new(0u64);
     let strategy = (
         proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..16), 4),
         proptest::collection::vec(edit(), 1..10),
@@ -235,7 +235,7 @@ fn memo_never_changes_a_key_whatever_the_edits() {
                 sandbox.write(&format!("f{i}"), bytes);
             }
             age();
-            for edit in std::iter::once(&Edit::Age).chain(&edits) {
+            for edit in core::iter::once(&Edit::Age).chain(&edits) {
                 apply(&sandbox.ws, edit);
                 let with = key_of(&sandbox, &[]);
                 let without = key_of(&sandbox, &["--no-memo"]);

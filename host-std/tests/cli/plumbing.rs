@@ -3,7 +3,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use cachet::core::hash::{HashFunction, digest};
+use cachet_core::hash::{HashFunction, digest};
 use serde_json::Value;
 
 use crate::support::{Outcome, Sandbox, copy_tree, snapshot};

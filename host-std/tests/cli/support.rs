@@ -6,7 +6,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use cachet::core::hash::{Digest, HashFunction, digest};
+use cachet_core::hash::{Digest, HashFunction, digest};
 
 /// A temporary directory holding a workspace (`ws/`), a directory outside
 /// it (`outside/`) and the log of command runs (`runs.log`).

@@ -4,9 +4,9 @@ use std::fs;
 use std::io::{self, Read, Write};
 use std::path::Path;
 
-use cachet::core::hash::{HashFunction, digest};
 use cachet::exec::{CommandSpec, ExecError, Program, RunResult, run_captured_with};
 use cachet::inputs::hash_file;
+use cachet_core::hash::{HashFunction, digest};
 
 fn argv(args: &[&str]) -> CommandSpec {
     CommandSpec::new(Program::Argv(

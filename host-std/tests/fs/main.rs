@@ -6,11 +6,11 @@ use std::fs;
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 
-use cachet::core::fs::{
+use cachet::fs::{CapStdFilesystem, OpenError};
+use cachet_core::fs::{
     Directory, Error, ErrorKind, FileKind, FileWriter, Filesystem, Read, Root, Timestamp, Write,
 };
-use cachet::core::hash::{HashFunction, digest};
-use cachet::fs::{CapStdFilesystem, OpenError};
+use cachet_core::hash::{HashFunction, digest};
 use tempfile::TempDir;
 
 /// A workspace, a cache root and a directory outside both holding a secret.
@@ -1007,8 +1007,8 @@ fn run_tasks_runs_tasks_at_once_when_parallelism_allows() {
 /// Stores `count` outputs of distinct contents in nine directories, then
 /// removes them from the workspace; returns the key and each output's path
 /// and contents.
-fn stored_many(f: &Fixture, count: usize) -> (cachet::core::key::Key, Vec<(PathBuf, Vec<u8>)>) {
-    use cachet::core::cache::{Cache, DeterministicContext};
+fn stored_many(f: &Fixture, count: usize) -> (cachet_core::key::Key, Vec<(PathBuf, Vec<u8>)>) {
+    use cachet_core::cache::{Cache, DeterministicContext};
     let mut files = Vec::new();
     let mut outputs = Vec::new();
     for i in 0..count {
@@ -1020,7 +1020,7 @@ fn stored_many(f: &Fixture, count: usize) -> (cachet::core::key::Key, Vec<(PathB
         files.push((path, contents));
         outputs.push(format!("/{relative}"));
     }
-    let key = cachet::core::key::Key(digest(HashFunction::Blake3, b"many"));
+    let key = cachet_core::key::Key(digest(HashFunction::Blake3, b"many"));
     let cache = Cache::new(CapStdFilesystem::open_ambient(&f.workspace, &f.cache).unwrap());
     let mut outputs: Vec<&str> = outputs.iter().map(String::as_str).collect();
     cache
@@ -1040,19 +1040,19 @@ fn stored_many(f: &Fixture, count: usize) -> (cachet::core::key::Key, Vec<(PathB
 /// threads, discarding the streams.
 fn restore_with(
     f: &Fixture,
-    key: &cachet::core::key::Key,
+    key: &cachet_core::key::Key,
     parallelism: usize,
-) -> Result<cachet::core::cache::RestoreOutcome, cachet::core::cache::CacheError> {
+) -> Result<cachet_core::cache::RestoreOutcome, cachet_core::cache::CacheError> {
     let fs = CapStdFilesystem::open_ambient(&f.workspace, &f.cache)
         .unwrap()
         .with_parallelism(parallelism);
-    let context = &mut cachet::core::cache::DeterministicContext::default();
-    cachet::core::cache::Cache::new(fs).restore(key, Vec::new(), Vec::new(), context)
+    let context = &mut cachet_core::cache::DeterministicContext::default();
+    cachet_core::cache::Cache::new(fs).restore(key, Vec::new(), Vec::new(), context)
 }
 
 #[test]
 fn op_3_restore_on_several_threads_puts_every_output_in_place() {
-    use cachet::core::cache::RestoreOutcome;
+    use cachet_core::cache::RestoreOutcome;
     for parallelism in [1, 4] {
         let f = fixture();
         let (key, files) = stored_many(&f, 600);
@@ -1074,8 +1074,8 @@ fn op_3_restore_on_several_threads_puts_every_output_in_place() {
 
 #[test]
 fn op_3_a_bad_blob_stops_every_thread_before_anything_is_published() {
-    use cachet::core::cache::{LookupStatus, RestoreOutcome};
-    use cachet::core::layout;
+    use cachet_core::cache::{LookupStatus, RestoreOutcome};
+    use cachet_core::layout;
     for bad in [0, 300, 599] {
         let f = fixture();
         let (key, files) = stored_many(&f, 600);

@@ -38,8 +38,8 @@ use std::alloc::System;
 use std::fs;
 use std::process::Command;
 
-use cachet::cli::{StdWrite, SystemContext};
 use cachet::fs::CapStdFilesystem;
+use cachet_cli::{StdWrite, SystemContext};
 use cachet_core::cache::{Cache, CleanModes, RestoreOutcome};
 use cachet_core::key::Key;
 

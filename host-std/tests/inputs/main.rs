@@ -5,10 +5,10 @@ use std::fs;
 use std::os::unix::fs::symlink;
 use std::path::Path;
 
-use cachet::core::hash::{HashFunction, digest};
 use cachet::inputs::{
     InputError, LARGE_FILE_BYTES, hash_file, hash_file_with_metadata, hash_reader,
 };
+use cachet_core::hash::{HashFunction, digest};
 
 fn write(root: &Path, relative: &str, bytes: &[u8]) {
     let path = root.join(relative);

@@ -2,7 +2,7 @@
 //!
 //! It takes the plumbing subcommands of the native `cachet` (`key`,
 //! `status`, `store`, `restore`, `info`, `clean`, `clear`, `verify`) with
-//! the same flags, and runs them through the same code (`cachet::cli`), so
+//! the same flags, and runs them through the same code (`cachet_cli`), so
 //! `--json` reports are byte-identical for the same cache. Its roots are the
 //! directories preopened as `/workspace` and `/cache`
 //! ([`cachet_wasi::WORKSPACE_PREOPEN`], [`cachet_wasi::CACHE_PREOPEN`]);
@@ -33,7 +33,7 @@ fn main() -> std::process::ExitCode {
 mod guest {
     use std::io::{self, BufWriter, Write as _};
 
-    use cachet::cli::{self, Host, PlumbingCli, SystemContext, exit};
+    use cachet_cli::{self as cli, Host, PlumbingCli, SystemContext, exit};
     use cachet_core::cache::Cache;
     use cachet_core::fs::{FileWriter, Filesystem, Root, Write as _};
     use cachet_wasi::fs::WasiFilesystem;

@@ -1,7 +1,7 @@
 //! The guest against the native binding (issue #4, part 4).
 //!
 //! Every scenario runs the same command lines through the native plumbing
-//! (`cachet::cli::run_plumbing` over `CapStdFilesystem`, which is what the
+//! (`cachet_cli::run_plumbing` over `CapStdFilesystem`, which is what the
 //! `cachet` binary runs) and through the `cachet-wasi` guest under the
 //! embedding, and demands identical exit codes, stdout and stderr, and
 //! identical workspace and cache trees (apart from scratch names and
@@ -19,8 +19,8 @@ use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use cachet::cli::{self, Host, PlumbingCli, SystemContext};
 use cachet::fs::CapStdFilesystem;
+use cachet_cli::{self as cli, Host, PlumbingCli, SystemContext};
 use cachet_core::cache::Cache;
 use cachet_wasi::embed::{Embedding, GuestOutput, is_read_only};
 

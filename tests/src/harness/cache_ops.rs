@@ -9,7 +9,7 @@
 //! cache is tampered with (flipped, truncated or removed files, manifest
 //! bytes changed, symlinks and debris planted).
 //!
-//! A plain model ([`Model`]) records, per key, every content ever offered
+//! A plain model (`KeyModel`) records, per key, every content ever offered
 //! to a store (its candidates) and what is known of the entry: absent,
 //! present (with its exact content when known, and whether a completed
 //! store made it durable), or unknown. After every step the checker reads

@@ -10,7 +10,7 @@ use std::path::{Component, Path, PathBuf};
 
 use cachet_core::key::Key;
 
-use super::error::CliError;
+use crate::error::CliError;
 
 /// Parses a key: exactly 64 hex digits, in either case (KEY-1).
 pub fn key(flag: &'static str, text: &str) -> Result<Key, CliError> {
@@ -216,7 +216,7 @@ fn normalize(path: &Path) -> Option<PathBuf> {
 
 /// The cache directory's path relative to the workspace, when it lies
 /// strictly inside it: the directory that input and output selection must
-/// skip ([`super::Host::excluded_dirs`]). Both paths should be absolute and
+/// skip ([`crate::Host::excluded_dirs`]). Both paths should be absolute and
 /// resolved (the native binary canonicalizes them); the comparison is
 /// textual.
 pub fn excluded_dir(workspace: &Path, cache_dir: &Path) -> Option<String> {

@@ -1,5 +1,23 @@
-//! The `cachet` command line, shared by the native `cachet` binary and the
-//! `cachet-wasi` guest.
+//! `cachet-cli`: the portable `cachet` command line, shared by the native
+//! `cachet` binary and the `cachet-wasi` guest.
+//!
+//! It owns everything a command does between parsing its arguments and
+//! printing its report: the clap definitions ([`PlumbingCli`],
+//! [`KeyArgs`]), input and output selection ([`select`], spec §8), key
+//! computation ([`compute_key`]), the text and JSON reports ([`report`]),
+//! the exit codes ([`exit`]) and [`run_plumbing`], which runs one plumbing
+//! subcommand over any [`Filesystem`](cachet_core::fs::Filesystem). What an
+//! embedding needs to know about a command line (whether it only reads,
+//! which outputs a store selects) it asks the parsed command
+//! ([`PlumbingCommand::is_read_only`], [`PlumbingCommand::stored_output_patterns`]),
+//! never a parser of its own.
+//!
+//! **May depend on** `cachet-core` and portable crates (clap, globset,
+//! ignore's gitignore matcher, serde). **Must not** touch the operating
+//! system beyond `std::env` and the standard streams: no `std::fs`, no
+//! processes, no threads, so that it builds and behaves the same for
+//! `wasm32-wasip1`; and it must not decide anything about the cache, which
+//! is `cachet-core`'s. Rule ids are those of `docs/spec.md`.
 //!
 //! Everything here is portable (it builds for `wasm32-wasip1`) and works
 //! over any [`Filesystem`](cachet_core::fs::Filesystem): the two hosts
@@ -7,7 +25,7 @@
 //! the native binary adds `run`. A guest's `main` is:
 //!
 //! ```no_run
-//! # use cachet::cli::{self, Host, PlumbingCli, SystemContext};
+//! # use cachet_cli::{self as cli, Host, PlumbingCli, SystemContext};
 //! # use cachet_core::cache::Cache;
 //! # fn open_filesystem(_: &cli::GlobalArgs) -> cachet_core::memfs::MemFs { cachet_core::memfs::MemFs::new() }
 //! let (mut stdout, mut stderr) = (std::io::stdout(), std::io::stderr());
@@ -128,6 +146,11 @@
 //! # Exit codes
 //!
 //! See [`exit`] for the table.
+
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+extern crate alloc;
 
 mod args;
 mod context;

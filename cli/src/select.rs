@@ -23,7 +23,7 @@
 //!
 //! Anything named `.git` (a repository or a submodule's `.git` file) at any
 //! depth and everything below it, and every directory of
-//! [`Host::excluded_dirs`](super::Host::excluded_dirs) (the cache
+//! [`Host::excluded_dirs`](crate::Host::excluded_dirs) (the cache
 //! directory, when it lies inside the workspace) with everything below it.
 //! Names that are not UTF-8 are not seen (the filesystem binding does not
 //! report them).
@@ -67,7 +67,7 @@ use cachet_core::fs::{ErrorKind, FileKind, Filesystem, Root};
 use globset::{Candidate, GlobBuilder, GlobSet, GlobSetBuilder};
 use ignore::gitignore::{Gitignore, GitignoreBuilder};
 
-use super::error::CliError;
+use crate::error::CliError;
 
 /// Ignore files larger than this are refused rather than read whole.
 pub const MAX_IGNORE_FILE_BYTES: u64 = 16 * 1024 * 1024;
@@ -162,11 +162,7 @@ fn compile(flag: &'static str, patterns: &[String]) -> Result<Patterns, CliError
             })?;
         builder.add(glob);
         let segments: Vec<&str> = text.split('/').collect();
-        let literal: Vec<String> = segments
-            .iter()
-            .take_while(|segment| !has_glob_syntax(segment))
-            .map(|segment| String::from(*segment))
-            .collect();
+        let literal = literal_segments(text);
         prefixes.push(Prefix {
             complete: literal.len() == segments.len(),
             literal,
@@ -178,6 +174,24 @@ fn compile(flag: &'static str, patterns: &[String]) -> Result<Patterns, CliError
         reason: format!("{}; fix the glob", error.kind()),
     })?;
     Ok(Patterns { set, prefixes })
+}
+
+/// The leading segments of a normalised pattern that hold no glob syntax.
+fn literal_segments(text: &str) -> Vec<String> {
+    text.split('/')
+        .take_while(|segment| !has_glob_syntax(segment))
+        .map(String::from)
+        .collect()
+}
+
+/// The workspace-relative directory (or file) below which `pattern` can
+/// match anything: its leading segments without glob syntax, after the
+/// normalisation selection applies (a leading `/` or `./` and a trailing
+/// `/` dropped). Empty means anywhere in the workspace. A host that must
+/// prepare what a selection will see (the WASI embedding, which carries
+/// file modes into the sandbox) walks only below it.
+pub fn literal_prefix(pattern: &str) -> String {
+    literal_segments(normalize_pattern(pattern)).join("/")
 }
 
 fn normalize_pattern(pattern: &str) -> &str {
@@ -607,6 +621,15 @@ mod tests {
             ),
             "{error:?}"
         );
+    }
+
+    #[test]
+    fn literal_prefix_is_what_the_walk_would_list_below() {
+        assert_eq!(literal_prefix("./out/"), "out");
+        assert_eq!(literal_prefix("/out/bin/*.o"), "out/bin");
+        assert_eq!(literal_prefix("**/x"), "");
+        assert_eq!(literal_prefix("a/{b,c}/d"), "a");
+        assert_eq!(literal_prefix("a/b"), "a/b");
     }
 
     #[test]

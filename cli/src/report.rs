@@ -19,7 +19,7 @@ use cachet_core::key::Key;
 use cachet_core::manifest::Manifest;
 use serde::Serialize;
 
-use super::keying::{ActionSpec, KeyReport};
+use crate::keying::{ActionSpec, KeyReport};
 
 fn hex(digest: &Digest) -> String {
     String::from(digest.to_hex().as_str())

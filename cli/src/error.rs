@@ -4,13 +4,13 @@ use cachet_core::cache::{CacheError, LookupStatus, Step};
 use cachet_core::fs::{self, ErrorKind, FileKind};
 use cachet_core::key::{Key, KeyError};
 
-use super::exit;
+use crate::exit;
 
 /// Why a plumbing subcommand (or the shared part of `run`) failed.
 ///
 /// The `Display` text says what failed, on which path, and what to do; the
 /// binaries print it after `cachet: `. [`CliError::exit_code`] maps each
-/// variant onto the table in [`super::exit`].
+/// variant onto the table in [`crate::exit`].
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum CliError {
@@ -105,7 +105,7 @@ pub enum CliError {
 }
 
 impl CliError {
-    /// The exit code for this error (see [`super::exit`]).
+    /// The exit code for this error (see [`crate::exit`]).
     pub fn exit_code(&self) -> u8 {
         match self {
             CliError::InvalidValue { .. }

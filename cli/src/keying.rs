@@ -20,10 +20,10 @@ use cachet_core::key::{
 };
 use cachet_core::manifest::Manifest;
 
-use super::args::KeyArgs;
-use super::error::CliError;
-use super::parse;
-use super::select::select_inputs;
+use crate::args::KeyArgs;
+use crate::error::CliError;
+use crate::parse;
+use crate::select::select_inputs;
 
 /// What the plumbing layer needs to know about its host besides the
 /// filesystem.
@@ -92,12 +92,14 @@ pub struct HashedFiles {
 }
 
 impl HashedFiles {
+    /// Digests of which `from_memo` came from the file-hash memo.
+    pub fn new(digests: Vec<Digest>, from_memo: u64) -> HashedFiles {
+        HashedFiles { digests, from_memo }
+    }
+
     /// Digests that were all computed by reading the files.
     pub fn read(digests: Vec<Digest>) -> HashedFiles {
-        HashedFiles {
-            digests,
-            from_memo: 0,
-        }
+        HashedFiles::new(digests, 0)
     }
 }
 
@@ -161,9 +163,9 @@ fn hash_one<F: Filesystem>(
     }
 }
 
-/// What a task runs (KEY-4), owned.
+/// What a task runs (KEY-4: a command or a shell script, nothing else),
+/// owned.
 #[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
 pub enum ActionSpec {
     /// An argv vector.
     Command(Vec<String>),

@@ -6,22 +6,22 @@ use cachet_core::cache::{Cache, CleanModes, Context, RestoreOutcome};
 use cachet_core::fs::{ErrorKind, Filesystem, Root};
 use cachet_core::manifest::Manifest;
 
-use super::args::{CleanArgs, PlumbingCommand, RestoreArgs, StatusArgs, StoreArgs, VerifyArgs};
-use super::error::CliError;
-use super::exit;
-use super::io::{MaybeRead, StdWrite};
-use super::keying::{Host, compute_key};
-use super::parse;
-use super::report;
-use super::select::select_outputs;
+use crate::args::{CleanArgs, PlumbingCommand, RestoreArgs, StatusArgs, StoreArgs, VerifyArgs};
+use crate::error::CliError;
+use crate::exit;
+use crate::io::{MaybeRead, StdWrite};
+use crate::keying::{Host, compute_key};
+use crate::parse;
+use crate::report;
+use crate::select::select_outputs;
 
 /// Runs `command` against `cache` and returns the exit code (see
-/// [`super::exit`]).
+/// [`crate::exit`]).
 ///
 /// Reports go to `stdout`, as do replayed stdout bytes; replayed stderr
 /// bytes and error messages (one line starting with `cachet: `) go to
 /// `stderr`. `cache` must have been built with the options of the command
-/// line ([`GlobalArgs::cache_options`](super::GlobalArgs::cache_options)),
+/// line ([`GlobalArgs::cache_options`](crate::GlobalArgs::cache_options)),
 /// on a filesystem whose [`Root::Workspace`] is the workspace and whose
 /// [`Root::Cache`] is the cache directory.
 pub fn run_plumbing<F: Filesystem>(
@@ -252,7 +252,7 @@ fn verify<F: Filesystem>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cli::PlumbingCli;
+    use crate::PlumbingCli;
     use cachet_core::cache::DeterministicContext;
     use cachet_core::hash::{HashFunction, digest};
     use cachet_core::key::{Action, InputFile, KeyComponents, derive_key};

@@ -5,8 +5,8 @@
 //! [`GlobalArgs`] and [`PlumbingCommand`], so the two accept the same flags.
 //! Values that need checking (keys, globs, sizes, durations, `NAME=VALUE`,
 //! `PROJECT:TASK=KEY`) are taken as text here and checked by
-//! [`super::parse`], so that a malformed value exits with
-//! [`BAD_VALUE`](super::exit::BAD_VALUE), not with a usage error.
+//! [`crate::parse`], so that a malformed value exits with
+//! [`BAD_VALUE`](crate::exit::BAD_VALUE), not with a usage error.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -15,7 +15,7 @@ use cachet_core::hash::HashFunction;
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{ArgGroup, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
-use super::exit;
+use crate::exit;
 
 /// Options every subcommand takes, before or after the subcommand's name.
 #[derive(Args, Clone, Debug, PartialEq, Eq)]
@@ -110,6 +110,45 @@ pub enum PlumbingCommand {
     /// Re-hash every entry's contents and report the damaged ones (exit 1
     /// when there are any)
     Verify(VerifyArgs),
+}
+
+impl PlumbingCommand {
+    /// Whether the command only reads the workspace and the cache, so that
+    /// a sandbox may hand it both read-only: `key`, `status`, `info`, and
+    /// `verify` without `--evict`.
+    pub fn is_read_only(&self) -> bool {
+        match self {
+            PlumbingCommand::Key(_) | PlumbingCommand::Status(_) | PlumbingCommand::Info(_) => true,
+            PlumbingCommand::Verify(args) => !args.evict,
+            PlumbingCommand::Store(_)
+            | PlumbingCommand::Restore(_)
+            | PlumbingCommand::Clean(_)
+            | PlumbingCommand::Clear(_) => false,
+        }
+    }
+
+    /// The subcommand's name on the command line.
+    pub fn name(&self) -> &'static str {
+        match self {
+            PlumbingCommand::Key(_) => "key",
+            PlumbingCommand::Status(_) => "status",
+            PlumbingCommand::Store(_) => "store",
+            PlumbingCommand::Restore(_) => "restore",
+            PlumbingCommand::Info(_) => "info",
+            PlumbingCommand::Clean(_) => "clean",
+            PlumbingCommand::Clear(_) => "clear",
+            PlumbingCommand::Verify(_) => "verify",
+        }
+    }
+
+    /// The `--output` patterns of a `store`, whose files it reads and
+    /// records with their modes; nothing for any other command.
+    pub fn stored_output_patterns(&self) -> &[String] {
+        match self {
+            PlumbingCommand::Store(args) => &args.outputs,
+            _ => &[],
+        }
+    }
 }
 
 /// Everything that makes a key (SPEC §2), as `run` and `key` take it.
