@@ -4,7 +4,8 @@
 //! fuzzers and the stable replay of their seed corpora
 //! (`tests/fuzz_seeds.rs`) run exactly the same checks, and the in-memory
 //! cache helpers the crash-consistency tests (`tests/crash.rs`) share with
-//! the `cache_ops` fuzz target.
+//! the `cache_ops` fuzz target; [`hostile`] lists the hostile caches and
+//! inputs that the native and the Wasm guest tests both run.
 //!
 //! # Rules
 //!
@@ -16,3 +17,4 @@
 extern crate alloc;
 
 pub mod harness;
+pub mod hostile;

@@ -5,7 +5,10 @@
 extern crate alloc;
 
 mod example;
+mod hostile;
 mod memo;
 mod plumbing;
+mod proc;
 mod run;
+mod stress;
 mod support;

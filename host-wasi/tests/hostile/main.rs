@@ -42,8 +42,7 @@
 
 extern crate alloc;
 
-#[path = "../../../host-std/tests/hostile/cases.rs"]
-mod cases;
+use cachet_tests::hostile as cases;
 
 use core::time::Duration;
 use std::fs;

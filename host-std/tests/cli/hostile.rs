@@ -26,10 +26,9 @@
 //! at 257 KiB beyond the manifest buffer, and at 96 MiB for a manifest at
 //! the cap (64 MiB, plus the 32 MiB block it grew from).
 
-extern crate alloc;
+use cachet_tests::hostile as cases;
 
-mod cases;
-mod proc;
+use crate::proc;
 
 use core::alloc::{GlobalAlloc, Layout as AllocLayout};
 use core::cell::Cell;
@@ -405,7 +404,7 @@ fn safe_1_deep_directory_debris_is_reported_by_path_without_overflow() {
 fn every_case_is_run_by_some_test() {
     // The named lists above must cover the whole reusable list, so a case
     // added to `cases.rs` cannot be forgotten here.
-    let source = include_str!("main.rs");
+    let source = include_str!("hostile.rs");
     for case in cases::ALL {
         assert!(
             source.contains(&format!("\"{}\"", case.name)),

@@ -29,7 +29,7 @@ use std::time::Instant;
 pub const PROBE_VAR: &str = "CACHET_TEST_RSS_PROBE";
 
 /// The test that serves probes: it must call [`serve_probe`] first.
-pub const PROBE_TEST: &str = "rss_probe_measures_the_child_not_the_test_binary";
+pub const PROBE_TEST: &str = "hostile::rss_probe_measures_the_child_not_the_test_binary";
 
 /// How a child ended.
 #[derive(Clone)]

@@ -24,10 +24,7 @@
 //! which the main test leaves out: stores, restores and `run`s while
 //! another process keeps clearing the cache root.
 
-extern crate alloc;
-
-#[path = "../hostile/proc.rs"]
-mod proc;
+use crate::proc;
 
 use alloc::collections::BTreeMap;
 use core::time::Duration;

@@ -6,25 +6,15 @@
 //! of [`Step::SEQUENCE`]: `status`, `restore`, `info`, `verify`,
 //! `clean --soft`, `status` again, `clear`. [`judge`] and
 //! [`judge_workspace`] decide whether one host's answer is right, so the
-//! native tests (`host-std/tests/hostile/main.rs`, the real `cachet`
-//! binary) and the Wasm guest tests can share this file:
-//!
-//! ```ignore
-//! #[path = "../../../host-std/tests/hostile/cases.rs"]
-//! mod cases;
-//! ```
-//!
-//! It needs only `std`, `alloc` (the including crate declares
-//! `extern crate alloc;`), `cachet_core` and `serde_json`, and builds the
-//! trees with `std::fs` plus the `mkfifo` command, so it
-//! runs on the host whatever runs the cache.
+//! native tests (`host-std/tests/cli/hostile.rs`, the real `cachet`
+//! binary) and the Wasm guest tests (`host-wasi/tests/hostile/main.rs`)
+//! share one list. It builds the trees with `std::fs` plus the `mkfifo`
+//! command, so it runs on the host whatever runs the cache.
 //!
 //! Every hostile cache starts as a complete, valid entry written by
 //! [`Entry::write_at`] (the [`VALID`] case proves that entry is a hit and
 //! restores exactly), then one thing is changed; each edit asserts that it
 //! changed something, so no case can silently degrade into the valid one.
-
-#![allow(dead_code)]
 
 use alloc::collections::BTreeMap;
 use std::fs;
