@@ -1,25 +1,82 @@
-//! The I/O boundary: the [`Filesystem`] trait and the core-owned error kinds.
+//! The I/O boundary: the [`Filesystem`] trait, the handles it hands out and
+//! the core-owned error kinds.
 //!
-//! This trait is everything the core asks of a host. Each method is one
-//! system call's worth of work on a path relative to one of two root
-//! capabilities ([`Root::Workspace`], [`Root::Cache`]); the cache root may
-//! live outside the workspace. A `cap_std::fs::Dir` pair and a pair of WASI
-//! preopened directory fds each implement it directly, with no logic of their
-//! own: every decision (what to check, in which order, what to sync) is made
-//! by the operations in [`crate::cache`]. The one method that is not a
-//! system call, [`Filesystem::run_tasks`], lets a host with threads run
-//! the core's own independent work (staging a restore, checking a lookup's
-//! blobs) on several of them; the core has no threads of its own.
+//! This is everything the core asks of a host's files and directories.
+//! Each method is one system call's worth of work on a path relative to one
+//! of two root capabilities ([`Root::Workspace`], [`Root::Cache`]), or on a
+//! [`Directory`] the host opened; the cache root may live outside the
+//! workspace. A `cap_std::fs::Dir` pair and a pair of WASI preopened
+//! directory descriptors each implement it directly, with no logic of their
+//! own: every decision (what to check, in which order, what to sync, when to
+//! rename) is made by the operations in `crate::cache`. Running the core's
+//! independent work on several threads is not file I/O and is not here; it
+//! is [`crate::tasks::Tasks`], which a host may implement beside this trait.
+//!
+//! # The trait, by group
+//!
+//! - **Files**: [`Filesystem::open_file`] (a regular file, never through a
+//!   symlink in the last component, with [`FileReader::metadata`] of what
+//!   was opened), [`Filesystem::create_new_file`] (never over anything that
+//!   exists, symlinks included; [`FileWriter::set_mode`] through the handle)
+//!   and, optionally, [`Filesystem::copy_file`] (a copy inside the host).
+//!   Restore copies every output into scratch and renames it onto its
+//!   target, mode already set, so a target is never written in place (OP-3).
+//! - **Directories**: [`Filesystem::create_dir`], [`Filesystem::read_dir`]
+//!   and [`Filesystem::open_dir`], whose [`Directory`] handle looks up and
+//!   renames single [`Name`]s without resolving a path again: what makes a
+//!   lookup of thousands of blobs cost one `stat` each (OP-1) and a restore
+//!   one `rename` per output (OP-3).
+//! - **Metadata**: [`Filesystem::metadata`] and [`Directory::metadata`],
+//!   never following a symlink in the last component, so that a symlinked
+//!   blob or stream is a miss (OP-1) and a symlinked ancestor of a restore
+//!   target is refused (SAFE-2); [`Filesystem::set_modified`] refreshes an
+//!   entry's "last used" time (OP-5).
+//! - **Renames and removal**: one [`Filesystem::rename`], of one name in an
+//!   open directory onto one name in another, with or without replacing
+//!   ([`Replace`]). Entries appear only by a rename of a complete scratch
+//!   directory (OP-2) and disappear only by a rename aside before anything
+//!   in them is removed (OP-2, OP-5, OP-8); [`Replace::Never`] is how equal
+//!   blobs are shared (DISK-4) and how a store never replaces a published
+//!   entry. [`Filesystem::remove_file`] and [`Filesystem::remove_dir`] clear
+//!   what was renamed aside and scratch left by crashes (SAFE-3).
+//! - **Durability**: [`FileWriter::sync`], [`Filesystem::sync_dir`] and,
+//!   optionally, [`Filesystem::sync_filesystem`]: everything an entry holds
+//!   is durable before the rename that publishes it (OP-2, SAFE-3).
+//!
+//! # Optional calls
+//!
+//! Three things a host may lack; each returns [`ErrorKind::Unsupported`]
+//! without doing anything, and the core then takes a slower path of its
+//! own with the same guarantees:
+//!
+//! - [`Replace::Never`] in [`Filesystem::rename`]: WASI preview 1 has no
+//!   `renameat2(RENAME_NOREPLACE)`, nor do some Linux filesystems. A store
+//!   then names a blob after a `stat` in its private scratch directory, and
+//!   publishes with a plain rename, which never replaces a non-empty
+//!   directory (OP-2).
+//! - [`Filesystem::sync_filesystem`] (with
+//!   [`Filesystem::supports_sync_filesystem`]): WASI preview 1 has no
+//!   `syncfs`. The core then syncs each file and directory as it finishes
+//!   it: the same durability, one call per file.
+//! - [`Filesystem::copy_file`]: WASI preview 1 has no in-kernel copy. The
+//!   core then streams the bytes through its own buffer, hashing them on
+//!   the way.
+//!
+//! # Paths and names
 //!
 //! Paths handed to a `Filesystem` are relative (`ab/abcd…/manifest.json`),
 //! use `/` as separator and never contain `.` or `..` segments; the empty
 //! path names the root itself. Implementations must not let a path resolve
 //! outside its root (SAFE-2), and must not follow a symlink in the last
-//! component where a method says so.
+//! component where a method says so. A [`Name`] is one path component,
+//! checked once when it is made, so a [`Directory`] call can never be
+//! steered through a path.
+//!
+//! # Errors
 //!
 //! Errors carry an [`ErrorKind`] owned by the core, so the core never sees a
-//! platform type; adapters map `std::io::Error` or a WASI errno onto it and
-//! keep the raw code for messages.
+//! platform type; adapters map `std::io::Error` (once, here, under the `std`
+//! feature) or a WASI errno onto it and keep the raw code for messages.
 
 use core::ops::ControlFlow;
 
@@ -286,6 +343,71 @@ impl Write for alloc::vec::Vec<u8> {
     }
 }
 
+/// One path component: not empty, not `.` or `..`, without `/` or NUL.
+///
+/// [`Directory`] calls take names, not paths, so nothing they do can walk
+/// out of the directory or through a symlink (SAFE-2); the check is made
+/// once, here, instead of in every binding.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Name<'a>(&'a str);
+
+impl<'a> Name<'a> {
+    /// `name` as a [`Name`], or [`ErrorKind::InvalidInput`] if it is not a
+    /// single path component.
+    pub const fn new(name: &'a str) -> Result<Name<'a>, Error> {
+        let bytes = name.as_bytes();
+        if let [] | [b'.'] | [b'.', b'.'] = bytes {
+            return Err(Error::new(ErrorKind::InvalidInput));
+        }
+        let mut at = 0;
+        while at < bytes.len() {
+            if bytes[at] == b'/' || bytes[at] == 0 {
+                return Err(Error::new(ErrorKind::InvalidInput));
+            }
+            at += 1;
+        }
+        Ok(Name(name))
+    }
+
+    /// The name as a string.
+    pub const fn as_str(self) -> &'a str {
+        self.0
+    }
+}
+
+impl core::ops::Deref for Name<'_> {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        self.0
+    }
+}
+
+impl core::fmt::Debug for Name<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        core::fmt::Debug::fmt(self.0, f)
+    }
+}
+
+impl core::fmt::Display for Name<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+/// Whether [`Filesystem::rename`] may replace what is at the target name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Replace {
+    /// POSIX `rename`: replaces a file or symlink, and a directory only
+    /// with a directory and only when it is empty.
+    Allowed,
+    /// `renameat2(RENAME_NOREPLACE)`: fails with
+    /// [`ErrorKind::AlreadyExists`] if anything is at the target name. A
+    /// host without it returns [`ErrorKind::Unsupported`] having done
+    /// nothing (see the module docs).
+    Never,
+}
+
 /// A directory opened by [`Filesystem::open_dir`].
 ///
 /// It names the directory itself, not a path: looking up many entries of one
@@ -294,15 +416,18 @@ impl Write for alloc::vec::Vec<u8> {
 /// If the directory is renamed after it was opened, the handle follows it.
 pub trait Directory {
     /// Like [`Filesystem::metadata`] for the entry `name` of this directory,
-    /// without following a symlink. `name` is one path component: a name
-    /// that is empty, `.`, `..` or contains `/` is
-    /// [`ErrorKind::InvalidInput`].
-    fn metadata(&self, name: &str) -> Result<Metadata, Error>;
+    /// without following a symlink.
+    fn metadata(&self, name: Name<'_>) -> Result<Metadata, Error>;
 }
 
-/// Whether `name` is a single path component a [`Directory`] may look up.
-pub fn is_single_component(name: &str) -> bool {
-    !name.is_empty() && name != "." && name != ".." && !name.contains('/') && !name.contains('\0')
+/// A regular file opened by [`Filesystem::open_file`].
+pub trait FileReader: Read {
+    /// The metadata of the file this reader reads, as of when it was opened
+    /// (an `fstat` of the open file, which the host may have made while
+    /// opening it). It describes exactly the file opened, whatever the path
+    /// names by now, and costs no second path resolution: store records an
+    /// output's mode and size hint from it (OP-2).
+    fn metadata(&self) -> Result<Metadata, Error>;
 }
 
 /// A file opened for writing by [`Filesystem::create_new_file`].
@@ -310,98 +435,48 @@ pub trait FileWriter: Write {
     /// Makes the file's data and metadata durable (`fsync`).
     fn sync(&mut self) -> Result<(), Error>;
 
-    /// Sets the permission bits of this file through the open handle
-    /// (`fchmod`), which saves resolving its path again. Hosts that can
-    /// only set modes by path return [`ErrorKind::Unsupported`] (the
-    /// default), and the core calls [`Filesystem::set_mode`] instead.
-    fn set_mode(&mut self, mode: u32) -> Result<(), Error> {
-        let _ = mode;
-        Err(Error::new(ErrorKind::Unsupported))
-    }
+    /// Sets the permission bits of this file (`fchmod`), at most `0o7777`
+    /// (else [`ErrorKind::InvalidInput`]). Restore sets each output's
+    /// recorded mode this way before the file is synced and renamed onto
+    /// its target, so that a target appears with its final mode at once
+    /// (OP-3, SAFE-3).
+    fn set_mode(&mut self, mode: u32) -> Result<(), Error>;
 }
 
-/// The whole I/O boundary between the core and a host (see the module docs).
+/// The file and directory I/O the core needs from a host (see the module
+/// docs for the groups and the three optional calls).
 pub trait Filesystem {
-    /// A file opened for reading.
-    type Reader: Read;
-    /// A file opened for writing.
+    /// A regular file opened for reading.
+    type Reader: FileReader;
+    /// A new file opened for writing.
     type Writer: FileWriter;
-    /// A directory opened for looking up its entries.
+    /// A directory opened for looking up and renaming its entries.
     type Directory: Directory;
 
-    /// Opens a regular file for reading. Refuses (with
-    /// [`ErrorKind::SymlinkRefused`]) to follow a symlink in the last
-    /// component.
+    // Files: opening, creating, copying.
+
+    /// Opens a regular file for reading. Refuses to follow a symlink in the
+    /// last component ([`ErrorKind::SymlinkRefused`]), a directory
+    /// ([`ErrorKind::IsADirectory`]) and anything else that is not a
+    /// regular file ([`ErrorKind::InvalidInput`]: reading a FIFO or a device
+    /// could block or never end, SAFE-1).
     fn open_file(&self, root: Root, path: &str) -> Result<Self::Reader, Error>;
-
-    /// [`Filesystem::open_file`] together with the file's metadata. The
-    /// default stats the path and then opens it; a host that can stat the
-    /// opened file instead saves a path resolution and reports the
-    /// metadata of exactly the file it opened. Fails like `open_file` for
-    /// anything but a regular file.
-    fn open_file_with_metadata(
-        &self,
-        root: Root,
-        path: &str,
-    ) -> Result<(Self::Reader, Metadata), Error> {
-        let metadata = self.metadata(root, path)?;
-        match metadata.kind {
-            FileKind::File => {}
-            FileKind::Dir => return Err(Error::new(ErrorKind::IsADirectory)),
-            FileKind::Symlink => return Err(Error::new(ErrorKind::SymlinkRefused)),
-            FileKind::Other => return Err(Error::new(ErrorKind::InvalidInput)),
-        }
-        Ok((self.open_file(root, path)?, metadata))
-    }
-
-    /// Like [`Filesystem::rename_at`], but fails with
-    /// [`ErrorKind::AlreadyExists`] instead of replacing anything. Hosts
-    /// without it return [`ErrorKind::Unsupported`], the default.
-    fn rename_at_no_replace(
-        &self,
-        from: &Self::Directory,
-        from_name: &str,
-        to: &Self::Directory,
-        to_name: &str,
-    ) -> Result<(), Error> {
-        let _ = (from, from_name, to, to_name);
-        Err(Error::new(ErrorKind::Unsupported))
-    }
 
     /// Creates a new regular file for writing; fails with
     /// [`ErrorKind::AlreadyExists`] if anything exists at `path`, symlinks
     /// included.
     fn create_new_file(&self, root: Root, path: &str) -> Result<Self::Writer, Error>;
 
-    /// Opens the directory at `path` for [`Directory::metadata`]. Refuses a
-    /// symlink in the last component ([`ErrorKind::SymlinkRefused`]) and
-    /// anything that is not a directory ([`ErrorKind::NotADirectory`]).
-    fn open_dir(&self, root: Root, path: &str) -> Result<Self::Directory, Error>;
-
-    /// Like [`Filesystem::rename`], for the entry `from_name` of the
-    /// directory `from` onto `to_name` in `to`: both names are single
-    /// components ([`is_single_component`], else
-    /// [`ErrorKind::InvalidInput`]), so no path is resolved again, which is
-    /// what lets a restore put thousands of files in place without opening
-    /// their parent directories once per file.
-    fn rename_at(
-        &self,
-        from: &Self::Directory,
-        from_name: &str,
-        to: &Self::Directory,
-        to_name: &str,
-    ) -> Result<(), Error>;
-
-    /// Copies all of `from`, just opened, into `to`, just created and empty,
-    /// the fastest way the host has (a reflink, an in-kernel copy such as
-    /// `copy_file_range`, hashing on another thread while it copies), and
-    /// returns the digest under `function` and the length of what `to` now
-    /// holds. The digest must be computed from `to`, read back, never from
-    /// `from`: it is what names a stored blob and what verifies a restored
-    /// one. Nothing is synced. Hosts without a faster way return
-    /// [`ErrorKind::Unsupported`] having copied nothing (the default), and
-    /// the core streams the bytes through its own buffer, hashing them on
-    /// the way.
+    /// Optional. Copies all of `from`, just opened, into `to`, just created
+    /// and empty, the fastest way the host has (a reflink, an in-kernel copy
+    /// such as `copy_file_range`, hashing on another thread while it
+    /// copies), and returns the digest under `function` and the length of
+    /// what `to` now holds. The digest must be computed from `to`, read
+    /// back, never from `from`: it is what names a stored blob (DISK-4) and
+    /// what verifies a restored one (OP-3). Nothing is synced. Hosts without
+    /// a faster way return [`ErrorKind::Unsupported`] having copied nothing
+    /// (the default), and the core streams the bytes through its own
+    /// buffer, hashing them on the way.
     fn copy_file(
         &self,
         from: &mut Self::Reader,
@@ -412,36 +487,17 @@ pub trait Filesystem {
         Err(Error::new(ErrorKind::Unsupported))
     }
 
+    // Directories.
+
     /// Creates one directory; its parent must exist. Fails with
     /// [`ErrorKind::AlreadyExists`] if anything exists at `path`.
     fn create_dir(&self, root: Root, path: &str) -> Result<(), Error>;
 
-    /// Renames `from` to `to` atomically, replacing a file at `to` (POSIX
-    /// `rename`). A directory replaces only an empty directory. Works across
-    /// the two roots where they share a filesystem; otherwise fails with
-    /// [`ErrorKind::CrossesDevices`].
-    fn rename(&self, from_root: Root, from: &str, to_root: Root, to: &str) -> Result<(), Error>;
-
-    /// Like [`Filesystem::rename`], but fails with
-    /// [`ErrorKind::AlreadyExists`] instead of replacing anything
-    /// (`renameat2(RENAME_NOREPLACE)`). Hosts without it return
-    /// [`ErrorKind::Unsupported`], which is the default.
-    fn rename_no_replace(
-        &self,
-        from_root: Root,
-        from: &str,
-        to_root: Root,
-        to: &str,
-    ) -> Result<(), Error> {
-        let _ = (from_root, from, to_root, to);
-        Err(Error::new(ErrorKind::Unsupported))
-    }
-
-    /// Removes a file or symlink (never what a symlink points to).
-    fn remove_file(&self, root: Root, path: &str) -> Result<(), Error>;
-
-    /// Removes an empty directory.
-    fn remove_dir(&self, root: Root, path: &str) -> Result<(), Error>;
+    /// Opens the directory at `path` for [`Directory::metadata`] and
+    /// [`Filesystem::rename`]. Refuses a symlink in the last component
+    /// ([`ErrorKind::SymlinkRefused`]) and anything that is not a directory
+    /// ([`ErrorKind::NotADirectory`]).
+    fn open_dir(&self, root: Root, path: &str) -> Result<Self::Directory, Error>;
 
     /// Calls `visit` with the name and kind of each entry of the directory at
     /// `path` (not `.` or `..`), in no particular order, until it returns
@@ -453,62 +509,98 @@ pub trait Filesystem {
         visit: &mut dyn FnMut(&str, FileKind) -> ControlFlow<()>,
     ) -> Result<(), Error>;
 
+    // Metadata.
+
     /// Reports kind, size, mode and modification time, without following a
     /// symlink in the last component.
     fn metadata(&self, root: Root, path: &str) -> Result<Metadata, Error>;
 
-    /// Sets the permission bits of a file or directory (not through a
-    /// symlink).
-    fn set_mode(&self, root: Root, path: &str, mode: u32) -> Result<(), Error>;
-
-    /// Sets the modification time of a file or directory.
+    /// Sets the modification time of a file or directory, never of what a
+    /// symlink points to.
     fn set_modified(&self, root: Root, path: &str, modified: Timestamp) -> Result<(), Error>;
+
+    // Renames and removal.
+
+    /// Renames the entry `from_name` of the directory `from` to `to_name` in
+    /// `to`, atomically, as [`Replace`] says. A symlink is moved, never
+    /// followed. Works between the two roots where they share a filesystem;
+    /// otherwise fails with [`ErrorKind::CrossesDevices`]. Both sides are
+    /// single names in open directories, so no path is resolved again:
+    /// what lets a restore put thousands of files in place without opening
+    /// their parent directories once per file.
+    fn rename(
+        &self,
+        from: &Self::Directory,
+        from_name: Name<'_>,
+        to: &Self::Directory,
+        to_name: Name<'_>,
+        replace: Replace,
+    ) -> Result<(), Error>;
+
+    /// Removes a file or symlink (never what a symlink points to).
+    fn remove_file(&self, root: Root, path: &str) -> Result<(), Error>;
+
+    /// Removes an empty directory.
+    fn remove_dir(&self, root: Root, path: &str) -> Result<(), Error>;
+
+    // Durability.
 
     /// Makes the directory's entries durable (`fsync` on the directory).
     fn sync_dir(&self, root: Root, path: &str) -> Result<(), Error>;
 
-    /// Whether [`Filesystem::sync_filesystem`] is available. The core asks
-    /// before it writes, because the answer decides whether it syncs each
-    /// file as it goes or everything at once at the end.
+    /// Optional, with [`Filesystem::sync_filesystem`]: whether that call is
+    /// available (the default is `false`). The core asks before it writes,
+    /// because the answer decides whether it syncs each file as it goes or
+    /// everything at once at the end.
     fn supports_sync_filesystem(&self) -> bool {
         false
     }
 
-    /// Makes everything written so far on the filesystem that holds `root`
-    /// durable in one call: file data, metadata and directory entries
-    /// (Linux `syncfs`). One call replaces the thousands of `fsync`s a store
-    /// of many small files would otherwise need. Hosts without such a call
-    /// return [`ErrorKind::Unsupported`], the default.
+    /// Optional. Makes everything written so far on the filesystem that
+    /// holds `root` durable in one call: file data, metadata and directory
+    /// entries (Linux `syncfs`). One call replaces the thousands of `fsync`s
+    /// a store of many small files would otherwise need. Hosts without such
+    /// a call return [`ErrorKind::Unsupported`], the default.
     fn sync_filesystem(&self, root: Root) -> Result<(), Error> {
         let _ = root;
         Err(Error::new(ErrorKind::Unsupported))
     }
+}
 
-    /// How many [`Filesystem::run_tasks`] tasks the host runs at once. The
-    /// default, 1, is for hosts without threads; the core never asks for
-    /// more tasks than this.
-    fn parallelism(&self) -> usize {
-        1
-    }
+/// The parent directory's path and the last component of `path`, a path of
+/// at least one component in the form a [`Filesystem`] takes (`ab/cd` is
+/// `ab` and `cd`, `ab` is the root's `""` and `ab`).
+/// [`ErrorKind::InvalidInput`] for the empty path (the root has no parent),
+/// a leading `/` or a last component that is not a [`Name`].
+pub fn parent_and_name(path: &str) -> Result<(&str, Name<'_>), Error> {
+    let (parent, name) = match path.rsplit_once('/') {
+        Some(("", _)) => return Err(Error::new(ErrorKind::InvalidInput)),
+        Some(split) => split,
+        None => ("", path),
+    };
+    Ok((parent, Name::new(name)?))
+}
 
-    /// Runs `task(self, index)` for every `index` in `0..results.len()`,
-    /// puts what each returns in `results[index]`, and returns once every
-    /// task has. The default runs them in order on the calling thread; a
-    /// host with threads may run up to [`Filesystem::parallelism`] of them
-    /// at once, in any order.
-    ///
-    /// This is how the core spreads independent file work over threads
-    /// (staging a restore's outputs, checking a lookup's blobs) without
-    /// owning any: the tasks are core code, they share nothing but the
-    /// filesystem and what the closure captures (the core coordinates them
-    /// through atomics), and each one calls the filesystem like any other
-    /// caller. Only a host whose filesystem is `Sync` can run them at
-    /// once, which is why the threads are the host's to start.
-    fn run_tasks<T: Send>(&self, results: &mut [T], task: &(dyn Fn(&Self, usize) -> T + Sync)) {
-        for (index, result) in results.iter_mut().enumerate() {
-            *result = task(self, index);
-        }
+/// Renames the entry at `from` onto `to` (each a root and a path of at
+/// least one component) through their parent directories: opens them (one
+/// directory when both share it) and makes the one [`Filesystem::rename`]
+/// of one name. For callers that hold paths rather than open directories:
+/// the core's publishing of a store and moving an entry aside (OP-2, OP-5),
+/// both within one shard.
+pub fn rename_path<F: Filesystem + ?Sized>(
+    fs: &F,
+    (from_root, from): (Root, &str),
+    (to_root, to): (Root, &str),
+    replace: Replace,
+) -> Result<(), Error> {
+    let (from_parent, from_name) = parent_and_name(from)?;
+    let (to_parent, to_name) = parent_and_name(to)?;
+    let from_dir = fs.open_dir(from_root, from_parent)?;
+    if (from_root, from_parent) == (to_root, to_parent) {
+        return fs.rename(&from_dir, from_name, &from_dir, to_name, replace);
     }
+    let to_dir = fs.open_dir(to_root, to_parent)?;
+    fs.rename(&from_dir, from_name, &to_dir, to_name, replace)
 }
 
 /// Reads the file at `path` whole, or `None` if it holds more than `cap`
@@ -556,107 +648,36 @@ pub fn read_capped<F: Filesystem + ?Sized>(
     }
 }
 
-/// A shared borrow of a filesystem is one too, so that callers can keep
-/// theirs. Only of a `Sync` filesystem: its [`Filesystem::run_tasks`] hands
-/// the borrow to the tasks, which may run on other threads.
-impl<F: Filesystem + Sync + ?Sized> Filesystem for &F {
-    type Reader = F::Reader;
-    type Writer = F::Writer;
-    type Directory = F::Directory;
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-    fn open_file(&self, root: Root, path: &str) -> Result<Self::Reader, Error> {
-        (**self).open_file(root, path)
+    #[test]
+    fn safe_2_a_name_is_exactly_one_path_component() {
+        for name in ["a", ".partial", "..a", "a.", "0", "日本.txt", "a b", "\\"] {
+            assert_eq!(Name::new(name).map(Name::as_str), Ok(name), "{name:?}");
+        }
+        for bad in ["", ".", "..", "/", "a/b", "/a", "a/", "a\0", "\0"] {
+            assert_eq!(
+                Name::new(bad).map(Name::as_str),
+                Err(Error::new(ErrorKind::InvalidInput)),
+                "{bad:?}"
+            );
+        }
     }
-    fn create_new_file(&self, root: Root, path: &str) -> Result<Self::Writer, Error> {
-        (**self).create_new_file(root, path)
-    }
-    fn open_dir(&self, root: Root, path: &str) -> Result<Self::Directory, Error> {
-        (**self).open_dir(root, path)
-    }
-    fn copy_file(
-        &self,
-        from: &mut Self::Reader,
-        to: &mut Self::Writer,
-        function: HashFunction,
-    ) -> Result<(Digest, u64), Error> {
-        (**self).copy_file(from, to, function)
-    }
-    fn rename_at(
-        &self,
-        from: &Self::Directory,
-        from_name: &str,
-        to: &Self::Directory,
-        to_name: &str,
-    ) -> Result<(), Error> {
-        (**self).rename_at(from, from_name, to, to_name)
-    }
-    fn rename_at_no_replace(
-        &self,
-        from: &Self::Directory,
-        from_name: &str,
-        to: &Self::Directory,
-        to_name: &str,
-    ) -> Result<(), Error> {
-        (**self).rename_at_no_replace(from, from_name, to, to_name)
-    }
-    fn open_file_with_metadata(
-        &self,
-        root: Root,
-        path: &str,
-    ) -> Result<(Self::Reader, Metadata), Error> {
-        (**self).open_file_with_metadata(root, path)
-    }
-    fn create_dir(&self, root: Root, path: &str) -> Result<(), Error> {
-        (**self).create_dir(root, path)
-    }
-    fn rename(&self, from_root: Root, from: &str, to_root: Root, to: &str) -> Result<(), Error> {
-        (**self).rename(from_root, from, to_root, to)
-    }
-    fn rename_no_replace(
-        &self,
-        from_root: Root,
-        from: &str,
-        to_root: Root,
-        to: &str,
-    ) -> Result<(), Error> {
-        (**self).rename_no_replace(from_root, from, to_root, to)
-    }
-    fn remove_file(&self, root: Root, path: &str) -> Result<(), Error> {
-        (**self).remove_file(root, path)
-    }
-    fn remove_dir(&self, root: Root, path: &str) -> Result<(), Error> {
-        (**self).remove_dir(root, path)
-    }
-    fn read_dir(
-        &self,
-        root: Root,
-        path: &str,
-        visit: &mut dyn FnMut(&str, FileKind) -> ControlFlow<()>,
-    ) -> Result<(), Error> {
-        (**self).read_dir(root, path, visit)
-    }
-    fn metadata(&self, root: Root, path: &str) -> Result<Metadata, Error> {
-        (**self).metadata(root, path)
-    }
-    fn set_mode(&self, root: Root, path: &str, mode: u32) -> Result<(), Error> {
-        (**self).set_mode(root, path, mode)
-    }
-    fn set_modified(&self, root: Root, path: &str, modified: Timestamp) -> Result<(), Error> {
-        (**self).set_modified(root, path, modified)
-    }
-    fn sync_dir(&self, root: Root, path: &str) -> Result<(), Error> {
-        (**self).sync_dir(root, path)
-    }
-    fn supports_sync_filesystem(&self) -> bool {
-        (**self).supports_sync_filesystem()
-    }
-    fn sync_filesystem(&self, root: Root) -> Result<(), Error> {
-        (**self).sync_filesystem(root)
-    }
-    fn parallelism(&self) -> usize {
-        (**self).parallelism()
-    }
-    fn run_tasks<T: Send>(&self, results: &mut [T], task: &(dyn Fn(&Self, usize) -> T + Sync)) {
-        (**self).run_tasks(results, &|_: &F, index| task(self, index));
+
+    #[test]
+    fn parent_and_name_splits_off_the_last_component() {
+        let split = |path| parent_and_name(path).map(|(parent, name)| (parent, name.as_str()));
+        assert_eq!(split("ab"), Ok(("", "ab")));
+        assert_eq!(split("ab/cd"), Ok(("ab", "cd")));
+        assert_eq!(split("ab/cd/.tmp-1"), Ok(("ab/cd", ".tmp-1")));
+        for bad in ["", "/ab", "ab/", "ab/..", "."] {
+            assert_eq!(
+                split(bad),
+                Err(Error::new(ErrorKind::InvalidInput)),
+                "{bad:?}"
+            );
+        }
     }
 }

@@ -5,7 +5,7 @@
 //! hashing ([`hash`]), key derivation ([`key`], SPEC §2), hex ([`hex`]),
 //! workspace paths ([`path`], SPEC §3), the on-disk layout ([`layout`],
 //! SPEC §4), the manifest codec ([`manifest`], SPEC §5), the I/O boundary
-//! ([`fs`]) and,
+//! ([`fs`]), the seam for running work on several threads ([`tasks`]) and,
 //! with the `alloc` feature, the cache operations themselves
 //! ([`cache`], SPEC §6), and the rules of the file-hash memo ([`memo`],
 //! spec §10). Host crates (`cachet` over cap-std, `cachet-wasi`
@@ -71,3 +71,4 @@ pub mod memfs;
 #[cfg(feature = "alloc")]
 pub mod memo;
 pub mod path;
+pub mod tasks;

@@ -29,6 +29,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use cachet::fs::CapStdFilesystem;
+use cachet::tasks::Threads;
 use cachet_cli::SystemContext;
 use cachet_core::cache::{Cache, LookupStatus, RestoreOutcome, StoreOutcome};
 use cachet_core::hash::{Digest, HashFunction, digest};
@@ -142,7 +143,7 @@ impl Bench {
     fn cache(&self) -> Cache<CapStdFilesystem> {
         let fs = CapStdFilesystem::open_ambient(&self.workspace, &self.cache_root)
             .expect("open the workspace and the cache root");
-        Cache::new(fs)
+        Cache::new(fs).with_tasks(Threads::new())
     }
 
     fn store(&self, cache: &Cache<CapStdFilesystem>, key: &Key, ctx: &mut SystemContext) {

@@ -8,11 +8,11 @@
 //! root are followed in intermediate components; in the last component they
 //! are never followed where the trait says so.
 //!
-//! Where `cap-std` has no call for what the trait asks
-//! ([`Filesystem::rename_no_replace`]), the parent directory is opened
-//! through `cap-std` first and `rustix` is called on the parent's fd with a
-//! single-component name, so the kernel never walks a multi-component path
-//! on its own.
+//! Where `cap-std` has no call for what the trait asks (a [`Directory`]'s
+//! lookups and [`Filesystem::rename`], with or without replacing), `rustix`
+//! is called on the descriptor of a directory `cap-std` opened, with a
+//! single [`Name`], so the kernel never walks a multi-component path on its
+//! own.
 //!
 //! # Durability
 //!
@@ -30,7 +30,6 @@
 //! copying anything, and the core streams.
 
 use core::ops::ControlFlow;
-use core::sync::atomic::{AtomicUsize, Ordering};
 use core::time::Duration;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
@@ -38,8 +37,8 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use cachet_core::fs::{
-    Directory, Error, ErrorKind, FileKind, FileWriter, Filesystem, Metadata, Read, Root, Timestamp,
-    Write, is_single_component,
+    Directory, Error, ErrorKind, FileKind, FileReader, FileWriter, Filesystem, Metadata, Name,
+    Read, Replace, Root, Timestamp, Write,
 };
 use cachet_core::hash::{Digest, HashFunction, Hasher};
 use cap_fs_ext::{
@@ -58,15 +57,7 @@ use rustix::io::Errno;
 pub struct CapStdFilesystem {
     workspace: Dir,
     cache: Dir,
-    /// `None`: [`default_parallelism`], looked up when first needed.
-    parallelism: Option<usize>,
 }
-
-/// The most threads [`Filesystem::run_tasks`] uses by default. Each task of
-/// a restore holds a copy buffer (256 KiB by default) and two open files, so
-/// this bounds what one restore adds to memory and descriptors on a large
-/// machine, whatever its core count.
-pub const MAX_DEFAULT_PARALLELISM: usize = 8;
 
 /// Why [`CapStdFilesystem::open_ambient`] could not open a root.
 #[derive(Debug)]
@@ -130,19 +121,7 @@ impl core::error::Error for OpenError {
 impl CapStdFilesystem {
     /// Wraps two already-opened capabilities; no ambient authority is used.
     pub fn new(workspace: Dir, cache: Dir) -> CapStdFilesystem {
-        CapStdFilesystem {
-            workspace,
-            cache,
-            parallelism: None,
-        }
-    }
-
-    /// Runs up to `parallelism` [`Filesystem::run_tasks`] tasks at once (at
-    /// least one) instead of the default: the number of cores, at most
-    /// [`MAX_DEFAULT_PARALLELISM`]. 1 keeps all work on the calling thread.
-    pub fn with_parallelism(mut self, parallelism: usize) -> CapStdFilesystem {
-        self.parallelism = Some(parallelism.max(1));
-        self
+        CapStdFilesystem { workspace, cache }
     }
 
     /// Opens the workspace and the cache root by ambient path, creating the
@@ -240,43 +219,6 @@ impl CapStdFilesystem {
             }
             error
         })
-    }
-
-    /// Opens the parent directory of `path` through `cap-std` and returns it
-    /// with the last component, for calls that `rustix` makes on one name.
-    fn parent_and_name<'p>(
-        &self,
-        root: Root,
-        path: &'p str,
-    ) -> Result<(Parent<'_>, &'p str), Error> {
-        let (parent, name) = match path.rsplit_once('/') {
-            Some((parent, name)) => (Some(parent), name),
-            None => (None, path),
-        };
-        if name.is_empty() || name == "." || name == ".." {
-            return Err(Error::new(ErrorKind::InvalidInput));
-        }
-        let dir = self.dir(root);
-        let parent = match parent {
-            None => Parent::Root(dir),
-            Some(parent) => Parent::Opened(dir.open_dir(relative(parent)).map_err(Error::from)?),
-        };
-        Ok((parent, name))
-    }
-}
-
-/// A parent directory: the root itself, or one opened below it.
-enum Parent<'a> {
-    Root(&'a Dir),
-    Opened(Dir),
-}
-
-impl AsFd for Parent<'_> {
-    fn as_fd(&self) -> BorrowedFd<'_> {
-        match self {
-            Parent::Root(dir) => dir.as_fd(),
-            Parent::Opened(dir) => dir.as_fd(),
-        }
     }
 }
 
@@ -414,20 +356,6 @@ fn hash_as_copied(
     Ok((hasher.finalize(), hashed))
 }
 
-/// The number of cores this process may run on, at most
-/// [`MAX_DEFAULT_PARALLELISM`]. Asked once per process, and only by an
-/// operation with work to share out: finding it out reads the affinity mask
-/// and cgroup quota files, which a `cachet status` of a small entry should
-/// not pay for.
-fn default_parallelism() -> usize {
-    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    *CORES.get_or_init(|| {
-        std::thread::available_parallelism()
-            .map_or(1, |cores| cores.get())
-            .min(MAX_DEFAULT_PARALLELISM)
-    })
-}
-
 /// A directory opened by [`Filesystem::open_dir`]. Each lookup is one
 /// `fstatat` on a single name relative to the directory's descriptor, so
 /// the kernel walks no path and no symlink is followed.
@@ -437,12 +365,9 @@ pub struct CapStdDirectory {
 }
 
 impl Directory for CapStdDirectory {
-    fn metadata(&self, name: &str) -> Result<Metadata, Error> {
-        if !is_single_component(name) {
-            return Err(Error::new(ErrorKind::InvalidInput));
-        }
-        let stat =
-            rustix::fs::statat(&self.dir, name, AtFlags::SYMLINK_NOFOLLOW).map_err(map_errno)?;
+    fn metadata(&self, name: Name<'_>) -> Result<Metadata, Error> {
+        let stat = rustix::fs::statat(&self.dir, name.as_str(), AtFlags::SYMLINK_NOFOLLOW)
+            .map_err(map_errno)?;
         let kind = match rustix::fs::FileType::from_raw_mode(stat.st_mode) {
             rustix::fs::FileType::RegularFile => FileKind::File,
             rustix::fs::FileType::Directory => FileKind::Dir,
@@ -461,10 +386,13 @@ impl Directory for CapStdDirectory {
     }
 }
 
-/// A file opened by [`Filesystem::open_file`].
+/// A file opened by [`Filesystem::open_file`], with the `fstat` taken
+/// when it was opened (to refuse anything but a regular file), which is
+/// what [`FileReader::metadata`] reports.
 #[derive(Debug)]
 pub struct CapStdReader {
     file: File,
+    metadata: Metadata,
 }
 
 impl CapStdReader {
@@ -488,6 +416,13 @@ impl Read for CapStdReader {
                 other => return other.map_err(Error::from),
             }
         }
+    }
+}
+
+impl FileReader for CapStdReader {
+    /// The `fstat` taken when the file was opened: no further system call.
+    fn metadata(&self) -> Result<Metadata, Error> {
+        Ok(self.metadata)
     }
 }
 
@@ -546,57 +481,33 @@ impl Filesystem for CapStdFilesystem {
             .map(|dir| CapStdDirectory { dir })
     }
 
-    /// `renameat` on the two descriptors with one name each: the kernel
-    /// walks no path, so nothing can lead outside either directory.
-    fn rename_at(
+    /// `renameat` (or `renameat2` with `RENAME_NOREPLACE`) on the two
+    /// descriptors with one name each: the kernel walks no path, so nothing
+    /// can lead outside either directory. A filesystem without
+    /// `RENAME_NOREPLACE` reports `EINVAL`, which is
+    /// [`ErrorKind::Unsupported`] here.
+    fn rename(
         &self,
         from: &CapStdDirectory,
-        from_name: &str,
+        from_name: Name<'_>,
         to: &CapStdDirectory,
-        to_name: &str,
+        to_name: Name<'_>,
+        replace: Replace,
     ) -> Result<(), Error> {
-        if !is_single_component(from_name) || !is_single_component(to_name) {
-            return Err(Error::new(ErrorKind::InvalidInput));
+        let (from_name, to_name) = (from_name.as_str(), to_name.as_str());
+        match replace {
+            Replace::Allowed => {
+                rustix::fs::renameat(&from.dir, from_name, &to.dir, to_name).map_err(map_errno)
+            }
+            Replace::Never => rustix::fs::renameat_with(
+                &from.dir,
+                from_name,
+                &to.dir,
+                to_name,
+                RenameFlags::NOREPLACE,
+            )
+            .map_err(no_replace_error),
         }
-        rustix::fs::renameat(&from.dir, from_name, &to.dir, to_name).map_err(map_errno)
-    }
-
-    fn rename_at_no_replace(
-        &self,
-        from: &CapStdDirectory,
-        from_name: &str,
-        to: &CapStdDirectory,
-        to_name: &str,
-    ) -> Result<(), Error> {
-        if !is_single_component(from_name) || !is_single_component(to_name) {
-            return Err(Error::new(ErrorKind::InvalidInput));
-        }
-        rustix::fs::renameat_with(
-            &from.dir,
-            from_name,
-            &to.dir,
-            to_name,
-            RenameFlags::NOREPLACE,
-        )
-        .map_err(no_replace_error)
-    }
-
-    /// One open and one `fstat` of the opened file, instead of a `stat` by
-    /// path (which cap-std resolves with an open and a close of its own)
-    /// and then the open.
-    fn open_file_with_metadata(
-        &self,
-        root: Root,
-        path: &str,
-    ) -> Result<(CapStdReader, Metadata), Error> {
-        let (file, metadata) = self.open_regular(root, path)?;
-        let metadata = metadata_of(
-            FileKind::File,
-            metadata.len(),
-            metadata.mode(),
-            (metadata.mtime(), metadata.mtime_nsec()),
-        );
-        Ok((CapStdReader { file }, metadata))
     }
 
     /// A reflink (`FICLONE`) where the filesystem shares blocks (Btrfs,
@@ -622,9 +533,17 @@ impl Filesystem for CapStdFilesystem {
         })
     }
 
+    /// One open and one `fstat` of the opened file, which refuses anything
+    /// but a regular file and is kept for [`FileReader::metadata`].
     fn open_file(&self, root: Root, path: &str) -> Result<CapStdReader, Error> {
-        self.open_regular(root, path)
-            .map(|(file, _)| CapStdReader { file })
+        let (file, metadata) = self.open_regular(root, path)?;
+        let metadata = metadata_of(
+            FileKind::File,
+            metadata.len(),
+            metadata.mode(),
+            (metadata.mtime(), metadata.mtime_nsec()),
+        );
+        Ok(CapStdReader { file, metadata })
     }
 
     fn create_new_file(&self, root: Root, path: &str) -> Result<CapStdWriter, Error> {
@@ -643,31 +562,6 @@ impl Filesystem for CapStdFilesystem {
         self.dir(root)
             .create_dir(relative(path))
             .map_err(Error::from)
-    }
-
-    fn rename(&self, from_root: Root, from: &str, to_root: Root, to: &str) -> Result<(), Error> {
-        self.dir(from_root)
-            .rename(relative(from), self.dir(to_root), relative(to))
-            .map_err(Error::from)
-    }
-
-    fn rename_no_replace(
-        &self,
-        from_root: Root,
-        from: &str,
-        to_root: Root,
-        to: &str,
-    ) -> Result<(), Error> {
-        let (from_parent, from_name) = self.parent_and_name(from_root, from)?;
-        let (to_parent, to_name) = self.parent_and_name(to_root, to)?;
-        rustix::fs::renameat_with(
-            &from_parent,
-            from_name,
-            &to_parent,
-            to_name,
-            RenameFlags::NOREPLACE,
-        )
-        .map_err(no_replace_error)
     }
 
     fn remove_file(&self, root: Root, path: &str) -> Result<(), Error> {
@@ -727,31 +621,6 @@ impl Filesystem for CapStdFilesystem {
         ))
     }
 
-    fn set_mode(&self, root: Root, path: &str, mode: u32) -> Result<(), Error> {
-        if mode & !0o7777 != 0 {
-            return Err(Error::new(ErrorKind::InvalidInput));
-        }
-        let permissions = Permissions::from_mode(mode);
-        match self.open_entry_nofollow(root, path) {
-            // fchmod on the opened entry cannot be redirected by a symlink
-            // swapped in after the open.
-            Ok(file) => file.set_permissions(permissions).map_err(Error::from),
-            // Without read permission the entry cannot be opened; Linux has
-            // no lchmod, so check the kind first and chmod by path. A
-            // concurrent swap to a symlink could then redirect the chmod,
-            // but only to something inside the same root.
-            Err(error) if Errno::from_io_error(&error) == Some(Errno::ACCESS) => {
-                if self.metadata(root, path)?.kind == FileKind::Symlink {
-                    return Err(Error::new(ErrorKind::SymlinkRefused));
-                }
-                self.dir(root)
-                    .set_permissions(relative(path), permissions)
-                    .map_err(Error::from)
-            }
-            Err(error) => Err(Error::from(error)),
-        }
-    }
-
     fn set_modified(&self, root: Root, path: &str, modified: Timestamp) -> Result<(), Error> {
         if modified.nanos >= 1_000_000_000 {
             return Err(Error::new(ErrorKind::InvalidInput));
@@ -795,49 +664,6 @@ impl Filesystem for CapStdFilesystem {
         {
             let _ = root;
             Err(Error::new(ErrorKind::Unsupported))
-        }
-    }
-
-    fn parallelism(&self) -> usize {
-        self.parallelism.unwrap_or_else(default_parallelism)
-    }
-
-    /// Each thread takes the next task not yet taken until none is left,
-    /// the calling thread included, so a thread that cannot be started
-    /// only means fewer threads.
-    fn run_tasks<T: Send>(&self, results: &mut [T], task: &(dyn Fn(&Self, usize) -> T + Sync)) {
-        let count = results.len();
-        let next = AtomicUsize::new(0);
-        let worker = || {
-            let mut done = Vec::new();
-            loop {
-                let index = next.fetch_add(1, Ordering::Relaxed);
-                if index >= count {
-                    return done;
-                }
-                done.push((index, task(self, index)));
-            }
-        };
-        let threads = self.parallelism().min(count);
-        let finished = std::thread::scope(|scope| {
-            let helpers: Vec<_> = (1..threads)
-                .filter_map(|_| std::thread::Builder::new().spawn_scoped(scope, worker).ok())
-                .collect();
-            let mut finished = worker();
-            for helper in helpers {
-                match helper.join() {
-                    Ok(done) => finished.extend(done),
-                    // Core code does not panic (SAFE-1); if it did, the
-                    // panic belongs to the caller, as on one thread.
-                    Err(panic) => std::panic::resume_unwind(panic),
-                }
-            }
-            finished
-        });
-        for (index, result) in finished {
-            if let Some(slot) = results.get_mut(index) {
-                *slot = result;
-            }
         }
     }
 }

@@ -21,6 +21,10 @@
 //!   DISK-3 and CLAIM-1), never buffering them whole in memory.
 //! - [`native`]: the `cachet` binary's entry point and the `run`
 //!   subcommand.
+//! - [`tasks`]: [`tasks::Threads`], the core's
+//!   [`Tasks`](cachet_core::tasks::Tasks) on scoped threads, so that a
+//!   restore stages, and a lookup of a large entry checks blobs, on up to
+//!   one thread per core.
 //!
 //! **May depend on** `cachet-core`, `cachet-cli`, and std-only crates for
 //! files, threads and terminals (cap-std, rustix, rayon, indicatif).
@@ -46,3 +50,4 @@ pub mod fs;
 pub mod inputs;
 pub mod memo;
 pub mod native;
+pub mod tasks;

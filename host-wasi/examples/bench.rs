@@ -17,6 +17,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use cachet::fs::CapStdFilesystem;
+use cachet::tasks::Threads;
 use cachet_cli::{self as cli, Host, PlumbingCli, SystemContext};
 use cachet_core::cache::Cache;
 use cachet_wasi::embed::Embedding;
@@ -27,7 +28,7 @@ fn native(workspace: &Path, cache: &Path, args: &[&str]) -> i32 {
     let line = PlumbingCli::parse_from_named("cachet", argv).expect("arguments");
     let fs = CapStdFilesystem::open_ambient(workspace, cache).expect("roots");
     let host = Host::new(Some(workspace.to_path_buf()), Vec::new());
-    let cache = Cache::with_options(fs, line.globals.cache_options());
+    let cache = Cache::with_options(fs, line.globals.cache_options()).with_tasks(Threads::new());
     let (mut out, mut err) = (Vec::new(), Vec::new());
     i32::from(cli::run_plumbing(
         &line.command,

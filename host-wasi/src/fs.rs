@@ -13,7 +13,7 @@
 //!
 //! - **Permission bits.** Preview 1 has none; see [`crate::modes`].
 //!   [`Filesystem::metadata`] reports modes from the host's
-//!   [`ModeTable`] (or the defaults), and [`Filesystem::set_mode`] defers
+//!   [`ModeTable`] (or the defaults), and [`FileWriter::set_mode`] defers
 //!   the mode, follows the file through renames, and hands it to the host
 //!   through [`WasiFilesystem::deferred_workspace_modes`].
 //! - **Directory listings.** wasmtime's `fd_readdir` re-reads the whole
@@ -35,8 +35,8 @@
 //!   [`Filesystem::open_file`] stats the path first and opens only regular
 //!   files, then checks the opened descriptor again.
 //! - **Rename without replace.** Preview 1 has no `renameat2`;
-//!   [`Filesystem::rename_no_replace`] keeps the trait's default
-//!   (`Unsupported`) and the core falls back to its own scheme.
+//!   [`Filesystem::rename`] with [`Replace::Never`] is `Unsupported`, and
+//!   the core falls back to its own scheme (see `cachet_core::fs`).
 //! - **Non-UTF-8 names** are skipped by `read_dir`, as natively.
 
 use alloc::rc::Rc;
@@ -46,14 +46,12 @@ use core::cell::RefCell;
 use core::ops::ControlFlow;
 
 use cachet_core::fs::{
-    Directory, Error, ErrorKind, FileKind, FileWriter, Filesystem, Metadata, Read, Root, Timestamp,
-    Write, is_single_component,
+    Directory, Error, ErrorKind, FileKind, FileReader, FileWriter, Filesystem, Metadata, Name,
+    Read, Replace, Root, Timestamp, Write,
 };
 
 use crate::errno::{self, error_of_errno};
-use crate::modes::{
-    DEFAULT_DIR_MODE, DEFAULT_FILE_MODE, DEFAULT_SYMLINK_MODE, ModeTable, is_relative_path,
-};
+use crate::modes::{DEFAULT_DIR_MODE, DEFAULT_FILE_MODE, DEFAULT_SYMLINK_MODE, ModeTable};
 use crate::sys::{self, OwnedFd};
 
 /// Why [`WasiFilesystem::from_preopens`] could not find its roots.
@@ -205,12 +203,9 @@ impl WasiDirectory {
 }
 
 impl Directory for WasiDirectory {
-    fn metadata(&self, name: &str) -> Result<Metadata, Error> {
-        if !is_single_component(name) {
-            return Err(Error::new(ErrorKind::InvalidInput));
-        }
-        let stat = sys::path_filestat_get_nofollow(self.fd.raw(), name).map_err(error_of_errno)?;
-        Ok(self.modes.metadata(self.root, &self.child(name), &stat))
+    fn metadata(&self, name: Name<'_>) -> Result<Metadata, Error> {
+        let stat = sys::path_filestat_get_nofollow(self.fd.raw(), &name).map_err(error_of_errno)?;
+        Ok(self.modes.metadata(self.root, &self.child(&name), &stat))
     }
 }
 
@@ -279,7 +274,7 @@ impl WasiFilesystem {
         self
     }
 
-    /// The modes [`Filesystem::set_mode`] deferred for files that now live
+    /// The modes [`FileWriter::set_mode`] deferred for files that now live
     /// in the workspace, for the host to apply (see [`crate::modes`]).
     pub fn deferred_workspace_modes(&self) -> ModeTable {
         let mut table = ModeTable::new();
@@ -417,10 +412,22 @@ fn retrying<T>(mut call: impl FnMut() -> Result<T, sys::Errno>) -> Result<T, Err
     }
 }
 
-/// A file opened by [`Filesystem::open_file`].
+/// A file opened by [`Filesystem::open_file`], with the `fstat` taken when
+/// it was opened (to refuse anything but a regular file). Its mode comes
+/// from the host's table by the path it was opened at.
 #[derive(Debug)]
 pub struct WasiReader {
     fd: OwnedFd,
+    stat: sys::Stat,
+    root: Root,
+    path: String,
+    modes: Rc<Modes>,
+}
+
+impl FileReader for WasiReader {
+    fn metadata(&self) -> Result<Metadata, Error> {
+        Ok(self.modes.metadata(self.root, &self.path, &self.stat))
+    }
 }
 
 impl Read for WasiReader {
@@ -429,10 +436,14 @@ impl Read for WasiReader {
     }
 }
 
-/// A file created by [`Filesystem::create_new_file`].
+/// A file created by [`Filesystem::create_new_file`]; its path is where
+/// [`FileWriter::set_mode`] defers the mode to.
 #[derive(Debug)]
 pub struct WasiWriter {
     fd: OwnedFd,
+    root: Root,
+    path: String,
+    modes: Rc<Modes>,
 }
 
 impl Write for WasiWriter {
@@ -444,6 +455,20 @@ impl Write for WasiWriter {
 impl FileWriter for WasiWriter {
     fn sync(&mut self) -> Result<(), Error> {
         retrying(|| sys::fd_sync(&self.fd))
+    }
+
+    /// Defers the mode (see [`crate::modes`]): preview 1 cannot set one.
+    /// The deferred mode follows the file through renames. Refuses, like
+    /// the native binding, bits above `0o7777`.
+    fn set_mode(&mut self, mode: u32) -> Result<(), Error> {
+        if mode & !0o7777 != 0 {
+            return Err(Error::new(ErrorKind::InvalidInput));
+        }
+        let (root, path) = (self.root, self.path.as_str());
+        let mut deferred = self.modes.deferred.borrow_mut();
+        deferred.retain(|(r, p, _)| !(*r == root && p == path));
+        deferred.push((root, String::from(path), mode));
+        Ok(())
     }
 }
 
@@ -471,18 +496,18 @@ impl Filesystem for WasiFilesystem {
 
     fn open_file(&self, root: Root, path: &str) -> Result<WasiReader, Error> {
         let dir = self.fd(root);
-        let path = wasi_path(path);
         // Checked before opening: a FIFO would block the open itself. A
         // symlink is left to the no-follow open, whose ELOOP is what the
         // native binding reports too.
-        let before = sys::path_filestat_get_nofollow(dir, path).map_err(error_of_errno)?;
+        let before =
+            sys::path_filestat_get_nofollow(dir, wasi_path(path)).map_err(error_of_errno)?;
         if before.filetype != sys::FILETYPE_SYMBOLIC_LINK {
             check_regular(before.filetype)?;
         }
         let fd = sys::path_open(
             dir,
             sys::NOFOLLOW,
-            path,
+            wasi_path(path),
             0,
             sys::RIGHTS_FD_READ | sys::RIGHTS_FD_FILESTAT_GET,
             0,
@@ -491,7 +516,13 @@ impl Filesystem for WasiFilesystem {
         // Checked again on the descriptor, in case the path was swapped.
         let after = sys::fd_filestat_get(&fd).map_err(error_of_errno)?;
         check_regular(after.filetype)?;
-        Ok(WasiReader { fd })
+        Ok(WasiReader {
+            fd,
+            stat: after,
+            root,
+            path: String::from(path),
+            modes: Rc::clone(&self.modes),
+        })
     }
 
     fn create_new_file(&self, root: Root, path: &str) -> Result<WasiWriter, Error> {
@@ -508,39 +539,36 @@ impl Filesystem for WasiFilesystem {
             0,
         )
         .map_err(error_of_errno)?;
-        Ok(WasiWriter { fd })
+        Ok(WasiWriter {
+            fd,
+            root,
+            path: String::from(path),
+            modes: Rc::clone(&self.modes),
+        })
     }
 
     fn create_dir(&self, root: Root, path: &str) -> Result<(), Error> {
         sys::path_create_directory(self.fd(root), wasi_path(path)).map_err(error_of_errno)
     }
 
-    fn rename(&self, from_root: Root, from: &str, to_root: Root, to: &str) -> Result<(), Error> {
-        sys::path_rename(
-            self.fd(from_root),
-            wasi_path(from),
-            self.fd(to_root),
-            wasi_path(to),
-        )
-        .map_err(error_of_errno)?;
-        self.modes.moved((from_root, from), (to_root, to));
-        Ok(())
-    }
-
-    fn rename_at(
+    /// One `path_rename` of one name between the two descriptors.
+    /// [`Replace::Never`] is `Unsupported` (see the module docs).
+    fn rename(
         &self,
         from: &WasiDirectory,
-        from_name: &str,
+        from_name: Name<'_>,
         to: &WasiDirectory,
-        to_name: &str,
+        to_name: Name<'_>,
+        replace: Replace,
     ) -> Result<(), Error> {
-        if !is_single_component(from_name) || !is_single_component(to_name) {
-            return Err(Error::new(ErrorKind::InvalidInput));
+        if replace == Replace::Never {
+            return Err(Error::new(ErrorKind::Unsupported));
         }
-        sys::path_rename(from.fd.raw(), from_name, to.fd.raw(), to_name).map_err(error_of_errno)?;
+        sys::path_rename(from.fd.raw(), &from_name, to.fd.raw(), &to_name)
+            .map_err(error_of_errno)?;
         self.modes.moved(
-            (from.root, &from.child(from_name)),
-            (to.root, &to.child(to_name)),
+            (from.root, &from.child(&from_name)),
+            (to.root, &to.child(&to_name)),
         );
         Ok(())
     }
@@ -602,27 +630,6 @@ impl Filesystem for WasiFilesystem {
         let stat = sys::path_filestat_get_nofollow(self.fd(root), wasi_path(path))
             .map_err(error_of_errno)?;
         Ok(self.modes.metadata(root, path, &stat))
-    }
-
-    /// Defers the mode (see [`crate::modes`]): preview 1 cannot set one.
-    /// Refuses, like the native binding, bits above `0o7777` and symlinks;
-    /// fails with `NotFound` for a missing path.
-    fn set_mode(&self, root: Root, path: &str, mode: u32) -> Result<(), Error> {
-        if mode & !0o7777 != 0 || !is_relative_path(path) {
-            return Err(Error::new(ErrorKind::InvalidInput));
-        }
-        let stat = sys::path_filestat_get_nofollow(self.fd(root), path).map_err(error_of_errno)?;
-        match kind_of(stat.filetype) {
-            FileKind::Symlink => return Err(Error::new(ErrorKind::SymlinkRefused)),
-            // Directories are created by the runtime with 0o777 less the
-            // umask, as natively; the core never sets their mode.
-            FileKind::Dir => return Ok(()),
-            FileKind::File | FileKind::Other => {}
-        }
-        let mut deferred = self.modes.deferred.borrow_mut();
-        deferred.retain(|(r, p, _)| !(*r == root && p == path));
-        deferred.push((root, String::from(path), mode));
-        Ok(())
     }
 
     fn set_modified(&self, root: Root, path: &str, modified: Timestamp) -> Result<(), Error> {

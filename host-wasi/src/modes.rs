@@ -21,7 +21,7 @@
 //!   variable [`MODES_ENV`]); `fs::WasiFilesystem::metadata`
 //!   reports them, so the manifest the guest writes is byte-identical to
 //!   the one the native binding writes.
-//! - During a `restore`, `fs::WasiFilesystem::set_mode` records
+//! - During a `restore`, the `set_mode` of a `fs::WasiWriter` records
 //!   the mode instead of applying it and follows the file through its
 //!   renames; the guest writes the modes of the restored workspace files as
 //!   a [`ModeTable`] to a file in the cache root named by [`MODE_LOG_ENV`],

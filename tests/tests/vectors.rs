@@ -380,6 +380,7 @@ fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
 
 fn check_fixture_entry(fixture: &Path, entry: &FixtureEntry) -> Result<(), String> {
     use cachet::fs::CapStdFilesystem;
+    use cachet::tasks::Threads;
     use cachet_core::cache::{Cache, DeterministicContext, LookupStatus, Options, RestoreOutcome};
     use std::os::unix::fs::PermissionsExt;
 
@@ -404,7 +405,8 @@ fn check_fixture_entry(fixture: &Path, entry: &FixtureEntry) -> Result<(), Strin
             hash_function,
             ..Options::default()
         },
-    );
+    )
+    .with_tasks(Threads::new());
     let status = cache
         .lookup_status(&key)
         .map_err(|e| format!("entry {name:?}: lookup failed: {e}"))?;

@@ -13,7 +13,9 @@
 use alloc::vec::Vec;
 
 use super::{Cache, CacheError, ChunkClaims, Context, Step, io};
-use crate::fs::{self, Directory, ErrorKind, FileKind, Filesystem, Metadata, Root, Timestamp};
+use crate::fs::{
+    self, Directory, ErrorKind, FileKind, Filesystem, Metadata, Name, Root, Timestamp,
+};
 use crate::key::{CHAPTER_REVISION, Key};
 use crate::layout::{self, LayoutPath};
 use crate::manifest::{Manifest, ManifestError, OutputRecord};
@@ -206,11 +208,10 @@ impl<F: Filesystem> Cache<F> {
         let chunks = (bytes.len() / MIN_OUTPUT_BYTES).div_ceil(STAT_CHUNK);
         let tasks = match chunks {
             0..MIN_CHUNKS_TO_SHARE => 1,
-            _ => self.fs.parallelism().clamp(1, chunks),
+            _ => self.parallelism().clamp(1, chunks),
         };
         let mut checked: Vec<Option<Checked<'_>>> = (0..tasks).map(|_| None).collect();
-        self.fs
-            .run_tasks(&mut checked, &|fs: &F, _task| Some(check.run(fs)));
+        self.run_tasks(&mut checked, &|fs: &F| Some(check.run(fs)));
         let mut checked = checked.into_iter().flatten();
         let Some(Checked {
             manifest: Ok(manifest),
@@ -350,8 +351,8 @@ impl<'a> BlobCheck<'a> {
                 }
             }
         };
-        let name = output.content_hash.to_hex();
-        let found = blobs.metadata(name.as_str());
+        let hex = output.content_hash.to_hex();
+        let found = Name::new(hex.as_str()).and_then(|name| blobs.metadata(name));
         is_regular_file_of_size(found, output.size, || {
             layout::blob(self.key, &output.content_hash)
         })

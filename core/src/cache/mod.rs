@@ -7,10 +7,10 @@
 //! walks [`Cache::clear`], [`Cache::clean`], [`Cache::info`] and
 //! [`Cache::verify`] (OP-4..7). Every byte of output and stream content
 //! flows through a fixed buffer of [`Options::copy_buffer_bytes`] (one per
-//! task where the host runs restore's staging on several threads, see
-//! [`Filesystem::run_tasks`]), so memory does not grow with output sizes
-//! or counts; the manifest is the only thing
-//! read whole, and it is capped by [`Options::max_manifest_bytes`] (MAN-4).
+//! task where restore's staging runs on several threads, see
+//! [`Cache::with_tasks`]), so memory does not grow with output sizes or
+//! counts; the manifest is the only thing read whole, and it is capped by
+//! [`Options::max_manifest_bytes`] (MAN-4).
 //!
 //! The core owns no clock and no randomness: the current time and the
 //! random suffixes of scratch names (DISK-5) come from a [`Context`].
@@ -26,16 +26,18 @@ mod maintain;
 mod restore;
 mod store;
 
+use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::ops::ControlFlow;
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use crate::fs::{self, FileKind, Filesystem, Read, Root, Timestamp, Write};
+use crate::fs::{self, FileKind, Filesystem, Read, Replace, Root, Timestamp, Write};
 use crate::hash::{Digest, HashFunction, Hasher};
 use crate::key::Key;
 use crate::layout;
 use crate::path::{MAX_PATH_BYTES, PathError};
+use crate::tasks::{Sequential, Tasks};
 
 pub use lookup::LookupStatus;
 pub use maintain::{
@@ -295,10 +297,21 @@ pub(crate) fn io(step: Step, root: Root, path: &str) -> impl FnOnce(fs::Error) -
 }
 
 /// A content cache over one filesystem (see the module docs).
-#[derive(Debug)]
 pub struct Cache<F: Filesystem> {
     fs: F,
     options: Options,
+    /// Runs restore's staging and a large lookup's blob checks;
+    /// [`Sequential`] unless [`Cache::with_tasks`] says otherwise.
+    tasks: Box<dyn Tasks<F> + Send + Sync>,
+}
+
+impl<F: Filesystem + core::fmt::Debug> core::fmt::Debug for Cache<F> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Cache")
+            .field("fs", &self.fs)
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
 }
 
 impl<F: Filesystem> Cache<F> {
@@ -307,9 +320,25 @@ impl<F: Filesystem> Cache<F> {
         Cache::with_options(fs, Options::default())
     }
 
-    /// A cache over `fs` with `options`.
+    /// A cache over `fs` with `options`, running everything on the calling
+    /// thread ([`Sequential`]).
     pub fn with_options(fs: F, options: Options) -> Cache<F> {
-        Cache { fs, options }
+        Cache {
+            fs,
+            options,
+            tasks: Box::new(Sequential),
+        }
+    }
+
+    /// This cache, running its independent work (staging a restore's
+    /// outputs, checking a large entry's blobs) on `tasks`, e.g. the std
+    /// binding's threads. What the operations do and report is the same
+    /// whatever runs the tasks.
+    pub fn with_tasks(self, tasks: impl Tasks<F> + Send + Sync + 'static) -> Cache<F> {
+        Cache {
+            tasks: Box::new(tasks),
+            ..self
+        }
     }
 
     /// The filesystem this cache works on.
@@ -320,6 +349,25 @@ impl<F: Filesystem> Cache<F> {
     /// The options in force.
     pub fn options(&self) -> &Options {
         &self.options
+    }
+
+    /// How many tasks [`Cache::run_tasks`] may be given at once.
+    fn parallelism(&self) -> usize {
+        self.tasks.parallelism().max(1)
+    }
+
+    /// Runs `task` once per slot of `results` on the cache's [`Tasks`],
+    /// each putting what it returns in its own slot.
+    fn run_tasks<R: Send>(&self, results: &mut [R], task: &(dyn Fn(&F) -> R + Sync)) {
+        let mut jobs: Vec<_> = results
+            .iter_mut()
+            .map(|slot| move |fs: &F| *slot = task(fs))
+            .collect();
+        let mut jobs: Vec<&mut (dyn FnMut(&F) + Send)> = jobs
+            .iter_mut()
+            .map(|job| job as &mut (dyn FnMut(&F) + Send))
+            .collect();
+        self.tasks.run(&self.fs, &mut jobs);
     }
 
     /// Decided once per operation: the answer must not change between the
@@ -415,7 +463,13 @@ impl<F: Filesystem> Cache<F> {
     pub(crate) fn evict(&self, key: &Key, ctx: &mut dyn Context) -> Result<bool, CacheError> {
         let entry = layout::entry_dir(key);
         let aside = layout::evicted_dir(key, ctx.scratch_suffix());
-        match self.fs.rename(Root::Cache, &entry, Root::Cache, &aside) {
+        let moved = fs::rename_path(
+            &self.fs,
+            (Root::Cache, &entry),
+            (Root::Cache, &aside),
+            Replace::Allowed,
+        );
+        match moved {
             Ok(()) => {}
             Err(e) if e.kind == fs::ErrorKind::NotFound => return Ok(false),
             Err(e) => return Err(io(Step::Rename, Root::Cache, &entry)(e)),
@@ -497,7 +551,7 @@ pub(crate) fn copy_into<F: Filesystem>(
     })
 }
 
-/// How the tasks of one operation ([`Filesystem::run_tasks`]) share a run
+/// How the tasks of one operation ([`Cache::run_tasks`]) share a run
 /// of outputs: each claims the next chunk nobody has, until none is left or
 /// one of them has settled the outcome (a bad blob, an error) and stopped
 /// the rest.

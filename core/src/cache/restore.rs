@@ -14,8 +14,8 @@
 //!
 //! Staged outputs go into numbered buckets of [`STAGE_BUCKET`] inside the
 //! scratch directory (DISK-5 leaves its inside to us), and the buckets are
-//! filled by as many tasks as the host runs at once
-//! ([`Filesystem::run_tasks`]). Nothing is renamed onto a target before
+//! filled by as many tasks as the cache's [`Tasks`](crate::tasks::Tasks)
+//! run at once. Nothing is renamed onto a target before
 //! every task has finished and everything has verified.
 
 use alloc::collections::BTreeSet;
@@ -28,7 +28,9 @@ use super::{
     Cache, CacheError, ChunkClaims, Context, CopyFailure, Durability, Step, copy_hashing,
     copy_into, io,
 };
-use crate::fs::{ErrorKind, FileKind, FileWriter, Filesystem, Root, Write};
+use crate::fs::{
+    ErrorKind, FileKind, FileWriter, Filesystem, Name, Replace, Root, Write, parent_and_name,
+};
 use crate::hash::{Digest, HashFunction};
 use crate::key::Key;
 use crate::layout::{self, LayoutPath};
@@ -222,10 +224,10 @@ impl<F: Filesystem> Cache<F> {
     /// and sizes. `Ok(Some(status))` means the entry turned out not to be a
     /// hit after all.
     ///
-    /// The outputs are staged by as many tasks as the host runs at once
-    /// ([`Filesystem::run_tasks`]): on a machine with several cores, most of
-    /// a restore of many small files is the kernel creating files, and
-    /// files in different directories are created in parallel.
+    /// The outputs are staged by as many tasks as the cache's
+    /// [`Tasks`](crate::tasks::Tasks) run at once: on a machine with several
+    /// cores, most of a restore of many small files is the kernel creating
+    /// files, and files in different directories are created in parallel.
     fn stage(
         &self,
         key: &Key,
@@ -245,11 +247,10 @@ impl<F: Filesystem> Cache<F> {
         let chunks = manifest.output_count().div_ceil(STAGE_BUCKET);
         let tasks = match chunks {
             0 | 1 => 1,
-            _ => self.fs.parallelism().clamp(1, chunks),
+            _ => self.parallelism().clamp(1, chunks),
         };
         let mut verdicts: Vec<Verdict> = (0..tasks).map(|_| Ok(None)).collect();
-        self.fs
-            .run_tasks(&mut verdicts, &|fs: &F, _task| staging.run(fs));
+        self.run_tasks(&mut verdicts, &|fs: &F| staging.run(fs));
         // An I/O failure is reported before a bad blob another task found:
         // it is what the user has to act on.
         let mut miss = None;
@@ -309,7 +310,8 @@ impl<F: Filesystem> Cache<F> {
     /// Renames every staged output onto its target, creating parent
     /// directories. Each bucket of the scratch directory is opened once, and
     /// each target's parent once per run of outputs that share it (outputs
-    /// are sorted by path), so each output costs one `rename_at`.
+    /// are sorted by path), so each output costs one
+    /// [`Filesystem::rename`] of one name.
     fn publish_outputs(
         &self,
         manifest: &Manifest<'_>,
@@ -336,10 +338,12 @@ impl<F: Filesystem> Cache<F> {
                 }
             };
             self.create_ancestors(&path, checked)?;
-            let (parent_path, name) = match path.relative().rsplit_once('/') {
-                Some((parent_path, name)) => (parent_path, name),
-                None => ("", path.relative()),
-            };
+            // A validated workspace path has no empty, `.` or `..` segment.
+            let (parent_path, name) = parent_and_name(path.relative()).map_err(io(
+                Step::Rename,
+                Root::Workspace,
+                path.as_str(),
+            ))?;
             let target_dir = match parent {
                 Some((ref open, ref dir)) if open == parent_path => dir,
                 _ => {
@@ -347,15 +351,19 @@ impl<F: Filesystem> Cache<F> {
                     &parent.insert((String::from(parent_path), dir)).1
                 }
             };
-            match self
-                .fs
-                .rename_at(staged_dir, &staged_name(index), target_dir, name)
-            {
+            let staged_name = staged_name(index);
+            let renamed = Name::new(&staged_name).and_then(|staged_name| {
+                self.fs
+                    .rename(staged_dir, staged_name, target_dir, name, Replace::Allowed)
+            });
+            match renamed {
                 Ok(()) => {}
                 Err(e) if e.kind == ErrorKind::CrossesDevices => {
                     let size = record.size;
                     let staged = staged_path(scratch, index);
-                    self.publish_by_copy(&staged, &path, (size, record.mode & 0o7777), ctx)?;
+                    let target = (target_dir, name);
+                    let meta = (size, record.mode & 0o7777);
+                    self.publish_by_copy(&staged, &path, target, meta, ctx)?;
                 }
                 Err(e) => return Err(io(Step::Rename, Root::Workspace, path.as_str())(e)),
             }
@@ -415,33 +423,30 @@ impl<F: Filesystem> Cache<F> {
 
     /// Where the cache root is on another filesystem than the workspace, a
     /// staged file cannot be renamed onto its target; it is copied to a
-    /// scratch name beside the target and renamed from there, which keeps
-    /// each target's replacement atomic.
+    /// scratch name beside the target (`name` in the open directory
+    /// `target_dir`) and renamed from there, which keeps each target's
+    /// replacement atomic.
     fn publish_by_copy(
         &self,
         staged: &str,
         path: &WorkspacePath<'_>,
+        (target_dir, name): (&F::Directory, Name<'_>),
         (size, mode): (u64, u32),
         ctx: &mut dyn Context,
     ) -> Result<(), CacheError> {
-        let relative = path.relative();
-        let (parent, name) = match relative.rfind('/') {
-            Some(slash) => (
-                relative.get(..slash),
-                relative.get(slash + 1..).unwrap_or(""),
-            ),
-            None => (None, relative),
-        };
+        let parent = path.relative().rsplit_once('/').map(|(parent, _)| parent);
+        let mut beside_name = String::new();
+        let _ = write!(
+            beside_name,
+            ".{name}.cachet-{}",
+            crate::hex::encode_u64(ctx.scratch_suffix())
+        );
         let mut beside = String::new();
         if let Some(parent) = parent {
             beside.push_str(parent);
             beside.push('/');
         }
-        let _ = write!(
-            beside,
-            ".{name}.cachet-{}",
-            crate::hex::encode_u64(ctx.scratch_suffix())
-        );
+        beside.push_str(&beside_name);
         let mut buffer = self.buffer();
         let result = (|| {
             let reader = self.fs.open_file(Root::Cache, staged).map_err(io(
@@ -462,15 +467,20 @@ impl<F: Filesystem> Cache<F> {
                 &mut buffer,
             )?;
             // Mode before sync, as in `stage_file`.
-            set_mode(&self.fs, (Root::Workspace, &beside), &mut writer, mode)?;
+            writer
+                .set_mode(mode)
+                .map_err(io(Step::SetMode, Root::Workspace, &beside))?;
             if self.options.durable_restore {
                 writer
                     .sync()
                     .map_err(io(Step::Sync, Root::Workspace, &beside))?;
             }
             drop(writer);
-            self.fs
-                .rename(Root::Workspace, &beside, Root::Workspace, relative)
+            Name::new(&beside_name)
+                .and_then(|beside_name| {
+                    self.fs
+                        .rename(target_dir, beside_name, target_dir, name, Replace::Allowed)
+                })
                 .map_err(io(Step::Rename, Root::Workspace, path.as_str()))
         })();
         if result.is_err() {
@@ -646,29 +656,14 @@ fn stage_file<F: Filesystem>(
     // permission bits included: a mode set after the sync may be lost
     // while the rename survives.
     if let Some(mode) = expected.mode {
-        set_mode(fs, (Root::Cache, staged), &mut writer, mode)?;
+        writer
+            .set_mode(mode)
+            .map_err(io(Step::SetMode, Root::Cache, staged))?;
     }
     if durability == Some(Durability::PerFile) {
         writer.sync().map_err(io(Step::Sync, Root::Cache, staged))?;
     }
     Ok(None)
-}
-
-/// Sets the mode of the file just written through `writer`, through the
-/// handle where the host can, else by path.
-fn set_mode<F: Filesystem>(
-    fs: &F,
-    (root, path): (Root, &str),
-    writer: &mut F::Writer,
-    mode: u32,
-) -> Result<(), CacheError> {
-    match writer.set_mode(mode) {
-        Err(e) if e.kind == ErrorKind::Unsupported => {
-            fs.set_mode(root, path, mode)
-                .map_err(io(Step::SetMode, root, path))
-        }
-        other => other.map_err(io(Step::SetMode, root, path)),
-    }
 }
 
 /// Errors on a cache path that mean the entry changed under us.

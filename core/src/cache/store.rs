@@ -14,7 +14,11 @@
 use super::{
     Cache, CacheError, Context, CopyFailure, Durability, Step, copy_hashing, copy_into, io,
 };
-use crate::fs::{self, ErrorKind, FileKind, FileWriter, Filesystem, Read, Root};
+use crate::fs::{
+    self, Directory, ErrorKind, FileKind, FileReader, FileWriter, Filesystem, Name, Read, Replace,
+    Root,
+};
+use crate::hash::Digest;
 use crate::key::{CHAPTER_REVISION, Key};
 use crate::layout::{self, LayoutPath};
 use crate::manifest::{ManifestHead, ManifestTail, ManifestWriter};
@@ -41,7 +45,10 @@ pub enum StoreOutcome {
 /// Temporary name of a blob inside the scratch `outputs/` directory while
 /// its content hash is still being computed; the scratch directory is
 /// private to this store, so one name serves every output in turn.
-const PARTIAL_BLOB: &str = ".partial";
+const PARTIAL_BLOB: Name<'static> = match Name::new(".partial") {
+    Ok(name) => name,
+    Err(_) => panic!("`.partial` is one path component"),
+};
 
 impl<F: Filesystem> Cache<F> {
     /// OP-2: stores the result of a run that exited 0.
@@ -177,12 +184,15 @@ impl<F: Filesystem> Cache<F> {
             &manifest_path,
         ))?;
 
-        let partial = layout::join(&blobs, PARTIAL_BLOB);
-        // Blobs are named inside one open directory where the host can; a
-        // host that cannot open it still names them by path below.
+        let partial = layout::join(&blobs, PARTIAL_BLOB.as_str());
+        // Blobs are named inside the open blob directory, one rename each.
         let blobs_dir = match outputs.is_empty() {
-            true => Err(fs::Error::new(ErrorKind::Unsupported)),
-            false => self.fs.open_dir(Root::Cache, &blobs),
+            true => None,
+            false => Some(self.fs.open_dir(Root::Cache, &blobs).map_err(io(
+                Step::Open,
+                Root::Cache,
+                &blobs,
+            ))?),
         };
         for output in outputs {
             // Validated by the caller of assemble.
@@ -205,34 +215,8 @@ impl<F: Filesystem> Cache<F> {
                 file.sync().map_err(io(Step::Sync, Root::Cache, &partial))?;
             }
             drop(file);
-            let blob = layout::join(&blobs, content_hash.to_hex().as_str());
-            // One call where the host has it: equal contents share a blob
-            // (DISK-4), and the copy that finds its twin already there is
-            // dropped.
-            let hex = content_hash.to_hex();
-            let named = match &blobs_dir {
-                Ok(dir) => self
-                    .fs
-                    .rename_at_no_replace(dir, PARTIAL_BLOB, dir, hex.as_str()),
-                Err(_) => Err(fs::Error::new(ErrorKind::Unsupported)),
-            };
-            let named = match named {
-                Err(e) if e.kind == ErrorKind::Unsupported => {
-                    self.fs
-                        .rename_no_replace(Root::Cache, &partial, Root::Cache, &blob)
-                }
-                other => other,
-            };
-            match named {
-                Ok(()) => {}
-                Err(e) if e.kind == ErrorKind::AlreadyExists => self
-                    .fs
-                    .remove_file(Root::Cache, &partial)
-                    .map_err(io(Step::Remove, Root::Cache, &partial))?,
-                Err(e) if e.kind == ErrorKind::Unsupported => {
-                    self.name_blob_by_stat(&partial, &blob)?;
-                }
-                Err(e) => return Err(io(Step::Rename, Root::Cache, &partial)(e)),
+            if let Some(dir) = &blobs_dir {
+                self.name_blob(dir, &content_hash, (&blobs, &partial))?;
             }
             manifest
                 .output(output, &content_hash, size, meta.mode & 0o7777)
@@ -288,7 +272,14 @@ impl<F: Filesystem> Cache<F> {
         output: &str,
         relative: &str,
     ) -> Result<(F::Reader, fs::Metadata), CacheError> {
-        match self.fs.open_file_with_metadata(Root::Workspace, relative) {
+        let opened = self
+            .fs
+            .open_file(Root::Workspace, relative)
+            .and_then(|reader| {
+                let meta = reader.metadata()?;
+                Ok((reader, meta))
+            });
+        match opened {
             Ok(opened) => Ok(opened),
             Err(e) => match self.fs.metadata(Root::Workspace, relative) {
                 Ok(meta) if meta.kind != FileKind::File => Err(CacheError::OutputNotRegularFile {
@@ -300,20 +291,41 @@ impl<F: Filesystem> Cache<F> {
         }
     }
 
-    /// Without `rename_no_replace`: the scratch directory is private to
-    /// this store, so a stat then a rename cannot race with anyone.
-    fn name_blob_by_stat(&self, partial: &str, blob: &str) -> Result<(), CacheError> {
-        match self.fs.metadata(Root::Cache, blob) {
-            Ok(_) => self.fs.remove_file(Root::Cache, partial).map_err(io(
-                Step::Remove,
-                Root::Cache,
-                partial,
-            )),
-            Err(e) if e.kind == ErrorKind::NotFound => self
+    /// Names the copy at [`PARTIAL_BLOB`] in the open blob directory `dir`
+    /// (`blobs`; `partial` is the copy's path) after its content hash:
+    /// equal contents share one blob (DISK-4), and the copy that finds its
+    /// twin already there is dropped. One rename without replacing where the
+    /// host has it; else a stat, then a plain rename, which cannot race with
+    /// anyone: the scratch directory is private to this store.
+    fn name_blob(
+        &self,
+        dir: &F::Directory,
+        content_hash: &Digest,
+        (blobs, partial): (&str, &str),
+    ) -> Result<(), CacheError> {
+        let hex = content_hash.to_hex();
+        let blob = Name::new(hex.as_str()).map_err(io(Step::Rename, Root::Cache, partial))?;
+        let named = match self.fs.rename(dir, PARTIAL_BLOB, dir, blob, Replace::Never) {
+            Err(e) if e.kind == ErrorKind::Unsupported => match dir.metadata(blob) {
+                Ok(_) => Err(fs::Error::new(ErrorKind::AlreadyExists)),
+                Err(e) if e.kind == ErrorKind::NotFound => {
+                    self.fs
+                        .rename(dir, PARTIAL_BLOB, dir, blob, Replace::Allowed)
+                }
+                Err(e) => {
+                    let path = layout::join(blobs, blob.as_str());
+                    return Err(io(Step::Stat, Root::Cache, &path)(e));
+                }
+            },
+            other => other,
+        };
+        match named {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind == ErrorKind::AlreadyExists => self
                 .fs
-                .rename(Root::Cache, partial, Root::Cache, blob)
-                .map_err(io(Step::Rename, Root::Cache, partial)),
-            Err(e) => Err(io(Step::Stat, Root::Cache, blob)(e)),
+                .remove_file(Root::Cache, partial)
+                .map_err(io(Step::Remove, Root::Cache, partial)),
+            Err(e) => Err(io(Step::Rename, Root::Cache, partial)(e)),
         }
     }
 
@@ -373,11 +385,13 @@ impl<F: Filesystem> Cache<F> {
         Ok(StoreOutcome::Contended)
     }
 
-    /// Renames without replacing a non-empty entry; `Ok(false)` when one is
-    /// in the way. Without `rename_no_replace`, POSIX `rename` reports a
-    /// non-directory (a symlink or file planted at the entry path) as
-    /// `NotADirectory`: that is in the way too, and is moved aside like any
-    /// corrupt entry.
+    /// Renames the scratch dir onto the entry dir (both in the key's
+    /// shard) without replacing a published entry; `Ok(false)` when one is
+    /// in the way. Without [`Replace::Never`], a plain rename replaces only
+    /// an empty directory, which holds no entry, so it cannot clobber a
+    /// published one either; it reports a non-directory (a symlink or file
+    /// planted at the entry path) as `NotADirectory`, which is in the way
+    /// too and is moved aside like any corrupt entry.
     fn rename_into_place(&self, scratch: &str, entry: &str) -> Result<bool, CacheError> {
         let occupied = |e: &fs::Error| {
             matches!(
@@ -385,18 +399,21 @@ impl<F: Filesystem> Cache<F> {
                 ErrorKind::AlreadyExists | ErrorKind::DirectoryNotEmpty | ErrorKind::NotADirectory
             )
         };
-        match self
-            .fs
-            .rename_no_replace(Root::Cache, scratch, Root::Cache, entry)
-        {
+        let rename = |replace| {
+            fs::rename_path(
+                &self.fs,
+                (Root::Cache, scratch),
+                (Root::Cache, entry),
+                replace,
+            )
+        };
+        match rename(Replace::Never) {
             Ok(()) => return Ok(true),
             Err(e) if occupied(&e) => return Ok(false),
             Err(e) if e.kind == ErrorKind::Unsupported => {}
             Err(e) => return Err(io(Step::Rename, Root::Cache, scratch)(e)),
         }
-        // POSIX rename replaces only an empty directory, which holds no
-        // entry, so this cannot clobber a published one.
-        match self.fs.rename(Root::Cache, scratch, Root::Cache, entry) {
+        match rename(Replace::Allowed) {
             Ok(()) => Ok(true),
             Err(e) if occupied(&e) => Ok(false),
             Err(e) => Err(io(Step::Rename, Root::Cache, scratch)(e)),

@@ -8,7 +8,7 @@ use super::*;
 use crate::fs::ErrorKind;
 use crate::hash;
 use crate::manifest::Manifest;
-use crate::memfs::MemFs;
+use crate::memfs::{MemFs, PretendThreads};
 
 const W: Root = Root::Workspace;
 const C: Root = Root::Cache;
@@ -1008,11 +1008,12 @@ fn write_many_outputs(fs: &MemFs, count: usize) -> Vec<String> {
 
 #[test]
 fn op_3_many_outputs_are_staged_in_buckets_by_any_number_of_tasks() {
-    // 300 outputs fill three staging buckets; with three tasks, a MemFs
-    // runs the last one first, and it claims every chunk.
+    // 300 outputs fill three staging buckets; with three tasks,
+    // PretendThreads runs the last one first, and it claims every chunk.
     for parallelism in [1, 2, 3, 8] {
         let (fs, cache) = setup();
-        fs.set_parallelism(parallelism);
+        let tasks = PretendThreads::new(parallelism);
+        let cache = cache.with_tasks(tasks.clone());
         let outputs = write_many_outputs(&fs, 300);
         let before = workspace_files(&fs);
         let paths: Vec<&str> = outputs.iter().map(String::as_str).collect();
@@ -1030,7 +1031,7 @@ fn op_3_many_outputs_are_staged_in_buckets_by_any_number_of_tasks() {
         );
         assert_eq!(out, b"out stream\n");
         assert_eq!(
-            fs.most_tasks(),
+            tasks.most_tasks(),
             parallelism.min(3),
             "three buckets to share"
         );
@@ -1044,7 +1045,7 @@ fn op_3_a_bad_blob_in_any_bucket_aborts_before_anything_is_published() {
     for parallelism in [1, 3] {
         for bad in [0, 127, 128, 299] {
             let (fs, cache) = setup();
-            fs.set_parallelism(parallelism);
+            let cache = cache.with_tasks(PretendThreads::new(parallelism));
             let outputs = write_many_outputs(&fs, 300);
             let paths: Vec<&str> = outputs.iter().map(String::as_str).collect();
             store(&cache, &key(1), &paths, &mut ctx()).unwrap();
@@ -1094,18 +1095,19 @@ fn op_1_blobs_of_a_large_entry_are_checked_by_any_number_of_tasks() {
     ];
     for parallelism in [1, 2, 3] {
         let (fs, cache) = setup();
-        fs.set_parallelism(parallelism);
+        let tasks = PretendThreads::new(parallelism);
+        let cache = cache.with_tasks(tasks.clone());
         store_many(&fs, &cache, &key(1));
         assert_eq!(cache.lookup_status(&key(1)), Ok(LookupStatus::Hit));
         assert_eq!(
-            fs.most_tasks(),
+            tasks.most_tasks(),
             parallelism,
             "the lookup shared its work out"
         );
         for (name, damage) in damages {
             for bad in [0, 63, 64, 599] {
                 let (fs, cache) = setup();
-                fs.set_parallelism(parallelism);
+                let cache = cache.with_tasks(PretendThreads::new(parallelism));
                 let digests = store_many(&fs, &cache, &key(1));
                 damage(&fs, &layout::blob(&key(1), &digests[bad]));
                 assert_eq!(
@@ -1135,8 +1137,9 @@ fn op_1_a_failed_blob_stat_is_an_error_only_for_an_entry_of_this_schema() {
             (sha256.clone(), LookupStatus::MissSchema),
         ] {
             let (fs, cache) = setup();
-            fs.set_parallelism(parallelism);
-            let writer = Cache::with_options(fs.clone(), stored_with);
+            let cache = cache.with_tasks(PretendThreads::new(parallelism));
+            let writer = Cache::with_options(fs.clone(), stored_with)
+                .with_tasks(PretendThreads::new(parallelism));
             store_many(&fs, &writer, &key(1));
             let start = fs.op_count();
             assert_eq!(cache.lookup_status(&key(1)), Ok(expected));

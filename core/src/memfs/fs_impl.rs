@@ -9,39 +9,10 @@ use core::ops::ControlFlow;
 
 use super::{Body, Ino, MemFs, Node, State, check_path, err};
 use crate::fs::{
-    Directory, Error, ErrorKind, FileKind, FileWriter, Filesystem, Metadata, Read, Root, Timestamp,
-    Write,
+    Directory, Error, ErrorKind, FileKind, FileReader, FileWriter, Filesystem, Metadata, Name,
+    Read, Replace, Root, Timestamp, Write,
 };
 use crate::hash::{Digest, HashFunction};
-
-impl MemFs {
-    /// [`Filesystem::rename_at`] and its no-replace variant: one operation.
-    fn rename_between(
-        &self,
-        (from, from_name): (&MemDirectory, &str),
-        (to, to_name): (&MemDirectory, &str),
-        no_replace: bool,
-    ) -> Result<(), Error> {
-        self.op(|state| {
-            if no_replace && !state.rename_no_replace_supported {
-                return Err(err(ErrorKind::Unsupported));
-            }
-            if state.epoch != from.epoch || state.epoch != to.epoch {
-                return Err(err(ErrorKind::Other));
-            }
-            if !crate::fs::is_single_component(from_name)
-                || !crate::fs::is_single_component(to_name)
-            {
-                return Err(err(ErrorKind::InvalidInput));
-            }
-            state.rename_entry(
-                (from.root, from.ino, from_name),
-                (to.root, to.ino, to_name),
-                no_replace,
-            )
-        })
-    }
-}
 
 /// A file of a [`MemFs`] opened for reading. It reads the inode's current
 /// bytes, even after the file was renamed or removed.
@@ -74,15 +45,12 @@ pub struct MemDirectory {
 }
 
 impl Directory for MemDirectory {
-    fn metadata(&self, name: &str) -> Result<Metadata, Error> {
+    fn metadata(&self, name: Name<'_>) -> Result<Metadata, Error> {
         let ino = self.ino;
         handle_op(&self.state, self.epoch, |state| {
-            if !crate::fs::is_single_component(name) {
-                return Err(err(ErrorKind::InvalidInput));
-            }
             let child = *state
                 .entries(ino)?
-                .get(name)
+                .get(name.as_str())
                 .ok_or(err(ErrorKind::NotFound))?;
             Ok(state.node(child)?.metadata())
         })
@@ -118,6 +86,17 @@ impl Read for MemReader {
         })?;
         self.pos = pos.saturating_add(n);
         Ok(n)
+    }
+}
+
+/// One operation, like an `fstat` of the open file: the metadata of the
+/// inode as it is now, wherever it was renamed since.
+impl FileReader for MemReader {
+    fn metadata(&self) -> Result<Metadata, Error> {
+        let ino = self.ino;
+        handle_op(&self.state, self.epoch, |state| {
+            Ok(state.node(ino)?.metadata())
+        })
     }
 }
 
@@ -160,7 +139,10 @@ impl FileWriter for MemWriter {
     fn set_mode(&mut self, mode: u32) -> Result<(), Error> {
         let ino = self.ino;
         handle_op(&self.state, self.epoch, |state| {
-            state.node_mut(ino)?.mode = mode & 0o7777;
+            if mode & !0o7777 != 0 {
+                return Err(err(ErrorKind::InvalidInput));
+            }
+            state.node_mut(ino)?.mode = mode;
             Ok(())
         })
     }
@@ -184,24 +166,31 @@ impl Filesystem for MemFs {
         })
     }
 
-    fn rename_at(
+    /// One operation. [`Replace::Never`] is [`ErrorKind::Unsupported`]
+    /// (still an operation) after
+    /// [`MemFs::set_rename_no_replace_supported`]`(false)`.
+    fn rename(
         &self,
         from: &MemDirectory,
-        from_name: &str,
+        from_name: Name<'_>,
         to: &MemDirectory,
-        to_name: &str,
+        to_name: Name<'_>,
+        replace: Replace,
     ) -> Result<(), Error> {
-        self.rename_between((from, from_name), (to, to_name), false)
-    }
-
-    fn rename_at_no_replace(
-        &self,
-        from: &MemDirectory,
-        from_name: &str,
-        to: &MemDirectory,
-        to_name: &str,
-    ) -> Result<(), Error> {
-        self.rename_between((from, from_name), (to, to_name), true)
+        let no_replace = replace == Replace::Never;
+        self.op(|state| {
+            if no_replace && !state.rename_no_replace_supported {
+                return Err(err(ErrorKind::Unsupported));
+            }
+            if state.epoch != from.epoch || state.epoch != to.epoch {
+                return Err(err(ErrorKind::Other));
+            }
+            state.rename_entry(
+                (from.root, from.ino, from_name.as_str()),
+                (to.root, to.ino, to_name.as_str()),
+                no_replace,
+            )
+        })
     }
 
     /// One operation, like a single `copy_file_range` call: the copy's
@@ -294,25 +283,6 @@ impl Filesystem for MemFs {
         })
     }
 
-    fn rename(&self, from_root: Root, from: &str, to_root: Root, to: &str) -> Result<(), Error> {
-        self.op(|state| state.rename(from_root, from, to_root, to, false))
-    }
-
-    fn rename_no_replace(
-        &self,
-        from_root: Root,
-        from: &str,
-        to_root: Root,
-        to: &str,
-    ) -> Result<(), Error> {
-        self.op(|state| {
-            if !state.rename_no_replace_supported {
-                return Err(err(ErrorKind::Unsupported));
-            }
-            state.rename(from_root, from, to_root, to, true)
-        })
-    }
-
     fn remove_file(&self, root: Root, path: &str) -> Result<(), Error> {
         self.op(|state| {
             check_path(path)?;
@@ -396,19 +366,6 @@ impl Filesystem for MemFs {
         })
     }
 
-    fn set_mode(&self, root: Root, path: &str, mode: u32) -> Result<(), Error> {
-        self.op(|state| {
-            check_path(path)?;
-            let ino = state.lookup(root, path)?;
-            let node = state.node_mut(ino)?;
-            if node.kind() == FileKind::Symlink {
-                return Err(err(ErrorKind::SymlinkRefused));
-            }
-            node.mode = mode & 0o7777;
-            Ok(())
-        })
-    }
-
     fn set_modified(&self, root: Root, path: &str, modified: Timestamp) -> Result<(), Error> {
         self.op(|state| {
             check_path(path)?;
@@ -454,19 +411,5 @@ impl Filesystem for MemFs {
             state.make_all_durable();
             Ok(())
         })
-    }
-
-    fn parallelism(&self) -> usize {
-        self.with(|state| Ok(state.parallelism)).unwrap_or(1)
-    }
-
-    fn run_tasks<T: Send>(&self, results: &mut [T], task: &(dyn Fn(&Self, usize) -> T + Sync)) {
-        let _ = self.with(|state| {
-            state.most_tasks = state.most_tasks.max(results.len());
-            Ok(())
-        });
-        for (index, result) in results.iter_mut().enumerate().rev() {
-            *result = task(self, index);
-        }
     }
 }

@@ -3,8 +3,9 @@
 //!
 //! The tree model is here; `faults` holds the operation counter, fault
 //! injection and crash recovery, `fs_impl` the [`Filesystem`] impl with its
-//! readers, writers and directory handles, and `tests` the model's own
-//! tests.
+//! readers, writers and directory handles, `tasks` [`PretendThreads`] (a
+//! [`Tasks`](crate::tasks::Tasks) runner for tests of the core's work
+//! sharing), and `tests` the model's own tests.
 //!
 //! [`MemFs`] models one POSIX filesystem holding two directory trees, the
 //! workspace and the cache root, as an inode arena: a directory maps names to
@@ -20,7 +21,7 @@
 //! Paths follow the [`crate::fs`] contract: `/`-separated, relative, the
 //! empty path names the root itself. A leading `/`, an empty segment (`a//b`,
 //! a trailing `/`), a `.` or `..` segment or a NUL byte is refused with
-//! [`ErrorKind::InvalidInput`]. Renaming or removing a root itself is
+//! [`ErrorKind::InvalidInput`]. Removing a root itself is
 //! [`ErrorKind::InvalidInput`] too.
 //!
 //! **MemFs never follows a symlink**, in any component. A symlink met in a
@@ -30,8 +31,8 @@
 //! strictest behaviour a real host may show. In the final component, calls
 //! that act on the entry itself (`metadata`, `remove_file`, `rename`, the
 //! `create_*` calls, which see it as existing) treat the symlink as an
-//! entry; calls that would need to follow it (`open_file`, `read_dir`,
-//! `set_mode`, `set_modified`, `sync_dir`) fail with
+//! entry; calls that would need to follow it (`open_file`, `open_dir`,
+//! `read_dir`, `set_modified`, `sync_dir`) fail with
 //! [`ErrorKind::SymlinkRefused`].
 //!
 //! Errors mirror POSIX where the cache relies on them: a missing parent is
@@ -44,8 +45,12 @@
 //! ([`ErrorKind::InvalidInput`]); renaming an entry onto itself (or onto
 //! another name of the same inode) succeeds and does nothing. Renames between
 //! the two roots work, as on one filesystem, unless
-//! [`MemFs::set_cross_device`] is on. `rename_no_replace` is supported unless
-//! [`MemFs::set_rename_no_replace_supported`] turns it off.
+//! [`MemFs::set_cross_device`] is on. [`Replace::Never`] is supported
+//! unless [`MemFs::set_rename_no_replace_supported`] turns it off;
+//! [`Filesystem::sync_filesystem`] and [`Filesystem::copy_file`] have
+//! switches of their own, so that tests take every path of the core's.
+//! A [`MemDirectory`] names its inode, so a rename through it follows the
+//! directory wherever it was moved.
 //! `remove_file` on a directory is [`ErrorKind::IsADirectory`], `remove_dir`
 //! on a non-directory [`ErrorKind::NotADirectory`].
 //!
@@ -79,8 +84,9 @@
 //!
 //! # Fault injection
 //!
-//! Every [`Filesystem`] call and every call on a [`MemReader`] or
-//! [`MemWriter`] (`read`, `write`, `sync`) counts as one operation
+//! Every [`Filesystem`] call and every call on a [`MemReader`] (`read`,
+//! `metadata`), a [`MemWriter`] (`write`, `sync`, `set_mode`) or a
+//! [`MemDirectory`] (`metadata`) counts as one operation
 //! ([`MemFs::op_count`]), whether it succeeds or not. [`MemFs::fail_at`]
 //! makes one chosen future operation fail once, doing nothing;
 //! [`MemFs::crash_at`] makes one chosen operation and every later one fail
@@ -134,14 +140,18 @@ use alloc::vec::Vec;
 use core::cell::RefCell;
 
 use crate::fs::{Error, ErrorKind, FileKind, Metadata, Root, Timestamp};
+#[cfg(doc)]
+use crate::fs::{FileWriter, Filesystem, Replace};
 
 mod faults;
 mod fs_impl;
+mod tasks;
 #[cfg(test)]
 mod tests;
 
 pub use faults::CrashMode;
 pub use fs_impl::{MemDirectory, MemReader, MemWriter};
+pub use tasks::PretendThreads;
 
 /// Permission bits of a file created by [`Filesystem::create_new_file`].
 pub const NEW_FILE_MODE: u32 = 0o644;
@@ -300,8 +310,6 @@ struct State {
     rename_no_replace_supported: bool,
     sync_filesystem_supported: bool,
     copy_file_supported: bool,
-    parallelism: usize,
-    most_tasks: usize,
 }
 
 impl State {
@@ -335,8 +343,6 @@ impl State {
             rename_no_replace_supported: true,
             sync_filesystem_supported: true,
             copy_file_supported: true,
-            parallelism: 1,
-            most_tasks: 0,
         }
     }
 
@@ -463,28 +469,6 @@ impl State {
             }
         }
         false
-    }
-
-    fn rename(
-        &mut self,
-        from_root: Root,
-        from: &str,
-        to_root: Root,
-        to: &str,
-        no_replace: bool,
-    ) -> Result<(), Error> {
-        check_path(from)?;
-        check_path(to)?;
-        if from.is_empty() || to.is_empty() {
-            return Err(err(ErrorKind::InvalidInput));
-        }
-        let (from_dir, from_name) = self.parent(from_root, from)?;
-        let (to_dir, to_name) = self.parent(to_root, to)?;
-        self.rename_entry(
-            (from_root, from_dir, from_name),
-            (to_root, to_dir, to_name),
-            no_replace,
-        )
     }
 
     /// Moves the entry `from` names onto the one `to` names, each given as
@@ -647,25 +631,7 @@ impl MemFs {
         });
     }
 
-    /// Makes [`Filesystem::parallelism`] report `parallelism` (at least 1;
-    /// the default is 1). A `MemFs` has no threads: its
-    /// [`Filesystem::run_tasks`] runs the tasks on the calling thread, last
-    /// first, so that tests see the core's outcome does not depend on the
-    /// order in which tasks run or on how many of them find work.
-    pub fn set_parallelism(&self, parallelism: usize) {
-        let _ = self.with(|state| {
-            state.parallelism = parallelism.max(1);
-            Ok(())
-        });
-    }
-
-    /// The most tasks one [`Filesystem::run_tasks`] call was given so far,
-    /// so that a test can tell the core did share its work out.
-    pub fn most_tasks(&self) -> usize {
-        self.with(|state| Ok(state.most_tasks)).unwrap_or(0)
-    }
-
-    /// With `false`, [`Filesystem::rename_no_replace`] returns
+    /// With `false`, [`Filesystem::rename`] with [`Replace::Never`] returns
     /// [`ErrorKind::Unsupported`] (still counting as an operation), as on a
     /// host without `renameat2(RENAME_NOREPLACE)`.
     pub fn set_rename_no_replace_supported(&self, supported: bool) {

@@ -7,7 +7,10 @@ use alloc::vec::Vec;
 use core::ops::ControlFlow;
 
 use super::*;
-use crate::fs::{Directory, Error, ErrorKind, FileKind, FileWriter, Filesystem, Read, Write};
+use crate::fs::{
+    Directory, Error, ErrorKind, FileKind, FileReader, FileWriter, Filesystem, Name, Read, Replace,
+    Write, rename_path,
+};
 use crate::hash::HashFunction;
 use Root::{Cache, Workspace};
 
@@ -19,6 +22,27 @@ fn kind<T>(result: Result<T, Error>) -> ErrorKind {
         Ok(_) => panic!("expected an error"),
         Err(error) => error.kind,
     }
+}
+
+fn name(name: &str) -> Name<'_> {
+    Name::new(name).unwrap()
+}
+
+/// A rename by path: through the parents' directories, as the core does
+/// ([`rename_path`]).
+fn rename(fs: &MemFs, from_root: Root, from: &str, to_root: Root, to: &str) -> Result<(), Error> {
+    rename_path(fs, (from_root, from), (to_root, to), Replace::Allowed)
+}
+
+/// [`rename`] with [`Replace::Never`].
+fn rename_no_replace(
+    fs: &MemFs,
+    from_root: Root,
+    from: &str,
+    to_root: Root,
+    to: &str,
+) -> Result<(), Error> {
+    rename_path(fs, (from_root, from), (to_root, to), Replace::Never)
 }
 
 fn create(fs: &MemFs, root: Root, path: &str, bytes: &[u8]) -> Result<MemWriter, Error> {
@@ -147,17 +171,17 @@ fn malformed_paths_are_invalid_input_for_every_call() {
             "{bad:?}"
         );
         assert_eq!(
-            kind(fs.rename(w, bad, w, "c")),
+            kind(rename(&fs, w, bad, w, "c")),
             ErrorKind::InvalidInput,
             "{bad:?}"
         );
         assert_eq!(
-            kind(fs.rename(w, "a/b", w, bad)),
+            kind(rename(&fs, w, "a/b", w, bad)),
             ErrorKind::InvalidInput,
             "{bad:?}"
         );
         assert_eq!(
-            kind(fs.rename_no_replace(w, "a/b", w, bad)),
+            kind(rename_no_replace(&fs, w, "a/b", w, bad)),
             ErrorKind::InvalidInput,
             "{bad:?}"
         );
@@ -168,11 +192,6 @@ fn malformed_paths_are_invalid_input_for_every_call() {
         );
         assert_eq!(
             kind(fs.remove_dir(w, bad)),
-            ErrorKind::InvalidInput,
-            "{bad:?}"
-        );
-        assert_eq!(
-            kind(fs.set_mode(w, bad, 0o600)),
             ErrorKind::InvalidInput,
             "{bad:?}"
         );
@@ -215,11 +234,11 @@ fn the_empty_path_names_the_root_which_cannot_be_removed_or_renamed() {
     assert_eq!(kind(fs.remove_dir(Cache, "")), ErrorKind::InvalidInput);
     assert_eq!(kind(fs.remove_file(Cache, "")), ErrorKind::InvalidInput);
     assert_eq!(
-        kind(fs.rename(Cache, "", Workspace, "x")),
+        kind(rename(&fs, Cache, "", Workspace, "x")),
         ErrorKind::InvalidInput
     );
     assert_eq!(
-        kind(fs.rename(Cache, "f", Workspace, "")),
+        kind(rename(&fs, Cache, "f", Workspace, "")),
         ErrorKind::InvalidInput
     );
     assert!(fs.exists(Cache, ""));
@@ -247,11 +266,11 @@ fn symlink_in_a_non_final_component_is_refused() {
         assert_eq!(kind(fs.create_dir(Workspace, &inner)), refused, "{base}");
         assert_eq!(kind(fs.remove_file(Workspace, &inner)), refused, "{base}");
         assert_eq!(
-            kind(fs.rename(Workspace, "real/f", Workspace, &inner)),
+            kind(rename(&fs, Workspace, "real/f", Workspace, &inner)),
             refused
         );
         assert_eq!(
-            kind(fs.rename(Workspace, &inner, Workspace, "moved")),
+            kind(rename(&fs, Workspace, &inner, Workspace, "moved")),
             refused
         );
         assert_eq!(
@@ -289,16 +308,16 @@ fn rename_of_a_file_replaces_a_file_or_symlink() {
     fs.write_file(Cache, "a", b"new", 0o600).unwrap();
     fs.write_file(Cache, "b", b"old", 0o644).unwrap();
     fs.symlink(Cache, "s", "b").unwrap();
-    fs.rename(Cache, "a", Cache, "b").unwrap();
+    rename(&fs, Cache, "a", Cache, "b").unwrap();
     assert!(!fs.exists(Cache, "a"));
     assert_eq!(fs.read_file(Cache, "b").unwrap(), b"new");
     assert_eq!(fs.metadata(Cache, "b").unwrap().mode, 0o600);
-    fs.rename(Cache, "b", Cache, "s").unwrap();
+    rename(&fs, Cache, "b", Cache, "s").unwrap();
     assert_eq!(fs.read_file(Cache, "s").unwrap(), b"new");
     assert_eq!(paths(&fs, Cache), vec!["s"]);
     // A symlink moves as an entry and replaces a file.
     fs.symlink(Cache, "l", "target").unwrap();
-    fs.rename(Cache, "l", Cache, "s").unwrap();
+    rename(&fs, Cache, "l", Cache, "s").unwrap();
     assert_eq!(fs.metadata(Cache, "s").unwrap().kind, FileKind::Symlink);
 }
 
@@ -309,11 +328,11 @@ fn rename_of_a_directory_replaces_only_an_empty_directory() {
     fs.write_file(Cache, "full/g", b"y", 0o644).unwrap();
     fs.create_dir_all(Cache, "empty").unwrap();
     assert_eq!(
-        kind(fs.rename(Cache, "src", Cache, "full")),
+        kind(rename(&fs, Cache, "src", Cache, "full")),
         ErrorKind::DirectoryNotEmpty
     );
     assert_eq!(fs.read_file(Cache, "src/f").unwrap(), b"x");
-    fs.rename(Cache, "src", Cache, "empty").unwrap();
+    rename(&fs, Cache, "src", Cache, "empty").unwrap();
     assert_eq!(fs.read_file(Cache, "empty/f").unwrap(), b"x");
     assert_eq!(
         paths(&fs, Cache),
@@ -328,19 +347,19 @@ fn rename_dir_onto_file_is_not_a_directory_and_file_onto_dir_is_a_directory() {
     fs.create_dir_all(Cache, "d").unwrap();
     fs.symlink(Cache, "s", "d").unwrap();
     assert_eq!(
-        kind(fs.rename(Cache, "d", Cache, "f")),
+        kind(rename(&fs, Cache, "d", Cache, "f")),
         ErrorKind::NotADirectory
     );
     assert_eq!(
-        kind(fs.rename(Cache, "d", Cache, "s")),
+        kind(rename(&fs, Cache, "d", Cache, "s")),
         ErrorKind::NotADirectory
     );
     assert_eq!(
-        kind(fs.rename(Cache, "f", Cache, "d")),
+        kind(rename(&fs, Cache, "f", Cache, "d")),
         ErrorKind::IsADirectory
     );
     assert_eq!(
-        kind(fs.rename(Cache, "s", Cache, "d")),
+        kind(rename(&fs, Cache, "s", Cache, "d")),
         ErrorKind::IsADirectory
     );
     assert_eq!(paths(&fs, Cache), vec!["d", "f", "s"]);
@@ -352,24 +371,24 @@ fn rename_of_a_directory_into_its_own_subtree_is_invalid_input() {
     fs.create_dir_all(Cache, "a/b/c").unwrap();
     let before = fs.tree(Cache);
     assert_eq!(
-        kind(fs.rename(Cache, "a", Cache, "a/x")),
+        kind(rename(&fs, Cache, "a", Cache, "a/x")),
         ErrorKind::InvalidInput
     );
     assert_eq!(
-        kind(fs.rename(Cache, "a", Cache, "a/b/c/x")),
+        kind(rename(&fs, Cache, "a", Cache, "a/b/c/x")),
         ErrorKind::InvalidInput
     );
     assert_eq!(
-        kind(fs.rename(Cache, "a", Cache, "a/b")),
+        kind(rename(&fs, Cache, "a", Cache, "a/b")),
         ErrorKind::InvalidInput
     );
     assert_eq!(
-        kind(fs.rename_no_replace(Cache, "a", Cache, "a/x")),
+        kind(rename_no_replace(&fs, Cache, "a", Cache, "a/x")),
         ErrorKind::InvalidInput
     );
     assert_eq!(fs.tree(Cache), before);
     // Moving a subdirectory up is fine.
-    fs.rename(Cache, "a/b/c", Cache, "c").unwrap();
+    rename(&fs, Cache, "a/b/c", Cache, "c").unwrap();
     assert_eq!(paths(&fs, Cache), vec!["a", "a/b", "c"]);
 }
 
@@ -378,8 +397,8 @@ fn rename_onto_itself_succeeds_and_changes_nothing() {
     let fs = MemFs::new();
     fs.write_file(Cache, "d/f", b"x", 0o644).unwrap();
     let before = fs.tree(Cache);
-    fs.rename(Cache, "d/f", Cache, "d/f").unwrap();
-    fs.rename(Cache, "d", Cache, "d").unwrap();
+    rename(&fs, Cache, "d/f", Cache, "d/f").unwrap();
+    rename(&fs, Cache, "d", Cache, "d").unwrap();
     assert_eq!(fs.tree(Cache), before);
 }
 
@@ -388,11 +407,11 @@ fn rename_of_a_missing_source_is_not_found() {
     let fs = MemFs::new();
     fs.create_dir_all(Cache, "d").unwrap();
     assert_eq!(
-        kind(fs.rename(Cache, "missing", Cache, "x")),
+        kind(rename(&fs, Cache, "missing", Cache, "x")),
         ErrorKind::NotFound
     );
     assert_eq!(
-        kind(fs.rename(Cache, "d", Cache, "no/x")),
+        kind(rename(&fs, Cache, "d", Cache, "no/x")),
         ErrorKind::NotFound
     );
     assert_eq!(paths(&fs, Cache), vec!["d"]);
@@ -404,26 +423,31 @@ fn rename_across_roots_works_unless_cross_device() {
     fs.write_file(Cache, "staged/blob", b"bytes", 0o755)
         .unwrap();
     fs.create_dir_all(Workspace, "out").unwrap();
-    fs.rename(Cache, "staged/blob", Workspace, "out/file")
-        .unwrap();
+    rename(&fs, Cache, "staged/blob", Workspace, "out/file").unwrap();
     assert_eq!(fs.read_file(Workspace, "out/file").unwrap(), b"bytes");
     assert!(!fs.exists(Cache, "staged/blob"));
-    fs.rename(Workspace, "out", Cache, "moved").unwrap();
+    rename(&fs, Workspace, "out", Cache, "moved").unwrap();
     assert_eq!(fs.read_file(Cache, "moved/file").unwrap(), b"bytes");
 
     fs.set_cross_device(true);
     assert_eq!(
-        kind(fs.rename(Cache, "moved/file", Workspace, "file")),
+        kind(rename(&fs, Cache, "moved/file", Workspace, "file")),
         ErrorKind::CrossesDevices
     );
     assert_eq!(
-        kind(fs.rename_no_replace(Cache, "moved/file", Workspace, "file")),
+        kind(rename_no_replace(
+            &fs,
+            Cache,
+            "moved/file",
+            Workspace,
+            "file"
+        )),
         ErrorKind::CrossesDevices
     );
     assert!(fs.exists(Cache, "moved/file"));
     assert!(!fs.exists(Workspace, "file"));
     // Within one root renames still work.
-    fs.rename(Cache, "moved/file", Cache, "file").unwrap();
+    rename(&fs, Cache, "moved/file", Cache, "file").unwrap();
     assert_eq!(fs.read_file(Cache, "file").unwrap(), b"bytes");
 }
 
@@ -435,31 +459,32 @@ fn rename_no_replace_refuses_any_existing_target_and_can_be_unsupported() {
     fs.create_dir_all(Cache, "d").unwrap();
     fs.create_dir_all(Cache, "e").unwrap();
     assert_eq!(
-        kind(fs.rename_no_replace(Cache, "a", Cache, "b")),
+        kind(rename_no_replace(&fs, Cache, "a", Cache, "b")),
         ErrorKind::AlreadyExists
     );
     assert_eq!(
-        kind(fs.rename_no_replace(Cache, "d", Cache, "e")),
+        kind(rename_no_replace(&fs, Cache, "d", Cache, "e")),
         ErrorKind::AlreadyExists
     );
     assert_eq!(
-        kind(fs.rename_no_replace(Cache, "a", Cache, "a")),
+        kind(rename_no_replace(&fs, Cache, "a", Cache, "a")),
         ErrorKind::AlreadyExists
     );
     assert_eq!(fs.read_file(Cache, "b").unwrap(), b"b");
-    fs.rename_no_replace(Cache, "a", Cache, "c").unwrap();
+    rename_no_replace(&fs, Cache, "a", Cache, "c").unwrap();
     assert_eq!(fs.read_file(Cache, "c").unwrap(), b"a");
 
     fs.set_rename_no_replace_supported(false);
+    let root = fs.open_dir(Cache, "").unwrap();
     let count = fs.op_count();
     assert_eq!(
-        kind(fs.rename_no_replace(Cache, "c", Cache, "z")),
+        kind(fs.rename(&root, name("c"), &root, name("z"), Replace::Never)),
         ErrorKind::Unsupported
     );
     assert_eq!(fs.op_count(), count + 1);
     assert!(fs.exists(Cache, "c") && !fs.exists(Cache, "z"));
     fs.set_rename_no_replace_supported(true);
-    fs.rename_no_replace(Cache, "c", Cache, "z").unwrap();
+    rename_no_replace(&fs, Cache, "c", Cache, "z").unwrap();
     assert!(fs.exists(Cache, "z"));
 }
 
@@ -559,21 +584,21 @@ fn directory_looks_up_single_names_and_follows_renames() {
     fs.symlink(Workspace, "d/s", "f").unwrap();
     fs.symlink(Workspace, "link", "d").unwrap();
     let dir = fs.open_dir(Workspace, "d").unwrap();
-    for name in ["f", "s"] {
+    for entry in ["f", "s"] {
         assert_eq!(
-            dir.metadata(name),
-            fs.metadata(Workspace, &alloc::format!("d/{name}"))
+            dir.metadata(name(entry)),
+            fs.metadata(Workspace, &alloc::format!("d/{entry}"))
         );
     }
-    for name in ["", ".", "..", "f/x"] {
-        assert_eq!(
-            dir.metadata(name).unwrap_err().kind,
-            ErrorKind::InvalidInput
-        );
+    for bad in ["", ".", "..", "f/x", "f\0"] {
+        assert_eq!(Name::new(bad).unwrap_err().kind, ErrorKind::InvalidInput);
     }
-    assert_eq!(dir.metadata("x").unwrap_err().kind, ErrorKind::NotFound);
-    fs.rename(Workspace, "d", Cache, "moved").unwrap();
-    assert_eq!(dir.metadata("f").unwrap().size, 5);
+    assert_eq!(
+        dir.metadata(name("x")).unwrap_err().kind,
+        ErrorKind::NotFound
+    );
+    rename(&fs, Workspace, "d", Cache, "moved").unwrap();
+    assert_eq!(dir.metadata(name("f")).unwrap().size, 5);
     assert_eq!(
         fs.open_dir(Workspace, "link").unwrap_err().kind,
         ErrorKind::SymlinkRefused
@@ -584,31 +609,32 @@ fn directory_looks_up_single_names_and_follows_renames() {
     );
     // Like every handle, it dies with the process.
     fs.recover(CrashMode::ProcessKill);
-    assert_eq!(dir.metadata("f").unwrap_err().kind, ErrorKind::Other);
+    assert_eq!(dir.metadata(name("f")).unwrap_err().kind, ErrorKind::Other);
 }
 
 #[test]
-fn rename_at_moves_by_inode_and_respects_cross_device() {
+fn rename_in_open_directories_moves_by_inode_and_respects_cross_device() {
     let fs = MemFs::new();
     fs.write_file(Cache, "s/0", b"new", 0o644).unwrap();
     fs.write_file(Workspace, "out/app", b"old", 0o644).unwrap();
     let from = fs.open_dir(Cache, "s").unwrap();
     let to = fs.open_dir(Workspace, "out").unwrap();
-    fs.rename(Workspace, "out", Workspace, "moved").unwrap();
-    fs.rename_at(&from, "0", &to, "app").unwrap();
+    rename(&fs, Workspace, "out", Workspace, "moved").unwrap();
+    fs.rename(&from, name("0"), &to, name("app"), Replace::Allowed)
+        .unwrap();
     assert_eq!(fs.read_file(Workspace, "moved/app").unwrap(), b"new");
     assert_eq!(
-        fs.rename_at(&from, "0", &to, "x").unwrap_err().kind,
+        fs.rename(&from, name("0"), &to, name("x"), Replace::Allowed)
+            .unwrap_err()
+            .kind,
         ErrorKind::NotFound
-    );
-    assert_eq!(
-        fs.rename_at(&from, "a/b", &to, "x").unwrap_err().kind,
-        ErrorKind::InvalidInput
     );
     fs.write_file(Cache, "s/1", b"x", 0o644).unwrap();
     fs.set_cross_device(true);
     assert_eq!(
-        fs.rename_at(&from, "1", &to, "x").unwrap_err().kind,
+        fs.rename(&from, name("1"), &to, name("x"), Replace::Allowed)
+            .unwrap_err()
+            .kind,
         ErrorKind::CrossesDevices
     );
 }
@@ -684,14 +710,15 @@ fn metadata_reports_kind_size_mode_and_time_without_following() {
 }
 
 #[test]
-fn set_mode_and_set_modified_apply_to_files_and_dirs_not_symlinks() {
+fn set_mode_through_a_writer_and_set_modified_on_files_and_dirs_not_symlinks() {
     let fs = MemFs::new();
-    fs.write_file(Cache, "d/f", b"x", 0o644).unwrap();
+    fs.create_dir_all(Cache, "d").unwrap();
+    let mut writer = create(&fs, Cache, "d/f", b"x").unwrap();
     fs.symlink(Cache, "s", "d/f").unwrap();
-    fs.set_mode(Cache, "d/f", 0o100_755).unwrap();
-    assert_eq!(fs.metadata(Cache, "d/f").unwrap().mode, 0o755);
-    fs.set_mode(Cache, "d", 0o700).unwrap();
-    assert_eq!(fs.metadata(Cache, "d").unwrap().mode, 0o700);
+    writer.set_mode(0o4755).unwrap();
+    assert_eq!(fs.metadata(Cache, "d/f").unwrap().mode, 0o4755);
+    assert_eq!(kind(writer.set_mode(0o100_644)), ErrorKind::InvalidInput);
+    assert_eq!(fs.metadata(Cache, "d/f").unwrap().mode, 0o4755);
     let when = Timestamp {
         seconds: 77,
         nanos: 5,
@@ -701,16 +728,8 @@ fn set_mode_and_set_modified_apply_to_files_and_dirs_not_symlinks() {
     fs.set_modified(Cache, "d", when).unwrap();
     assert_eq!(fs.metadata(Cache, "d").unwrap().modified, when);
     assert_eq!(
-        kind(fs.set_mode(Cache, "s", 0o600)),
-        ErrorKind::SymlinkRefused
-    );
-    assert_eq!(
         kind(fs.set_modified(Cache, "s", when)),
         ErrorKind::SymlinkRefused
-    );
-    assert_eq!(
-        kind(fs.set_mode(Cache, "missing", 0o600)),
-        ErrorKind::NotFound
     );
     let bad = Timestamp {
         seconds: 1,
@@ -742,10 +761,7 @@ fn pretend_symlink_is_seen_as_a_symlink_by_every_call() {
         ErrorKind::SymlinkRefused
     );
     assert_eq!(kind(fs.open_file(Cache, "ab")), ErrorKind::SymlinkRefused);
-    assert_eq!(
-        kind(fs.set_mode(Cache, "ab", 0o700)),
-        ErrorKind::SymlinkRefused
-    );
+    assert_eq!(kind(fs.open_dir(Cache, "ab")), ErrorKind::SymlinkRefused);
     assert_eq!(kind(fs.remove_dir(Cache, "ab")), ErrorKind::NotADirectory);
     assert_eq!(
         fs.tree(Cache),
@@ -881,13 +897,15 @@ fn fail_at_fails_exactly_the_chosen_operation_once_and_performs_nothing() {
     assert_eq!(reader.read(&mut buf).unwrap(), 3);
 
     // Several faults may be pending; each fires at its own op.
+    let root = fs.open_dir(Cache, "").unwrap();
     fs.fail_at(0, ErrorKind::PermissionDenied);
     fs.fail_at(2, ErrorKind::ReadOnly);
+    let (a, c) = (name("a"), name("c"));
     assert_eq!(
-        kind(fs.rename(Cache, "a", Cache, "c")),
+        kind(fs.rename(&root, a, &root, c, Replace::Allowed)),
         ErrorKind::PermissionDenied
     );
-    fs.rename(Cache, "a", Cache, "c").unwrap();
+    fs.rename(&root, a, &root, c, Replace::Allowed).unwrap();
     assert_eq!(kind(fs.remove_dir(Cache, "c")), ErrorKind::ReadOnly);
     assert!(fs.exists(Cache, "c"));
     fs.remove_dir(Cache, "c").unwrap();
@@ -935,11 +953,27 @@ fn recover_cancels_pending_faults_and_invalidates_open_handles() {
 }
 
 #[test]
+fn a_reader_reports_the_metadata_of_the_file_it_opened_as_one_operation() {
+    let fs = MemFs::new();
+    fs.write_file(Cache, "f", b"12345", 0o751).unwrap();
+    let reader = fs.open_file(Cache, "f").unwrap();
+    let count = fs.op_count();
+    assert_eq!(reader.metadata(), fs.metadata(Cache, "f"));
+    assert_eq!(fs.op_count(), count + 2);
+    // Whatever the path names by now.
+    rename(&fs, Cache, "f", Cache, "g").unwrap();
+    fs.write_file(Cache, "f", b"other", 0o600).unwrap();
+    assert_eq!(reader.metadata().unwrap().mode, 0o751);
+    fs.fail_at(0, ErrorKind::PermissionDenied);
+    assert_eq!(kind(reader.metadata()), ErrorKind::PermissionDenied);
+}
+
+#[test]
 fn a_reader_keeps_reading_a_file_renamed_or_removed_after_open() {
     let fs = MemFs::new();
     fs.write_file(Cache, "f", b"still here", 0o644).unwrap();
     let mut reader = fs.open_file(Cache, "f").unwrap();
-    fs.rename(Cache, "f", Cache, "g").unwrap();
+    rename(&fs, Cache, "f", Cache, "g").unwrap();
     fs.remove_file(Cache, "g").unwrap();
     let mut buf = [0u8; 32];
     assert_eq!(reader.read(&mut buf).unwrap(), 10);
@@ -951,7 +985,7 @@ fn process_kill_keeps_everything_done_synced_or_not() {
     let fs = MemFs::new();
     fs.create_dir(Cache, "d").unwrap();
     create(&fs, Cache, "d/f", b"unsynced").unwrap();
-    fs.rename(Cache, "d", Cache, "e").unwrap();
+    rename(&fs, Cache, "d", Cache, "e").unwrap();
     let before = fs.tree(Cache);
     fs.crash_at(0);
     assert_eq!(kind(fs.remove_file(Cache, "e/f")), ErrorKind::Other);
@@ -975,7 +1009,7 @@ fn power_loss_loses_unsynced_entries_and_unsynced_data() {
     let mut writer = create(&fs, Cache, "d/partial", b"first").unwrap();
     writer.sync().unwrap();
     writer.write_all(b" second").unwrap();
-    fs.set_mode(Cache, "d/partial", 0o600).unwrap();
+    writer.set_mode(0o600).unwrap();
     // A directory whose entries and parent were synced survives whole; a
     // directory created after the parent's sync does not.
     fs.create_dir(Cache, "d/sub").unwrap();
@@ -1043,7 +1077,7 @@ fn power_loss_after_the_full_publish_protocol_keeps_the_entry() {
             .sync()
             .unwrap();
         fs.sync_dir(Cache, "ab/.tmp-k").unwrap();
-        fs.rename(Cache, "ab/.tmp-k", Cache, "ab/k").unwrap();
+        rename(&fs, Cache, "ab/.tmp-k", Cache, "ab/k").unwrap();
         fs
     };
     // Before the shard is synced neither the scratch dir's creation nor
@@ -1054,9 +1088,9 @@ fn power_loss_after_the_full_publish_protocol_keeps_the_entry() {
     // Had the shard been synced after creating the scratch dir, the
     // complete scratch dir would come back instead.
     let fs = publish_until_rename();
-    fs.rename(Cache, "ab/k", Cache, "ab/.tmp-k").unwrap();
+    rename(&fs, Cache, "ab/k", Cache, "ab/.tmp-k").unwrap();
     fs.sync_dir(Cache, "ab").unwrap();
-    fs.rename(Cache, "ab/.tmp-k", Cache, "ab/k").unwrap();
+    rename(&fs, Cache, "ab/.tmp-k", Cache, "ab/k").unwrap();
     fs.recover(CrashMode::PowerLoss);
     assert_eq!(
         paths(&fs, Cache),
@@ -1087,10 +1121,10 @@ fn power_loss_undoes_an_unsynced_rename_and_removal() {
     fs.write_file(Cache, "old", b"old", 0o644).unwrap();
     fs.write_file(Cache, "replaced", b"before", 0o644).unwrap();
     let before = fs.tree(Cache);
-    fs.rename(Cache, "ab/.tmp-k", Cache, "ab/k").unwrap();
+    rename(&fs, Cache, "ab/.tmp-k", Cache, "ab/k").unwrap();
     fs.remove_file(Cache, "old").unwrap();
     create(&fs, Cache, "new", b"after").unwrap().sync().unwrap();
-    fs.rename(Cache, "new", Cache, "replaced").unwrap();
+    rename(&fs, Cache, "new", Cache, "replaced").unwrap();
     assert_eq!(fs.read_file(Cache, "replaced").unwrap(), b"after");
     fs.recover(CrashMode::PowerLoss);
     assert_eq!(fs.tree(Cache), before);
@@ -1101,8 +1135,8 @@ fn power_loss_keeps_a_tree_when_a_moved_directory_is_durable_in_two_places() {
     // Cycle: b is durable inside a, a durable inside b.
     let fs = MemFs::new();
     fs.create_dir_all(Cache, "a/b").unwrap();
-    fs.rename(Cache, "a/b", Cache, "b").unwrap();
-    fs.rename(Cache, "a", Cache, "b/a").unwrap();
+    rename(&fs, Cache, "a/b", Cache, "b").unwrap();
+    rename(&fs, Cache, "a", Cache, "b/a").unwrap();
     fs.sync_dir(Cache, "b").unwrap();
     assert_eq!(paths(&fs, Cache), vec!["b", "b/a"]);
     fs.recover(CrashMode::PowerLoss);
@@ -1116,8 +1150,8 @@ fn power_loss_keeps_a_tree_when_a_moved_directory_is_durable_in_two_places() {
     fs.write_file(Cache, "x/d/inner", b"i", 0o644).unwrap();
     fs.write_file(Cache, "x/f", b"f", 0o644).unwrap();
     fs.create_dir_all(Cache, "y").unwrap();
-    fs.rename(Cache, "x/d", Cache, "y/d").unwrap();
-    fs.rename(Cache, "x/f", Cache, "y/f").unwrap();
+    rename(&fs, Cache, "x/d", Cache, "y/d").unwrap();
+    rename(&fs, Cache, "x/f", Cache, "y/f").unwrap();
     fs.sync_dir(Cache, "y").unwrap();
     fs.recover(CrashMode::PowerLoss);
     assert_eq!(
@@ -1134,7 +1168,7 @@ fn power_loss_spans_both_roots() {
     let fs = MemFs::new();
     fs.write_file(Cache, "blob", b"b", 0o644).unwrap();
     fs.create_dir_all(Workspace, "out").unwrap();
-    fs.rename(Cache, "blob", Workspace, "out/file").unwrap();
+    rename(&fs, Cache, "blob", Workspace, "out/file").unwrap();
     fs.sync_dir(Workspace, "out").unwrap();
     fs.recover(CrashMode::PowerLoss);
     // Synced on the workspace side only: both names survive.

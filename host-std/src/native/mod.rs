@@ -27,6 +27,7 @@ use rayon::prelude::*;
 use crate::fs::{CapStdFilesystem, OpenError};
 use crate::inputs::{InputError, hash_file, hash_file_with_metadata};
 use crate::memo::{self, MemoFile, file_stat};
+use crate::tasks::Threads;
 use cachet_cli::{
     self as cli, CliError, FileHasher, GlobalArgs, HashedFiles, Host, KeyArgs, PlumbingCommand,
     SystemContext, exit,
@@ -215,7 +216,7 @@ fn open(globals: &GlobalArgs) -> Result<Opened, NativeError> {
         workspace,
         cache_dir,
         excluded,
-        cache: Cache::with_options(fs, globals.cache_options()),
+        cache: Cache::with_options(fs, globals.cache_options()).with_tasks(Threads::new()),
     })
 }
 

@@ -435,13 +435,12 @@ fn safe_1_every_case_stays_within_bounded_allocation_in_process() {
             }
             _ => 0,
         };
-        // On one thread: the allocator counts per thread, and work done by
-        // `run_tasks` on other threads would escape it. Each further task
-        // holds one more copy buffer (`MAX_DEFAULT_PARALLELISM` bounds
-        // them); the binary, threads and all, is held to RSS_BOUND above.
-        let fs = CapStdFilesystem::open_ambient(&layout.workspace, &layout.cache)
-            .unwrap()
-            .with_parallelism(1);
+        // On one thread (a cache's default, `Sequential`): the allocator
+        // counts per thread, and work done by `cachet::tasks::Threads` on
+        // other threads would escape it. Each further task holds one more
+        // copy buffer (`MAX_DEFAULT_PARALLELISM` bounds them); the binary,
+        // threads and all, is held to RSS_BOUND above.
+        let fs = CapStdFilesystem::open_ambient(&layout.workspace, &layout.cache).unwrap();
         let cache = Cache::new(fs);
         let mut ctx = SystemContext::new();
 

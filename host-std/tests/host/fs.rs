@@ -7,10 +7,13 @@ use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 
 use cachet::fs::{CapStdFilesystem, OpenError};
+use cachet::tasks::Threads;
 use cachet_core::fs::{
-    Directory, Error, ErrorKind, FileKind, FileWriter, Filesystem, Read, Root, Timestamp, Write,
+    Directory, Error, ErrorKind, FileKind, FileReader, FileWriter, Filesystem, Name, Read, Replace,
+    Root, Timestamp, Write, rename_path,
 };
 use cachet_core::hash::{HashFunction, digest};
+use cachet_core::tasks::Tasks;
 use tempfile::TempDir;
 
 /// A workspace, a cache root and a directory outside both holding a secret.
@@ -42,6 +45,33 @@ fn fixture() -> Fixture {
 
 fn kind<T: core::fmt::Debug>(result: Result<T, Error>) -> ErrorKind {
     result.expect_err("the call should fail").kind
+}
+
+fn name(name: &str) -> Name<'_> {
+    Name::new(name).unwrap()
+}
+
+/// A rename by path, through the parents' directories, as the core makes
+/// one ([`rename_path`]).
+fn rename(
+    fs: &CapStdFilesystem,
+    from_root: Root,
+    from: &str,
+    to_root: Root,
+    to: &str,
+) -> Result<(), Error> {
+    rename_path(fs, (from_root, from), (to_root, to), Replace::Allowed)
+}
+
+/// [`rename`] with [`Replace::Never`].
+fn rename_no_replace(
+    fs: &CapStdFilesystem,
+    from_root: Root,
+    from: &str,
+    to_root: Root,
+    to: &str,
+) -> Result<(), Error> {
+    rename_path(fs, (from_root, from), (to_root, to), Replace::Never)
 }
 
 fn read_all(fs: &CapStdFilesystem, root: Root, path: &str) -> Vec<u8> {
@@ -231,25 +261,63 @@ fn safe_2_intermediate_symlinks_leading_outside_are_never_followed() {
             kind(f.fs.remove_file(Root::Workspace, &secret)),
             "remove_file",
         );
-        refused(
-            kind(f.fs.rename(Root::Workspace, "victim", Root::Workspace, &new)),
+        // A rename goes through the directories on either side, which are
+        // opened without following a symlink in their last component.
+        let symlink_refused = |kind: ErrorKind, what: &str| {
+            assert_eq!(kind, ErrorKind::SymlinkRefused, "{what} via {escape}");
+        };
+        symlink_refused(
+            kind(rename(
+                &f.fs,
+                Root::Workspace,
+                "victim",
+                Root::Workspace,
+                &new,
+            )),
             "rename to",
         );
-        refused(
-            kind(f.fs.rename(Root::Workspace, &secret, Root::Workspace, "stolen")),
+        symlink_refused(
+            kind(rename(
+                &f.fs,
+                Root::Workspace,
+                &secret,
+                Root::Workspace,
+                "stolen",
+            )),
             "rename from",
         );
-        refused(
-            kind(f.fs.rename_no_replace(Root::Workspace, "victim", Root::Workspace, &new)),
-            "rename_no_replace to",
+        symlink_refused(
+            kind(rename_no_replace(
+                &f.fs,
+                Root::Workspace,
+                "victim",
+                Root::Workspace,
+                &new,
+            )),
+            "rename without replacing to",
         );
-        refused(
-            kind(f.fs.rename_no_replace(Root::Workspace, &secret, Root::Cache, "stolen")),
-            "rename_no_replace from",
+        symlink_refused(
+            kind(rename_no_replace(
+                &f.fs,
+                Root::Workspace,
+                &secret,
+                Root::Cache,
+                "stolen",
+            )),
+            "rename without replacing from",
         );
+        // Through an escaping symlink further up, the directory is not
+        // opened at all.
+        let inner = format!("{escape}/inner/new");
         refused(
-            kind(f.fs.set_mode(Root::Workspace, &secret, 0o777)),
-            "set_mode",
+            kind(rename(
+                &f.fs,
+                Root::Workspace,
+                "victim",
+                Root::Workspace,
+                &inner,
+            )),
+            "rename into a directory below",
         );
         refused(
             kind(f.fs.set_modified(Root::Workspace, &secret, Timestamp::from_seconds(1))),
@@ -351,38 +419,34 @@ fn create_dir_error_kinds() {
 fn rename_within_and_across_roots() {
     let f = fixture();
     write_new(&f.fs, Root::Cache, "a", b"A");
-    f.fs.rename(Root::Cache, "a", Root::Cache, "b").unwrap();
+    rename(&f.fs, Root::Cache, "a", Root::Cache, "b").unwrap();
     assert_eq!(read_all(&f.fs, Root::Cache, "b"), b"A");
     assert_eq!(kind(f.fs.open_file(Root::Cache, "a")), ErrorKind::NotFound);
 
     // Across roots, both ways, into nested directories.
     f.fs.create_dir(Root::Workspace, "out").unwrap();
-    f.fs.rename(Root::Cache, "b", Root::Workspace, "out/b")
-        .unwrap();
+    rename(&f.fs, Root::Cache, "b", Root::Workspace, "out/b").unwrap();
     assert_eq!(fs::read(f.workspace.join("out/b")).unwrap(), b"A");
-    f.fs.rename(Root::Workspace, "out", Root::Cache, "moved-dir")
-        .unwrap();
+    rename(&f.fs, Root::Workspace, "out", Root::Cache, "moved-dir").unwrap();
     assert_eq!(fs::read(f.cache.join("moved-dir/b")).unwrap(), b"A");
 
     // Replaces a file.
     write_new(&f.fs, Root::Workspace, "new", b"new");
     write_new(&f.fs, Root::Workspace, "old", b"old");
-    f.fs.rename(Root::Workspace, "new", Root::Workspace, "old")
-        .unwrap();
+    rename(&f.fs, Root::Workspace, "new", Root::Workspace, "old").unwrap();
     assert_eq!(read_all(&f.fs, Root::Workspace, "old"), b"new");
 
     // A directory replaces only an empty directory.
     f.fs.create_dir(Root::Cache, "empty").unwrap();
-    f.fs.rename(Root::Cache, "moved-dir", Root::Cache, "empty")
-        .unwrap();
+    rename(&f.fs, Root::Cache, "moved-dir", Root::Cache, "empty").unwrap();
     assert!(f.cache.join("empty/b").exists());
     f.fs.create_dir(Root::Cache, "other").unwrap();
     assert_eq!(
-        kind(f.fs.rename(Root::Cache, "other", Root::Cache, "empty")),
+        kind(rename(&f.fs, Root::Cache, "other", Root::Cache, "empty")),
         ErrorKind::DirectoryNotEmpty
     );
     assert_eq!(
-        kind(f.fs.rename(Root::Cache, "missing", Root::Cache, "x")),
+        kind(rename(&f.fs, Root::Cache, "missing", Root::Cache, "x")),
         ErrorKind::NotFound
     );
 }
@@ -392,8 +456,7 @@ fn rename_moves_a_symlink_not_its_target() {
     let f = fixture();
     fs::write(f.workspace.join("target"), b"t").unwrap();
     symlink("target", f.workspace.join("link")).unwrap();
-    f.fs.rename(Root::Workspace, "link", Root::Workspace, "link2")
-        .unwrap();
+    rename(&f.fs, Root::Workspace, "link", Root::Workspace, "link2").unwrap();
     assert!(
         fs::symlink_metadata(f.workspace.join("link2"))
             .unwrap()
@@ -409,7 +472,13 @@ fn rename_no_replace_never_replaces() {
     write_new(&f.fs, Root::Cache, "src", b"src");
     write_new(&f.fs, Root::Cache, "dst", b"dst");
     assert_eq!(
-        kind(f.fs.rename_no_replace(Root::Cache, "src", Root::Cache, "dst")),
+        kind(rename_no_replace(
+            &f.fs,
+            Root::Cache,
+            "src",
+            Root::Cache,
+            "dst"
+        )),
         ErrorKind::AlreadyExists
     );
     assert_eq!(read_all(&f.fs, Root::Cache, "src"), b"src");
@@ -419,43 +488,70 @@ fn rename_no_replace_never_replaces() {
     f.fs.create_dir(Root::Cache, "d1").unwrap();
     f.fs.create_dir(Root::Cache, "d2").unwrap();
     assert_eq!(
-        kind(f.fs.rename_no_replace(Root::Cache, "d1", Root::Cache, "d2")),
+        kind(rename_no_replace(
+            &f.fs,
+            Root::Cache,
+            "d1",
+            Root::Cache,
+            "d2"
+        )),
         ErrorKind::AlreadyExists
     );
     symlink("nowhere", f.cache.join("dangling")).unwrap();
     assert_eq!(
-        kind(f.fs.rename_no_replace(Root::Cache, "src", Root::Cache, "dangling")),
+        kind(rename_no_replace(
+            &f.fs,
+            Root::Cache,
+            "src",
+            Root::Cache,
+            "dangling"
+        )),
         ErrorKind::AlreadyExists
     );
 
     // Succeeds when nothing is there, within a root, across roots and in
     // nested directories.
-    f.fs.rename_no_replace(Root::Cache, "src", Root::Cache, "d1/src")
-        .unwrap();
+    rename_no_replace(&f.fs, Root::Cache, "src", Root::Cache, "d1/src").unwrap();
     f.fs.create_dir(Root::Workspace, "w").unwrap();
-    f.fs.rename_no_replace(Root::Cache, "d1/src", Root::Workspace, "w/src")
-        .unwrap();
+    rename_no_replace(&f.fs, Root::Cache, "d1/src", Root::Workspace, "w/src").unwrap();
     assert_eq!(fs::read(f.workspace.join("w/src")).unwrap(), b"src");
-    f.fs.rename_no_replace(Root::Workspace, "w", Root::Cache, "ab")
-        .unwrap();
+    rename_no_replace(&f.fs, Root::Workspace, "w", Root::Cache, "ab").unwrap();
     assert_eq!(fs::read(f.cache.join("ab/src")).unwrap(), b"src");
 
     assert_eq!(
-        kind(f.fs.rename_no_replace(Root::Cache, "missing", Root::Cache, "x")),
+        kind(rename_no_replace(
+            &f.fs,
+            Root::Cache,
+            "missing",
+            Root::Cache,
+            "x"
+        )),
         ErrorKind::NotFound
     );
     assert_eq!(
-        kind(f.fs.rename_no_replace(Root::Cache, "dst", Root::Cache, "missing/x")),
+        kind(rename_no_replace(
+            &f.fs,
+            Root::Cache,
+            "dst",
+            Root::Cache,
+            "missing/x"
+        )),
         ErrorKind::NotFound
     );
     for bad in ["", "a/", "a/..", "."] {
         assert_eq!(
-            kind(f.fs.rename_no_replace(Root::Cache, bad, Root::Cache, "y")),
+            kind(rename_no_replace(&f.fs, Root::Cache, bad, Root::Cache, "y")),
             ErrorKind::InvalidInput,
             "{bad:?}"
         );
         assert_eq!(
-            kind(f.fs.rename_no_replace(Root::Cache, "dst", Root::Cache, bad)),
+            kind(rename_no_replace(
+                &f.fs,
+                Root::Cache,
+                "dst",
+                Root::Cache,
+                bad
+            )),
             ErrorKind::InvalidInput,
             "{bad:?}"
         );
@@ -626,26 +722,22 @@ fn directory_metadata_agrees_with_metadata_by_path_without_following() {
     symlink(&f.outside, f.workspace.join("d/out")).unwrap();
 
     let dir = f.fs.open_dir(Root::Workspace, "d").unwrap();
-    for name in ["file", "sub", "link", "out"] {
+    for entry in ["file", "sub", "link", "out"] {
         assert_eq!(
-            dir.metadata(name).unwrap(),
-            f.fs.metadata(Root::Workspace, &format!("d/{name}"))
+            dir.metadata(name(entry)).unwrap(),
+            f.fs.metadata(Root::Workspace, &format!("d/{entry}"))
                 .unwrap(),
-            "{name}"
+            "{entry}"
         );
     }
-    assert_eq!(kind(dir.metadata("missing")), ErrorKind::NotFound);
+    assert_eq!(kind(dir.metadata(name("missing"))), ErrorKind::NotFound);
     // One component only: nothing can walk out of the directory.
-    for name in ["", ".", "..", "sub/x", "out/secret", "../d/file"] {
-        assert_eq!(
-            kind(dir.metadata(name)),
-            ErrorKind::InvalidInput,
-            "{name:?}"
-        );
+    for bad in ["", ".", "..", "sub/x", "out/secret", "../d/file", "f\0"] {
+        assert_eq!(kind(Name::new(bad)), ErrorKind::InvalidInput, "{bad:?}");
     }
     // The root itself opens too.
     let root = f.fs.open_dir(Root::Workspace, "").unwrap();
-    assert_eq!(root.metadata("d").unwrap().kind, FileKind::Dir);
+    assert_eq!(root.metadata(name("d")).unwrap().kind, FileKind::Dir);
 }
 
 #[test]
@@ -675,11 +767,11 @@ fn safe_2_open_dir_refuses_symlinks_and_non_directories() {
     fs::write(f.workspace.join("d/blob"), b"abc").unwrap();
     let dir = f.fs.open_dir(Root::Workspace, "d").unwrap();
     fs::rename(f.workspace.join("d"), f.workspace.join("moved")).unwrap();
-    assert_eq!(dir.metadata("blob").unwrap().size, 3);
+    assert_eq!(dir.metadata(name("blob")).unwrap().size, 3);
 }
 
 #[test]
-fn safe_2_rename_at_moves_one_name_between_open_directories_never_through_a_symlink() {
+fn safe_2_rename_moves_one_name_between_open_directories_never_through_a_symlink() {
     let f = fixture();
     fs::create_dir_all(f.cache.join("scratch")).unwrap();
     fs::create_dir_all(f.workspace.join("out")).unwrap();
@@ -688,11 +780,13 @@ fn safe_2_rename_at_moves_one_name_between_open_directories_never_through_a_syml
     fs::write(f.workspace.join("out/app"), b"old").unwrap();
     let from = f.fs.open_dir(Root::Cache, "scratch").unwrap();
     let to = f.fs.open_dir(Root::Workspace, "out").unwrap();
-    f.fs.rename_at(&from, "0", &to, "app").unwrap();
+    let allowed = Replace::Allowed;
+    f.fs.rename(&from, name("0"), &to, name("app"), allowed)
+        .unwrap();
     assert_eq!(fs::read(f.workspace.join("out/app")).unwrap(), b"new");
     assert!(!f.cache.join("scratch/0").exists());
     assert_eq!(
-        kind(f.fs.rename_at(&from, "0", &to, "x")),
+        kind(f.fs.rename(&from, name("0"), &to, name("x"), allowed)),
         ErrorKind::NotFound
     );
     // One name each: nothing can be steered through a path.
@@ -703,64 +797,62 @@ fn safe_2_rename_at_moves_one_name_between_open_directories_never_through_a_syml
         ("../scratch/1", "y"),
         ("", "y"),
     ] {
+        let names = Name::new(from_name).and_then(|from| Ok((from, Name::new(to_name)?)));
         assert_eq!(
-            kind(f.fs.rename_at(&from, from_name, &to, to_name)),
+            kind(names),
             ErrorKind::InvalidInput,
             "{from_name:?} -> {to_name:?}"
         );
     }
     // A symlink as the target name is replaced, never followed.
-    f.fs.rename_at(&from, "1", &to, "escape").unwrap();
+    f.fs.rename(&from, name("1"), &to, name("escape"), allowed)
+        .unwrap();
     assert_eq!(fs::read(f.workspace.join("out/escape")).unwrap(), b"other");
     assert_secret_intact(&f);
 }
 
 #[test]
-fn rename_at_no_replace_never_replaces() {
+fn rename_in_open_directories_without_replacing_never_replaces() {
     let f = fixture();
     fs::create_dir_all(f.cache.join("blobs")).unwrap();
     fs::write(f.cache.join("blobs/.partial"), b"one").unwrap();
     fs::write(f.cache.join("blobs/taken"), b"two").unwrap();
     let dir = f.fs.open_dir(Root::Cache, "blobs").unwrap();
+    let never = Replace::Never;
     assert_eq!(
-        kind(f.fs.rename_at_no_replace(&dir, ".partial", &dir, "taken")),
+        kind(f.fs.rename(&dir, name(".partial"), &dir, name("taken"), never)),
         ErrorKind::AlreadyExists
     );
     assert_eq!(fs::read(f.cache.join("blobs/taken")).unwrap(), b"two");
-    f.fs.rename_at_no_replace(&dir, ".partial", &dir, "free")
+    f.fs.rename(&dir, name(".partial"), &dir, name("free"), never)
         .unwrap();
     assert_eq!(fs::read(f.cache.join("blobs/free")).unwrap(), b"one");
-    assert_eq!(
-        kind(f.fs.rename_at_no_replace(&dir, "free", &dir, "../x")),
-        ErrorKind::InvalidInput
-    );
+    assert_eq!(kind(Name::new("../x")), ErrorKind::InvalidInput);
 }
 
 #[test]
-fn open_file_with_metadata_agrees_with_metadata_and_refuses_what_open_file_refuses() {
+fn a_reader_reports_the_metadata_of_what_open_file_opened() {
     let f = fixture();
     fs::write(f.workspace.join("file"), b"12345").unwrap();
     fs::set_permissions(f.workspace.join("file"), fs::Permissions::from_mode(0o751)).unwrap();
     fs::create_dir(f.workspace.join("dir")).unwrap();
     symlink("file", f.workspace.join("link")).unwrap();
     mkfifo(&f.workspace.join("fifo"));
-    let (mut reader, meta) =
-        f.fs.open_file_with_metadata(Root::Workspace, "file")
-            .unwrap();
+    let mut reader = f.fs.open_file(Root::Workspace, "file").unwrap();
+    let meta = reader.metadata().unwrap();
     assert_eq!(meta, f.fs.metadata(Root::Workspace, "file").unwrap());
     let mut buf = [0u8; 8];
     assert_eq!(reader.read(&mut buf).unwrap(), 5);
+    // The file opened, whatever the path names by now.
+    fs::rename(f.workspace.join("file"), f.workspace.join("moved")).unwrap();
+    fs::write(f.workspace.join("file"), b"other contents").unwrap();
+    assert_eq!(reader.metadata().unwrap(), meta);
     for (path, expected) in [
         ("dir", ErrorKind::IsADirectory),
         ("link", ErrorKind::SymlinkRefused),
         ("fifo", ErrorKind::InvalidInput),
         ("missing", ErrorKind::NotFound),
     ] {
-        assert_eq!(
-            kind(f.fs.open_file_with_metadata(Root::Workspace, path)),
-            expected,
-            "{path}"
-        );
         assert_eq!(
             kind(f.fs.open_file(Root::Workspace, path)),
             expected,
@@ -798,33 +890,20 @@ fn copy_file_copies_everything_across_roots_and_hashes_the_copy() {
 }
 
 #[test]
-fn set_mode_on_files_and_dirs_but_not_through_symlinks() {
+fn set_mode_through_the_writer_of_a_new_file() {
     let f = fixture();
-    write_new(&f.fs, Root::Workspace, "file", b"");
-    f.fs.create_dir(Root::Workspace, "dir").unwrap();
-    f.fs.set_mode(Root::Workspace, "file", 0o755).unwrap();
+    let mut writer = f.fs.create_new_file(Root::Workspace, "file").unwrap();
+    writer.set_mode(0o755).unwrap();
     assert_eq!(f.fs.metadata(Root::Workspace, "file").unwrap().mode, 0o755);
-    f.fs.set_mode(Root::Workspace, "file", 0o000).unwrap();
+    writer.set_mode(0o4751).unwrap();
+    assert_eq!(f.fs.metadata(Root::Workspace, "file").unwrap().mode, 0o4751);
+    // Through the handle, even without permission to open the file again.
+    writer.set_mode(0o000).unwrap();
     assert_eq!(f.fs.metadata(Root::Workspace, "file").unwrap().mode, 0);
-    f.fs.set_mode(Root::Workspace, "file", 0o640).unwrap();
+    writer.set_mode(0o640).unwrap();
     assert_eq!(f.fs.metadata(Root::Workspace, "file").unwrap().mode, 0o640);
-    f.fs.set_mode(Root::Workspace, "dir", 0o750).unwrap();
-    assert_eq!(f.fs.metadata(Root::Workspace, "dir").unwrap().mode, 0o750);
-
-    symlink("file", f.workspace.join("link")).unwrap();
-    assert_eq!(
-        kind(f.fs.set_mode(Root::Workspace, "link", 0o777)),
-        ErrorKind::SymlinkRefused
-    );
+    assert_eq!(kind(writer.set_mode(0o10000)), ErrorKind::InvalidInput);
     assert_eq!(f.fs.metadata(Root::Workspace, "file").unwrap().mode, 0o640);
-    assert_eq!(
-        kind(f.fs.set_mode(Root::Workspace, "file", 0o10000)),
-        ErrorKind::InvalidInput
-    );
-    assert_eq!(
-        kind(f.fs.set_mode(Root::Workspace, "missing", 0o644)),
-        ErrorKind::NotFound
-    );
 }
 
 #[test]
@@ -954,17 +1033,40 @@ fn sync_filesystem_is_available_on_linux_and_succeeds_on_both_roots() {
     f.fs.sync_filesystem(Root::Workspace).unwrap();
 }
 
+/// Runs `task(index)` for every index of `results` on `threads`, each
+/// keeping what it returns in its own slot, as the core does.
+fn run_on<R: Send>(
+    threads: &Threads,
+    fs: &CapStdFilesystem,
+    results: &mut [R],
+    task: &(dyn Fn(usize) -> R + Sync),
+) {
+    let mut jobs: Vec<_> = results
+        .iter_mut()
+        .enumerate()
+        .map(|(index, slot)| move |_: &CapStdFilesystem| *slot = task(index))
+        .collect();
+    let mut jobs: Vec<&mut (dyn FnMut(&CapStdFilesystem) + Send)> = jobs
+        .iter_mut()
+        .map(|job| job as &mut (dyn FnMut(&CapStdFilesystem) + Send))
+        .collect();
+    threads.run(fs, &mut jobs);
+}
+
 #[test]
-fn run_tasks_runs_every_task_once_and_keeps_each_result_in_its_place() {
+fn threads_run_every_task_once_and_keep_each_result_in_its_place() {
     for parallelism in [1, 2, 8] {
         let f = fixture();
-        let fs = f.fs.with_parallelism(parallelism);
-        assert_eq!(fs.parallelism(), parallelism);
+        let threads = Threads::with_parallelism(parallelism);
+        assert_eq!(
+            Tasks::<CapStdFilesystem>::parallelism(&threads),
+            parallelism
+        );
         for count in [0, 1, 3, 50] {
             let runs: Vec<core::sync::atomic::AtomicUsize> =
                 (0..count).map(|_| Default::default()).collect();
             let mut results = vec![usize::MAX; count];
-            fs.run_tasks(&mut results, &|_, index| {
+            run_on(&threads, &f.fs, &mut results, &|index| {
                 runs[index].fetch_add(1, core::sync::atomic::Ordering::Relaxed);
                 index * index
             });
@@ -979,18 +1081,21 @@ fn run_tasks_runs_every_task_once_and_keeps_each_result_in_its_place() {
             );
         }
     }
+    // By default, one thread per core, at most eight.
+    let default = Tasks::<CapStdFilesystem>::parallelism(&Threads::new());
+    assert!((1..=cachet::tasks::MAX_DEFAULT_PARALLELISM).contains(&default));
 }
 
 #[test]
-fn run_tasks_runs_tasks_at_once_when_parallelism_allows() {
+fn threads_run_tasks_at_once_when_parallelism_allows() {
     // Each of two tasks waits for the other to start: on one thread the
     // first would give up after the timeout, and the test would fail
     // rather than hang.
     let f = fixture();
-    let fs = f.fs.with_parallelism(2);
+    let threads = Threads::with_parallelism(2);
     let arrived = core::sync::atomic::AtomicUsize::new(0);
     let mut met = [false; 2];
-    fs.run_tasks(&mut met, &|_, _| {
+    run_on(&threads, &f.fs, &mut met, &|_| {
         arrived.fetch_add(1, core::sync::atomic::Ordering::SeqCst);
         let deadline = std::time::Instant::now() + core::time::Duration::from_secs(10);
         while arrived.load(core::sync::atomic::Ordering::SeqCst) < 2 {
@@ -1021,7 +1126,8 @@ fn stored_many(f: &Fixture, count: usize) -> (cachet_core::key::Key, Vec<(PathBu
         outputs.push(format!("/{relative}"));
     }
     let key = cachet_core::key::Key(digest(HashFunction::Blake3, b"many"));
-    let cache = Cache::new(CapStdFilesystem::open_ambient(&f.workspace, &f.cache).unwrap());
+    let cache = Cache::new(CapStdFilesystem::open_ambient(&f.workspace, &f.cache).unwrap())
+        .with_tasks(Threads::new());
     let mut outputs: Vec<&str> = outputs.iter().map(String::as_str).collect();
     cache
         .store(
@@ -1043,11 +1149,11 @@ fn restore_with(
     key: &cachet_core::key::Key,
     parallelism: usize,
 ) -> Result<cachet_core::cache::RestoreOutcome, cachet_core::cache::CacheError> {
-    let fs = CapStdFilesystem::open_ambient(&f.workspace, &f.cache)
-        .unwrap()
-        .with_parallelism(parallelism);
+    let fs = CapStdFilesystem::open_ambient(&f.workspace, &f.cache).unwrap();
     let context = &mut cachet_core::cache::DeterministicContext::default();
-    cachet_core::cache::Cache::new(fs).restore(key, Vec::new(), Vec::new(), context)
+    cachet_core::cache::Cache::new(fs)
+        .with_tasks(Threads::with_parallelism(parallelism))
+        .restore(key, Vec::new(), Vec::new(), context)
 }
 
 #[test]

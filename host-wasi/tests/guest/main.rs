@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use cachet::fs::CapStdFilesystem;
+use cachet::tasks::Threads;
 use cachet_cli::{self as cli, Host, PlumbingCli, SystemContext};
 use cachet_core::cache::Cache;
 use cachet_wasi::embed::{Embedding, GuestOutput, is_read_only};
@@ -77,7 +78,7 @@ fn native(workspace: &Path, cache: &Path, args: &[&str]) -> GuestOutput {
         .into_iter()
         .collect();
     let host = Host::new(Some(workspace), excluded);
-    let cache = Cache::with_options(fs, line.globals.cache_options());
+    let cache = Cache::with_options(fs, line.globals.cache_options()).with_tasks(Threads::new());
     let status = cli::run_plumbing(
         &line.command,
         &host,
