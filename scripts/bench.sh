@@ -19,6 +19,7 @@
 #   BENCH_OUTPUT=<file>  the report file [default: BENCHMARKS.md]; "-" only
 #                        prints
 #   BENCH_NO_INSTALL=1   never install missing tools (apt-get, cargo install)
+#   BENCH_MEMO=1         0 skips the memo benchmarks (scripts/bench-memo.sh)
 #   BENCH_SETTLE=360     seconds to wait after the previous run's clean-up
 #                        (see below); 0 does not wait
 #
@@ -549,4 +550,14 @@ say "raw measurements: $TARGET_DIR/bench-logs"
 if ((${#SKIPPED[@]})); then
   warn "some measurements were skipped:"
   printf '  - %s\n' "${SKIPPED[@]}" >&2
+fi
+
+# The file-hash memo against turbo and the physical limit (issue #14): its
+# own script, since it needs npm; BENCH_MEMO=0 skips it.
+if [[ ${BENCH_MEMO:-1} == 1 ]]; then
+  if command -v npm >/dev/null 2>&1; then
+    BENCH_OUTPUT=$OUTPUT "$REPO/scripts/bench-memo.sh"
+  else
+    warn "npm is missing: the memo benchmarks (scripts/bench-memo.sh) were not run"
+  fi
 fi
