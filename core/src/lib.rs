@@ -9,7 +9,8 @@
 //! with the `alloc` feature, the cache operations themselves
 //! ([`cache`], SPEC §6), and the rules of the file-hash memo ([`memo`],
 //! spec §10). Host crates (`cachet` over cap-std, `cachet-wasi`
-//! over WASI preview 1) only implement [`fs::Filesystem`] and move bytes.
+//! over WASI preview 1) only implement [`fs::Filesystem`] (and, with
+//! threads, [`tasks::Tasks`]) and move bytes.
 //!
 //! # Example
 //!

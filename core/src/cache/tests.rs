@@ -151,7 +151,8 @@ fn claim_1_restore_reproduces_files_modes_and_streams() {
 
 #[test]
 fn op_2_store_then_lookup_hits_and_disk_4_shares_equal_blobs() {
-    // With and without `rename_no_replace`, which names blobs differently.
+    // With and without renames that never replace (`Replace::Never`),
+    // which name blobs differently.
     for no_replace in [true, false] {
         let (fs, cache) = setup();
         fs.set_rename_no_replace_supported(no_replace);
@@ -274,7 +275,7 @@ fn op_2_a_symlink_at_the_entry_path_is_moved_aside_without_rename_no_replace() {
         assert_eq!(
             store(&cache, &key(1), &outputs, &mut ctx),
             Ok(StoreOutcome::Stored),
-            "rename_no_replace supported: {no_replace}"
+            "renames without replacing supported: {no_replace}"
         );
         assert_eq!(cache.lookup_status(&key(1)), Ok(LookupStatus::Hit));
         assert!(scratch_left(&fs).is_empty(), "{:?}", scratch_left(&fs));

@@ -561,7 +561,7 @@ impl Default for MemFs {
 
 impl MemFs {
     /// An empty filesystem: two empty roots, clock at the Unix epoch,
-    /// renames across roots allowed, `rename_no_replace` supported.
+    /// renames across roots allowed, renames without replacing supported.
     pub fn new() -> MemFs {
         MemFs {
             state: Rc::new(RefCell::new(State::new())),

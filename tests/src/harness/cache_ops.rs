@@ -99,7 +99,8 @@ pub fn mode(index: u8) -> u32 {
 pub struct Setup {
     /// Renames between the roots fail, so restore copies (OP-3).
     pub cross_device: bool,
-    /// The host lacks `rename_no_replace`, so store falls back (OP-2).
+    /// The host cannot rename without replacing (`Replace::Never`), so
+    /// store falls back (OP-2).
     pub no_rename_no_replace: bool,
     /// Scratch grace period of 60 s instead of 0 (OP-5).
     pub grace: bool,
