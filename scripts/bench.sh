@@ -10,7 +10,9 @@
 # Usage: scripts/bench.sh            (from anywhere; takes 10-20 minutes)
 #
 # Environment (all optional):
-#   BENCH_RUNS=5         timed repetitions per command (the median is shown)
+#   BENCH_RUNS=11        timed repetitions per command (the median is shown);
+#                        store, restore and hashing alternate with their
+#                        baseline round by round
 #   BENCH_WARMUP=1       untimed warm-up runs per command
 #   BENCH_SHAPES="1x256MiB 1000x16KiB 10000x1KiB"   which shapes to run
 #   BENCH_CRITERION=1    0 skips the criterion benches
@@ -36,7 +38,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$(pwd)
 
-RUNS=${BENCH_RUNS:-5}
+RUNS=${BENCH_RUNS:-11}
 WARMUP=${BENCH_WARMUP:-1}
 SHAPES=${BENCH_SHAPES:-"1x256MiB 1000x16KiB 10000x1KiB"}
 RUN_CRITERION=${BENCH_CRITERION:-1}
@@ -234,6 +236,46 @@ timed() {
   SPAN="$(fmt_time "$T") ($(fmt_time "$lo") … $(fmt_time "$hi"))"
 }
 
+# timed_pair NAME PREPARE COMMAND BASE_NAME BASE_PREPARE BASE_COMMAND:
+# RUNS rounds that run COMMAND and then BASE_COMMAND (each after its own
+# PREPARE, untimed), after WARMUP untimed rounds, so that whatever drifts
+# during the run (writeback of earlier runs, the page cache, another
+# process) falls on both alike. Sets T and SPAN for COMMAND and T_BASE and
+# SPAN_BASE for BASE_COMMAND; the raw figures (microseconds) go to
+# $LOG/NAME.times and $LOG/BASE_NAME.times.
+T_BASE=""
+SPAN_BASE=""
+timed_pair() {
+  local name=$1 prepare=$2 command=$3 base_name=$4 base_prepare=$5 base_command=$6
+  local i start end
+  : >"$LOG/$name.times"
+  : >"$LOG/$base_name.times"
+  for ((i = 0; i < WARMUP + RUNS; i++)); do
+    bash -c "$prepare" >/dev/null 2>&1 || die "prepare failed for $name: $prepare"
+    start=${EPOCHREALTIME/[.,]/}
+    bash -c "$command" >/dev/null 2>&1 || die "$name failed: $command"
+    end=${EPOCHREALTIME/[.,]/}
+    ((i < WARMUP)) || echo "$((end - start))" >>"$LOG/$name.times"
+    bash -c "$base_prepare" >/dev/null 2>&1 || die "prepare failed for $base_name: $base_prepare"
+    start=${EPOCHREALTIME/[.,]/}
+    bash -c "$base_command" >/dev/null 2>&1 || die "$base_name failed: $base_command"
+    end=${EPOCHREALTIME/[.,]/}
+    ((i < WARMUP)) || echo "$((end - start))" >>"$LOG/$base_name.times"
+  done
+  local lo hi
+  read -r T lo hi <<<"$(median_of "$LOG/$name.times")"
+  SPAN="$(fmt_time "$T") ($(fmt_time "$lo") … $(fmt_time "$hi"))"
+  read -r T_BASE lo hi <<<"$(median_of "$LOG/$base_name.times")"
+  SPAN_BASE="$(fmt_time "$T_BASE") ($(fmt_time "$lo") … $(fmt_time "$hi"))"
+}
+
+# median_of FILE: microsecond figures, one a line -> "median min max" in
+# seconds.
+median_of() {
+  sort -n "$1" | awk '{ t[NR] = $1 } END { m = (NR % 2) ? t[(NR + 1) / 2] : (t[NR / 2] + t[NR / 2 + 1]) / 2
+                                            printf "%.6f %.6f %.6f\n", m / 1e6, t[1] / 1e6, t[NR] / 1e6 }'
+}
+
 # peak_rss NAME PREPARE COMMAND: one more run under GNU time; prints the peak
 # resident set size in KiB, or nothing when it cannot be measured.
 peak_rss() {
@@ -341,11 +383,10 @@ run_shape() {
 
   local t_cachet s_cachet t_base s_base r_cachet r_base
   say "shape $label: store vs cp -r + sync -f"
-  timed "$shape-store" "$bury $entry" "$c store --key $key --output out"
-  t_cachet=$T s_cachet=$SPAN
+  timed_pair "$shape-store" "$bury $entry" "$c store --key $key --output out" \
+    "$shape-cp-sync" "$bury copy" "cp -r ws/out copy && sync -f copy"
+  t_cachet=$T s_cachet=$SPAN t_base=$T_BASE s_base=$SPAN_BASE
   r_cachet=$(peak_rss "$shape-store" "$bury $entry" "$c store --key $key --output out")
-  timed "$shape-cp-sync" "$bury copy" "cp -r ws/out copy && sync -f copy"
-  t_base=$T s_base=$SPAN
   r_base=$(peak_rss "$shape-cp-sync" "$bury copy" "cp -r ws/out copy && sync -f copy")
   row "$label" "store" "$s_cachet" "$s_base, \`cp -r\` + \`sync -f\`" \
     "$(ratio "$t_cachet" "$t_base")×" "≤ 1.5×" "$(at_most "$(ratio "$t_cachet" "$t_base")" 1.5)" \
@@ -359,11 +400,10 @@ run_shape() {
 
   say "shape $label: restore vs cp -r"
   local cr="$CACHET --workspace rws --cache-dir cache"
-  timed "$shape-restore" "$bury rws/out" "$cr restore --key $key"
-  t_cachet=$T s_cachet=$SPAN
+  timed_pair "$shape-restore" "$bury rws/out" "$cr restore --key $key" \
+    "$shape-cp" "$bury rcopy" "cp -r ws/out rcopy"
+  t_cachet=$T s_cachet=$SPAN t_base=$T_BASE s_base=$SPAN_BASE
   r_cachet=$(peak_rss "$shape-restore" "$bury rws/out" "$cr restore --key $key")
-  timed "$shape-cp" "$bury rcopy" "cp -r ws/out rcopy"
-  t_base=$T s_base=$SPAN
   r_base=$(peak_rss "$shape-cp" "$bury rcopy" "cp -r ws/out rcopy")
   row "$label" "restore" "$s_cachet" "$s_base, \`cp -r\`" \
     "$(ratio "$t_cachet" "$t_base")×" "≤ 1.5×" "$(at_most "$(ratio "$t_cachet" "$t_base")" 1.5)" \
@@ -376,14 +416,13 @@ run_shape() {
   if [[ -n $B3SUM ]]; then
     say "shape $label: cachet key --input vs b3sum"
     local hash_base="find ws/out -type f -print0 | xargs -0 $B3SUM"
-    timed "$shape-key" "" "$c key --input 'out/**' -- true"
-    t_cachet=$T s_cachet=$SPAN
-    r_cachet=$(peak_rss "$shape-key" "" "$c key --input 'out/**' -- true")
-    timed "$shape-b3sum" "" "$hash_base"
-    t_base=$T s_base=$SPAN
+    timed_pair "$shape-key" "true" "$c key --no-memo --input 'out/**' -- true" \
+      "$shape-b3sum" "true" "$hash_base"
+    t_cachet=$T s_cachet=$SPAN t_base=$T_BASE s_base=$SPAN_BASE
+    r_cachet=$(peak_rss "$shape-key" "" "$c key --no-memo --input 'out/**' -- true")
     r_base=$(peak_rss "$shape-b3sum" "" "$hash_base")
     # Throughput >= 0.9x b3sum means time <= b3sum / 0.9.
-    row "$label" "input hashing (\`cachet key --input\`)" "$s_cachet" \
+    row "$label" "input hashing (\`cachet key --no-memo --input\`)" "$s_cachet" \
       "$s_base, \`find\` + \`xargs b3sum\`" "$(ratio "$t_cachet" "$t_base")×" \
       "≤ 1.11× (≥ 0.9× b3sum throughput)" "$(at_most "$(ratio "$t_cachet" "$t_base")" "$(awk 'BEGIN { print 1 / 0.9 }')")" \
       "$(fmt_rss "$r_cachet") / $(fmt_rss "$r_base")"
