@@ -361,16 +361,16 @@ impl Embedding {
     }
 
     /// Runs the guest with `args` (without the program name) over
-    /// `workspace` and `cache_root`, creating the cache root if needed, as
+    /// `workspace` and `cache_dir`, creating the cache directory if needed, as
     /// the native command does.
     pub fn run(
         &self,
         workspace: &Path,
-        cache_root: &Path,
+        cache_dir: &Path,
         args: &[&str],
     ) -> Result<GuestOutput, EmbedError> {
-        std::fs::create_dir_all(cache_root).map_err(|e| EmbedError::Preopen {
-            path: cache_root.to_path_buf(),
+        std::fs::create_dir_all(cache_dir).map_err(|e| EmbedError::Preopen {
+            path: cache_dir.to_path_buf(),
             message: e.to_string(),
         })?;
         let shape = CommandShape::of(args);
@@ -381,7 +381,7 @@ impl Embedding {
             FsPerms::ReadWrite
         };
         let workspace_dir = open_root(workspace)?;
-        let cache_dir = open_root(cache_root)?;
+        let cache = open_root(cache_dir)?;
 
         let stdout = MemoryOutputPipe::new(self.max_output_bytes);
         let stderr = MemoryOutputPipe::new(self.max_output_bytes);
@@ -396,8 +396,8 @@ impl Embedding {
         for arg in args {
             builder.arg(arg);
         }
-        let excluded = match (workspace.canonicalize(), cache_root.canonicalize()) {
-            (Ok(workspace), Ok(cache_root)) => excluded_dir(&workspace, &cache_root),
+        let excluded = match (workspace.canonicalize(), cache_dir.canonicalize()) {
+            (Ok(workspace), Ok(cache_dir)) => excluded_dir(&workspace, &cache_dir),
             _ => None,
         };
         if let Some(excluded) = &excluded {
@@ -423,12 +423,12 @@ impl Embedding {
                 })
         };
         preopen(&mut builder, workspace, WORKSPACE_PREOPEN)?;
-        preopen(&mut builder, cache_root, CACHE_PREOPEN)?;
+        preopen(&mut builder, cache_dir, CACHE_PREOPEN)?;
 
         let slot = self.slots.acquire();
         let state = GuestState {
             wasi: builder.build_p1(),
-            roots: [workspace.to_path_buf(), cache_root.to_path_buf()],
+            roots: [workspace.to_path_buf(), cache_dir.to_path_buf()],
         };
         let mut store = Store::new(&self.engine, state);
         let status = self.start(&mut store);
@@ -452,7 +452,7 @@ impl Embedding {
             stderr,
         };
         match mode_log {
-            Some(name) => apply_logged_modes(&workspace_dir, &cache_dir, &name, output),
+            Some(name) => apply_logged_modes(&workspace_dir, &cache, &name, output),
             None => Ok(output),
         }
     }

@@ -65,4 +65,4 @@ pub const CACHE_PREOPEN: &str = "/cache";
 /// it does: input and output selection must skip it, as natively. The
 /// guest cannot see this itself, since the two roots are separate
 /// preopens.
-pub const EXCLUDED_DIR_ENV: &str = "CACHET_WASI_CACHE_IN_WORKSPACE";
+pub const EXCLUDED_DIR_ENV: &str = "CACHET_WASI_EXCLUDED_DIR";
