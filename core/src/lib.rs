@@ -72,4 +72,6 @@ pub mod memfs;
 #[cfg(feature = "alloc")]
 pub mod memo;
 pub mod path;
+#[cfg(feature = "alloc")]
+pub mod remote;
 pub mod tasks;

@@ -21,6 +21,7 @@
 //! scratch name) before anything in it is deleted; and a reader that finds
 //! anything missing or wrong reports a miss, never an error.
 
+mod import;
 mod lookup;
 mod maintain;
 mod restore;
@@ -39,6 +40,8 @@ use crate::layout;
 use crate::path::{MAX_PATH_BYTES, PathError};
 use crate::tasks::{Sequential, Tasks};
 
+pub use import::Rejection;
+pub(crate) use import::{ContentSource, Imported, SourceError};
 pub use lookup::LookupStatus;
 pub use maintain::{
     CleanModes, CleanReason, CleanReport, ClearReport, Damage, DamagedEntry, Failure, InfoReport,

@@ -25,6 +25,8 @@ use crate::manifest::{ManifestHead, ManifestTail, ManifestWriter};
 use crate::path::WorkspacePath;
 
 use alloc::string::String;
+use core::convert::Infallible;
+use core::ops::ControlFlow;
 
 use super::lookup::LookupStatus;
 
@@ -45,7 +47,7 @@ pub enum StoreOutcome {
 /// Temporary name of a blob inside the scratch `outputs/` directory while
 /// its content hash is still being computed; the scratch directory is
 /// private to this store, so one name serves every output in turn.
-const PARTIAL_BLOB: Name<'static> = match Name::new(".partial") {
+pub(crate) const PARTIAL_BLOB: Name<'static> = match Name::new(".partial") {
     Ok(name) => name,
     Err(_) => panic!("`.partial` is one path component"),
 };
@@ -81,6 +83,28 @@ impl<F: Filesystem> Cache<F> {
             return Ok(StoreOutcome::AlreadyPresent);
         }
 
+        let written = self.write_entry(key, ctx, |scratch, durability, ctx| {
+            self.assemble(key, scratch, outputs, (stdout, stderr), durability, ctx)
+                .map(ControlFlow::<Infallible>::Continue)
+        })?;
+        Ok(written.unwrap_or_else(|never| match never {}))
+    }
+
+    /// OP-2's steps 2 and 5 to 7, for every way of filling an entry (a
+    /// store from the workspace, an import from a remote, REMOTE-1): creates
+    /// the shard and a fresh scratch directory, lets `fill` write the entry
+    /// into it (blobs, streams, manifest, all made durable), and publishes
+    /// it. `fill` may decline with [`ControlFlow::Break`], as an import
+    /// does when a content fails verification (REMOTE-4): nothing is
+    /// published, and its value is returned as `Err`. The scratch
+    /// directory is removed whenever the call does not end in publishing
+    /// it.
+    pub(crate) fn write_entry<T>(
+        &self,
+        key: &Key,
+        ctx: &mut dyn Context,
+        fill: impl FnOnce(&str, Durability, &mut dyn Context) -> Result<ControlFlow<T>, CacheError>,
+    ) -> Result<Result<StoreOutcome, T>, CacheError> {
         let durability = self.durability();
         let scratch = layout::store_scratch_dir(key, ctx.scratch_suffix());
         let written = self
@@ -92,8 +116,11 @@ impl<F: Filesystem> Cache<F> {
                     &scratch,
                 ))
             })
-            .and_then(|()| self.assemble(key, &scratch, outputs, (stdout, stderr), durability, ctx))
-            .and_then(|()| self.publish(key, &scratch, ctx));
+            .and_then(|()| fill(&scratch, durability, ctx))
+            .and_then(|filled| match filled {
+                ControlFlow::Continue(()) => self.publish(key, &scratch, ctx).map(Ok),
+                ControlFlow::Break(declined) => Ok(Err(declined)),
+            });
         let outcome = match written {
             // A concurrent clear removed the shard or our scratch dir under
             // us: nothing was published, which is a miss, not an error
@@ -104,11 +131,11 @@ impl<F: Filesystem> Cache<F> {
                 path,
                 ..
             }) if source.kind == ErrorKind::NotFound && self.lost_scratch(&scratch, &path) => {
-                Ok(StoreOutcome::Contended)
+                Ok(Ok(StoreOutcome::Contended))
             }
             other => other,
         };
-        if !matches!(outcome, Ok(StoreOutcome::Stored)) {
+        if !matches!(outcome, Ok(Ok(StoreOutcome::Stored))) {
             // The scratch dir is private; on failure or when another entry
             // won, it is debris. If even this fails, a soft clean finds it.
             let _ = self.remove_tree(Root::Cache, &scratch);
@@ -238,17 +265,30 @@ impl<F: Filesystem> Cache<F> {
             exit_status: 0,
             created_at_unix: ctx.now().seconds,
         };
-        let mut manifest_file =
+        let manifest_file =
             manifest
                 .finish(&tail)
                 .map_err(io(Step::Write, Root::Cache, &manifest_path))?;
+        self.make_durable(manifest_file, &manifest_path, (&blobs, scratch), durability)
+    }
+
+    /// OP-2 step 5 once an entry's blobs and streams are written (and, per
+    /// file, synced): syncs the finished manifest and the directories, or
+    /// the whole filesystem at once.
+    pub(crate) fn make_durable(
+        &self,
+        mut manifest_file: F::Writer,
+        manifest_path: &str,
+        (blobs, scratch): (&str, &str),
+        durability: Durability,
+    ) -> Result<(), CacheError> {
         match durability {
             Durability::PerFile => {
                 manifest_file
                     .sync()
-                    .map_err(io(Step::Sync, Root::Cache, &manifest_path))?;
+                    .map_err(io(Step::Sync, Root::Cache, manifest_path))?;
                 drop(manifest_file);
-                for dir in [blobs.as_str(), scratch] {
+                for dir in [blobs, scratch] {
                     self.fs
                         .sync_dir(Root::Cache, dir)
                         .map_err(io(Step::Sync, Root::Cache, dir))?;
@@ -297,7 +337,7 @@ impl<F: Filesystem> Cache<F> {
     /// twin already there is dropped. One rename without replacing where the
     /// host has it; else a stat, then a plain rename, which cannot race with
     /// anyone: the scratch directory is private to this store.
-    fn name_blob(
+    pub(crate) fn name_blob(
         &self,
         dir: &F::Directory,
         content_hash: &Digest,
@@ -332,7 +372,7 @@ impl<F: Filesystem> Cache<F> {
     /// Creates `path` in the cache, streams the captured stream `source`
     /// into it while hashing, and syncs it unless the whole filesystem is
     /// synced later. `source_name` names the stream in errors.
-    fn write_synced<R: Read>(
+    pub(crate) fn write_synced<R: Read>(
         &self,
         path: &LayoutPath,
         source: R,

@@ -1,0 +1,234 @@
+//! Remote stores (SPEC §11, REMOTE-1..10): sharing entries between machines
+//! through object stores, written once against a small [`RemoteStore`]
+//! trait.
+//!
+//! A remote is a flat space of objects named by `/`-separated strings
+//! (an S3 bucket, a WebDAV tree, a shared directory). The local cache stays
+//! the first tier and the only place a restore reads from; a remote only
+//! ever fills it, and is filled from it:
+//!
+//! - [`lookup`] asks the local cache, then each remote in order; the first
+//!   complete entry that verifies is downloaded into the local cache
+//!   through the store's own publish path, and the caller restores from
+//!   there (REMOTE-1, REMOTE-4);
+//! - [`push`] uploads a local entry to every writable remote: the blobs the
+//!   remote lacks, then the record, last (REMOTE-2, REMOTE-8);
+//! - [`pull`] and [`push_one`] do the same against one remote.
+//!
+//! A remote that fails is never an error of the operation: it is a
+//! [`RemoteFailure`] in the report (one line for the user) and a miss
+//! (REMOTE-3). Only the local cache's failures are errors.
+//!
+//! Objects are laid out by [`names`] and encoded by [`record`] and
+//! [`blob`]; the tenant ([`names::Tenant`]) is a parameter of every call.
+//!
+//! The module does no I/O of its own: hosts implement [`RemoteStore`] (the
+//! `cachet` binary over OpenDAL), with readers and writers that stream, so
+//! that a blob of any size is never held in memory.
+
+pub mod blob;
+mod chain;
+#[cfg(any(test, feature = "memfs"))]
+pub mod memory;
+pub mod names;
+pub mod record;
+#[cfg(all(test, feature = "memfs"))]
+mod tests;
+
+use alloc::string::String;
+use core::ops::ControlFlow;
+
+pub use chain::{
+    ChainLookup, ChainPush, Found, PullError, PullOutcome, PushError, PushOutcome, RemoteFailure,
+    RemoteMiss, RemoteOp, lookup, pull, push, push_one,
+};
+
+/// What kind of failure a remote call met, as the core sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The object does not exist (only where a call cannot say so in its
+    /// result, e.g. an object removed between `get` and its first read).
+    NotFound,
+    /// The remote could not be reached: connection refused or reset, name
+    /// resolution, a timeout.
+    Unreachable,
+    /// The remote refused the credentials or the access.
+    PermissionDenied,
+    /// The remote answered, but not as it should (a server error, a
+    /// malformed response).
+    Protocol,
+    /// The configuration cannot work (a bad endpoint, a missing bucket).
+    Config,
+    /// Anything else.
+    Other,
+}
+
+impl core::fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            ErrorKind::NotFound => "not found",
+            ErrorKind::Unreachable => "unreachable",
+            ErrorKind::PermissionDenied => "permission denied",
+            ErrorKind::Protocol => "unexpected response",
+            ErrorKind::Config => "misconfigured",
+            ErrorKind::Other => "failed",
+        })
+    }
+}
+
+/// A failed remote call: a core-owned kind, and the host's own words for
+/// messages (never credentials).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Error {
+    /// What kind of failure.
+    pub kind: ErrorKind,
+    /// What the host's client said, for the user.
+    pub detail: String,
+}
+
+impl Error {
+    /// An error of `kind` with the host's `detail`.
+    pub fn new(kind: ErrorKind, detail: impl Into<String>) -> Error {
+        Error {
+            kind,
+            detail: detail.into(),
+        }
+    }
+}
+
+impl core::fmt::Display for Error {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        if self.detail.is_empty() {
+            write!(f, "{}", self.kind)
+        } else {
+            write!(f, "{}: {}", self.kind, self.detail)
+        }
+    }
+}
+
+#[cfg(feature = "std")]
+impl core::error::Error for Error {}
+
+/// An object being read by [`RemoteStore::get`].
+pub trait RemoteRead {
+    /// Reads up to `buf.len()` bytes; `Ok(0)` means end of the object.
+    fn read(&mut self, buf: &mut [u8]) -> Result<usize, Error>;
+}
+
+/// An object being written by [`RemoteStore::put`]. Nothing is visible
+/// under the object's name until [`RemoteWrite::finish`] returns `Ok`;
+/// a writer dropped before that leaves nothing under the name
+/// (REMOTE-6): hosts write to a temporary name and rename, or send one
+/// request at the end, or abort a multipart upload on drop.
+pub trait RemoteWrite {
+    /// Appends all of `buf` to the object.
+    fn write_all(&mut self, buf: &[u8]) -> Result<(), Error>;
+
+    /// Completes the object and makes it visible under its name, replacing
+    /// any object of that name.
+    fn finish(self) -> Result<(), Error>;
+}
+
+/// What [`RemoteStore::head`] reports of an object.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ObjectMeta {
+    /// The object's length in bytes.
+    pub size: u64,
+}
+
+/// A remote store: objects named by `/`-separated relative names
+/// (`cachet-v1-blake3/blobs/ab/ab…`), below a root the host chose (the
+/// prefix of REMOTE-5). Every call is one request's worth of work.
+pub trait RemoteStore {
+    /// An object being read.
+    type Reader: RemoteRead;
+    /// An object being written.
+    type Writer: RemoteWrite;
+
+    /// Opens the object `name` for reading, or `None` when there is none.
+    fn get(&self, name: &str) -> Result<Option<Self::Reader>, Error>;
+
+    /// The object's metadata, or `None` when there is none.
+    fn head(&self, name: &str) -> Result<Option<ObjectMeta>, Error>;
+
+    /// Starts writing the object `name`, of `size_hint` bytes if known.
+    fn put(&self, name: &str, size_hint: Option<u64>) -> Result<Self::Writer, Error>;
+
+    /// Removes the object `name`; removing an absent object is not an
+    /// error.
+    fn delete(&self, name: &str) -> Result<(), Error>;
+
+    /// Calls `visit` with the name and size of each object whose name
+    /// starts with `prefix` (a name ending in `/`), at any depth, in no
+    /// particular order, until it returns [`ControlFlow::Break`].
+    fn list(
+        &self,
+        prefix: &str,
+        visit: &mut dyn FnMut(&str, u64) -> ControlFlow<()>,
+    ) -> Result<(), Error>;
+}
+
+impl<R: RemoteStore + ?Sized> RemoteStore for &R {
+    type Reader = R::Reader;
+    type Writer = R::Writer;
+
+    fn get(&self, name: &str) -> Result<Option<Self::Reader>, Error> {
+        (**self).get(name)
+    }
+
+    fn head(&self, name: &str) -> Result<Option<ObjectMeta>, Error> {
+        (**self).head(name)
+    }
+
+    fn put(&self, name: &str, size_hint: Option<u64>) -> Result<Self::Writer, Error> {
+        (**self).put(name, size_hint)
+    }
+
+    fn delete(&self, name: &str) -> Result<(), Error> {
+        (**self).delete(name)
+    }
+
+    fn list(
+        &self,
+        prefix: &str,
+        visit: &mut dyn FnMut(&str, u64) -> ControlFlow<()>,
+    ) -> Result<(), Error> {
+        (**self).list(prefix, visit)
+    }
+}
+
+/// One remote of a chain: the store, whether it may be written, and how
+/// messages name it.
+#[derive(Clone, Debug)]
+pub struct Remote<R> {
+    /// The store.
+    pub store: R,
+    /// Whether pushes write to it (REMOTE-2).
+    pub writable: bool,
+    /// How the remote is named in messages: its URL without credentials.
+    pub label: String,
+}
+
+/// Tunables of the remote tier, with defaults that suit object stores.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RemoteOptions {
+    /// Records larger than this are refused (REMOTE-7). Default 128 MiB.
+    pub max_record_bytes: u64,
+    /// Contents of at most this many bytes go inline in the record
+    /// (REMOTE-7). Default 64 KiB.
+    pub inline_max_bytes: u64,
+    /// The inline contents of one record stay within this many bytes.
+    /// Default 16 MiB.
+    pub inline_budget_bytes: u64,
+}
+
+impl Default for RemoteOptions {
+    fn default() -> RemoteOptions {
+        RemoteOptions {
+            max_record_bytes: 128 * 1024 * 1024,
+            inline_max_bytes: 64 * 1024,
+            inline_budget_bytes: 16 * 1024 * 1024,
+        }
+    }
+}

@@ -1,0 +1,662 @@
+//! The chain over an in-memory filesystem per "machine" and in-memory
+//! remotes ([`MemoryRemote`]). Test names cite the REMOTE rule they check.
+
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use super::memory::{MemoryRemote, Request};
+use super::names::{self, Tenant};
+use super::*;
+use crate::cache::{Cache, DeterministicContext, LookupStatus, Rejection, RestoreOutcome};
+use crate::fs::{FileKind, Filesystem, Root, Timestamp};
+use crate::hash::{self, Digest, HashFunction};
+use crate::key::Key;
+use crate::memfs::MemFs;
+
+const W: Root = Root::Workspace;
+const C: Root = Root::Cache;
+
+fn key(byte: u8) -> Key {
+    Key(Digest([byte; 32]))
+}
+
+fn ctx() -> DeterministicContext {
+    DeterministicContext {
+        now: Timestamp::from_seconds(1_000_000),
+        next_suffix: 1,
+    }
+}
+
+/// A machine: its own workspace and cache.
+fn machine() -> (MemFs, Cache<MemFs>) {
+    let fs = MemFs::new();
+    fs.set_now(Timestamp::from_seconds(1_000_000));
+    let cache = Cache::new(fs.clone());
+    (fs, cache)
+}
+
+fn remote<'r>(store: &'r MemoryRemote, label: &str) -> Remote<&'r MemoryRemote> {
+    Remote {
+        store,
+        writable: true,
+        label: String::from(label),
+    }
+}
+
+/// Options under which every content longer than 8 bytes is a blob.
+fn blobs_options() -> RemoteOptions {
+    RemoteOptions {
+        inline_max_bytes: 8,
+        ..RemoteOptions::default()
+    }
+}
+
+const BIG: &[u8] = b"a content long enough to be a blob\n";
+
+/// Stores `k` on a fresh machine with two outputs (one big, one small),
+/// the big one's bytes being `big`.
+fn stored_machine(k: &Key, big: &[u8]) -> (MemFs, Cache<MemFs>) {
+    let (fs, cache) = machine();
+    fs.write_file(W, "out/big.bin", big, 0o755).unwrap();
+    fs.write_file(W, "out/small", b"tiny", 0o640).unwrap();
+    let mut outputs = alloc::vec!["/out/small", "/out/big.bin"];
+    cache
+        .store(
+            k,
+            &mut outputs,
+            &b"out stream, long enough\n"[..],
+            &b""[..],
+            &mut ctx(),
+        )
+        .unwrap();
+    (fs, cache)
+}
+
+fn push_to(cache: &Cache<MemFs>, remotes: &[Remote<&MemoryRemote>], k: &Key, o: &RemoteOptions) {
+    let report = push(cache, remotes, &Tenant::local(), k, o).unwrap();
+    assert!(report.failures.is_empty(), "{:?}", report.failures);
+    for (_, outcome) in &report.pushed {
+        assert!(matches!(outcome, PushOutcome::Pushed { .. }), "{outcome:?}");
+    }
+}
+
+/// Every regular file under the cache root of `fs`.
+fn cache_files(fs: &MemFs) -> Vec<String> {
+    fs.tree(C)
+        .into_iter()
+        .filter(|entry| entry.1 == FileKind::File)
+        .map(|entry| entry.0)
+        .collect()
+}
+
+/// Restores `k` on `cache` and checks files, modes and streams against
+/// what `stored_machine` stored with `big`.
+fn assert_restores(fs: &MemFs, cache: &Cache<MemFs>, k: &Key, big: &[u8]) {
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let outcome = cache.restore(k, &mut out, &mut err, &mut ctx()).unwrap();
+    assert!(
+        matches!(outcome, RestoreOutcome::Restored { .. }),
+        "{outcome:?}"
+    );
+    assert_eq!(fs.read_file(W, "out/big.bin").unwrap(), big);
+    assert_eq!(fs.read_file(W, "out/small").unwrap(), b"tiny");
+    assert_eq!(
+        Filesystem::metadata(fs, W, "out/big.bin").unwrap().mode,
+        0o755
+    );
+    assert_eq!(
+        Filesystem::metadata(fs, W, "out/small").unwrap().mode,
+        0o640
+    );
+    assert_eq!(out, b"out stream, long enough\n");
+    assert_eq!(err, b"");
+}
+
+#[test]
+fn remote_1_an_entry_pushed_from_one_machine_is_a_hit_on_another_in_one_request() {
+    let k = key(1);
+    let store = MemoryRemote::new();
+    let options = RemoteOptions::default();
+    let (_, a) = stored_machine(&k, BIG);
+    push_to(&a, &[remote(&store, "mem://1")], &k, &options);
+
+    let (fs, b) = machine();
+    store.clear_requests();
+    let report = lookup(
+        &b,
+        &[remote(&store, "mem://1")],
+        &Tenant::local(),
+        &k,
+        &options,
+        &mut ctx(),
+    )
+    .unwrap();
+    assert!(
+        matches!(report.found, Some(Found::Remote { index: 0, .. })),
+        "{report:?}"
+    );
+    assert_eq!(report.local, LookupStatus::MissNoEntry);
+    // Everything is small enough to be inline: one request (REMOTE-8).
+    assert_eq!(
+        store.requests(),
+        alloc::vec![Request::Get(names::record(
+            HashFunction::Blake3,
+            &Tenant::local(),
+            &k
+        ))]
+    );
+    // Backfilled: a local hit from now on, the remote gone.
+    assert_eq!(b.lookup_status(&k).unwrap(), LookupStatus::Hit);
+    store.set_unreachable(true);
+    let again = lookup(
+        &b,
+        &[remote(&store, "mem://1")],
+        &Tenant::local(),
+        &k,
+        &options,
+        &mut ctx(),
+    )
+    .unwrap();
+    assert_eq!(again.found, Some(Found::Local));
+    assert_restores(&fs, &b, &k, BIG);
+}
+
+#[test]
+fn remote_1_entries_with_blobs_round_trip_and_restore_identically() {
+    let k = key(2);
+    let store = MemoryRemote::new();
+    let options = blobs_options();
+    let (_, a) = stored_machine(&k, BIG);
+    push_to(&a, &[remote(&store, "mem://1")], &k, &options);
+    let blob_count = store
+        .objects()
+        .keys()
+        .filter(|name| name.contains("/blobs/"))
+        .count();
+    assert_eq!(blob_count, 2, "the big output and stdout");
+
+    let (fs, b) = machine();
+    let report = lookup(
+        &b,
+        &[remote(&store, "mem://1")],
+        &Tenant::local(),
+        &k,
+        &options,
+        &mut ctx(),
+    )
+    .unwrap();
+    match report.found {
+        Some(Found::Remote {
+            outcome: PullOutcome::Imported { blobs_fetched, .. },
+            ..
+        }) => assert_eq!(blobs_fetched, 2),
+        other => panic!("{other:?}"),
+    }
+    assert_restores(&fs, &b, &k, BIG);
+}
+
+#[test]
+fn remote_8_a_miss_costs_one_request_per_remote() {
+    let (one, two) = (MemoryRemote::new(), MemoryRemote::new());
+    let (_, b) = machine();
+    let k = key(3);
+    let report = lookup(
+        &b,
+        &[remote(&one, "mem://1"), remote(&two, "mem://2")],
+        &Tenant::local(),
+        &k,
+        &RemoteOptions::default(),
+        &mut ctx(),
+    )
+    .unwrap();
+    assert_eq!(report.found, None);
+    assert_eq!(
+        report.misses,
+        alloc::vec![(0, RemoteMiss::NoEntry), (1, RemoteMiss::NoEntry)]
+    );
+    for store in [&one, &two] {
+        assert_eq!(store.requests().len(), 1);
+    }
+}
+
+#[test]
+fn remote_1_the_first_remote_that_holds_the_entry_wins() {
+    let k = key(4);
+    let (one, two) = (MemoryRemote::new(), MemoryRemote::new());
+    let options = blobs_options();
+    let (_, first) = stored_machine(&k, BIG);
+    push_to(&first, &[remote(&one, "mem://1")], &k, &options);
+    let other = b"other bytes under the same key, also a blob\n";
+    let (_, second) = stored_machine(&k, other);
+    push_to(&second, &[remote(&two, "mem://2")], &k, &options);
+    two.clear_requests();
+
+    let (fs, b) = machine();
+    let remotes = [remote(&one, "mem://1"), remote(&two, "mem://2")];
+    let report = lookup(&b, &remotes, &Tenant::local(), &k, &options, &mut ctx()).unwrap();
+    assert!(matches!(report.found, Some(Found::Remote { index: 0, .. })));
+    assert!(two.requests().is_empty(), "the second remote is not asked");
+    assert_restores(&fs, &b, &k, BIG);
+}
+
+/// What to do to a blob of remote 1.
+#[derive(Clone, Copy, Debug)]
+enum Damage {
+    FlipByte,
+    Truncate,
+    Extend,
+    Remove,
+    BadHeader,
+}
+
+#[test]
+fn remote_4_a_damaged_blob_on_remote_1_falls_through_to_remote_2() {
+    for damage in [
+        Damage::FlipByte,
+        Damage::Truncate,
+        Damage::Extend,
+        Damage::Remove,
+        Damage::BadHeader,
+    ] {
+        let k = key(5);
+        let (one, two) = (MemoryRemote::new(), MemoryRemote::new());
+        let options = blobs_options();
+        let (_, a) = stored_machine(&k, BIG);
+        let remotes = [remote(&one, "mem://1"), remote(&two, "mem://2")];
+        push_to(&a, &remotes, &k, &options);
+        let blob = names::blob(
+            HashFunction::Blake3,
+            &hash::digest(HashFunction::Blake3, BIG),
+        );
+        let mut bytes = one.object(&blob).unwrap();
+        match damage {
+            Damage::FlipByte => *bytes.last_mut().unwrap() ^= 1,
+            Damage::Truncate => bytes.truncate(bytes.len() - 1),
+            Damage::Extend => bytes.push(b'!'),
+            Damage::Remove => {}
+            Damage::BadHeader => bytes[8] = 9,
+        }
+        match damage {
+            Damage::Remove => {
+                one.remove_object(&blob);
+            }
+            _ => one.set_object(&blob, bytes),
+        }
+
+        let (fs, b) = machine();
+        let report = lookup(&b, &remotes, &Tenant::local(), &k, &options, &mut ctx()).unwrap();
+        assert!(
+            matches!(report.found, Some(Found::Remote { index: 1, .. })),
+            "{damage:?}: {report:?}"
+        );
+        let hash = hash::digest(HashFunction::Blake3, BIG);
+        let expected = match damage {
+            Damage::Remove => Rejection::Missing { hash },
+            Damage::BadHeader => Rejection::Unreadable { hash },
+            _ => Rejection::Mismatch { hash },
+        };
+        assert_eq!(
+            report.misses,
+            alloc::vec![(0, RemoteMiss::Content(expected))],
+            "{damage:?}"
+        );
+        assert_restores(&fs, &b, &k, BIG);
+    }
+}
+
+/// Damages a remote's objects.
+type Tamper<'a> = dyn Fn(&MemoryRemote) + 'a;
+
+#[test]
+fn remote_4_nothing_of_a_bad_remote_entry_enters_the_local_cache() {
+    let k = key(6);
+    let options = blobs_options();
+    let blob = names::blob(
+        HashFunction::Blake3,
+        &hash::digest(HashFunction::Blake3, BIG),
+    );
+    let record = names::record(HashFunction::Blake3, &Tenant::local(), &k);
+    let tamperings: [(&str, &Tamper<'_>); 5] = [
+        ("flipped blob", &|store| {
+            let mut bytes = store.object(&blob).unwrap();
+            bytes[12] ^= 0x20;
+            store.set_object(&blob, bytes);
+        }),
+        ("truncated blob", &|store| {
+            let bytes = store.object(&blob).unwrap();
+            store.set_object(&blob, bytes[..bytes.len() / 2].to_vec());
+        }),
+        ("missing blob", &|store| {
+            store.remove_object(&blob);
+        }),
+        ("flipped record", &|store| {
+            let mut bytes = store.object(&record).unwrap();
+            let at = bytes.len() / 2;
+            bytes[at] ^= 1;
+            store.set_object(&record, bytes);
+        }),
+        ("truncated record", &|store| {
+            let bytes = store.object(&record).unwrap();
+            store.set_object(&record, bytes[..bytes.len() - 1].to_vec());
+        }),
+    ];
+    for (what, tamper) in tamperings {
+        let store = MemoryRemote::new();
+        let (_, a) = stored_machine(&k, BIG);
+        push_to(&a, &[remote(&store, "mem://1")], &k, &options);
+        tamper(&store);
+        let (fs, b) = machine();
+        let report = lookup(
+            &b,
+            &[remote(&store, "mem://1")],
+            &Tenant::local(),
+            &k,
+            &options,
+            &mut ctx(),
+        )
+        .unwrap();
+        assert_eq!(report.found, None, "{what}");
+        assert_eq!(report.misses.len(), 1, "{what}");
+        assert!(report.failures.is_empty(), "{what}");
+        assert_eq!(cache_files(&fs), Vec::<String>::new(), "{what}");
+        assert_eq!(
+            b.lookup_status(&k).unwrap(),
+            LookupStatus::MissNoEntry,
+            "{what}"
+        );
+    }
+}
+
+#[test]
+fn remote_4_a_record_filed_under_another_key_is_a_miss() {
+    let (k, other) = (key(7), key(8));
+    let store = MemoryRemote::new();
+    let options = RemoteOptions::default();
+    let (_, a) = stored_machine(&k, BIG);
+    push_to(&a, &[remote(&store, "mem://1")], &k, &options);
+    let bytes = store
+        .object(&names::record(HashFunction::Blake3, &Tenant::local(), &k))
+        .unwrap();
+    store.set_object(
+        &names::record(HashFunction::Blake3, &Tenant::local(), &other),
+        bytes,
+    );
+    let (fs, b) = machine();
+    let report = lookup(
+        &b,
+        &[remote(&store, "mem://1")],
+        &Tenant::local(),
+        &other,
+        &options,
+        &mut ctx(),
+    )
+    .unwrap();
+    assert_eq!(report.misses, alloc::vec![(0, RemoteMiss::OtherKey)]);
+    assert!(cache_files(&fs).is_empty());
+}
+
+#[test]
+fn remote_4_a_blob_that_fails_verification_is_removed_and_pushed_again() {
+    let k = key(9);
+    let store = MemoryRemote::new();
+    let options = blobs_options();
+    let (_, a) = stored_machine(&k, BIG);
+    push_to(&a, &[remote(&store, "mem://1")], &k, &options);
+    let blob = names::blob(
+        HashFunction::Blake3,
+        &hash::digest(HashFunction::Blake3, BIG),
+    );
+    let mut bytes = store.object(&blob).unwrap();
+    bytes[15] ^= 1;
+    store.set_object(&blob, bytes);
+
+    let (fs, b) = machine();
+    let miss = lookup(
+        &b,
+        &[remote(&store, "mem://1")],
+        &Tenant::local(),
+        &k,
+        &options,
+        &mut ctx(),
+    )
+    .unwrap();
+    assert_eq!(miss.found, None);
+    assert_eq!(store.object(&blob), None, "the damaged blob was removed");
+
+    push_to(&a, &[remote(&store, "mem://1")], &k, &options);
+    let hit = lookup(
+        &b,
+        &[remote(&store, "mem://1")],
+        &Tenant::local(),
+        &k,
+        &options,
+        &mut ctx(),
+    )
+    .unwrap();
+    assert!(matches!(hit.found, Some(Found::Remote { .. })));
+    assert_restores(&fs, &b, &k, BIG);
+}
+
+#[test]
+fn remote_6_identical_outputs_of_two_entries_share_one_blob() {
+    let (k1, k2) = (key(10), key(11));
+    let store = MemoryRemote::new();
+    let options = blobs_options();
+    let (_, a) = stored_machine(&k1, BIG);
+    push_to(&a, &[remote(&store, "mem://1")], &k1, &options);
+    let (_, a2) = stored_machine(&k2, BIG);
+    let report = push(
+        &a2,
+        &[remote(&store, "mem://1")],
+        &Tenant::local(),
+        &k2,
+        &options,
+    )
+    .unwrap();
+    assert_eq!(
+        report.pushed,
+        alloc::vec![(
+            0,
+            PushOutcome::Pushed {
+                blobs_uploaded: 0,
+                blobs_present: 2,
+                bytes_sent: store
+                    .object(&names::record(HashFunction::Blake3, &Tenant::local(), &k2))
+                    .unwrap()
+                    .len() as u64,
+            }
+        )]
+    );
+    let blobs: Vec<String> = store
+        .objects()
+        .into_keys()
+        .filter(|name| name.contains("/blobs/"))
+        .collect();
+    assert_eq!(blobs.len(), 2, "{blobs:?}");
+    for k in [k1, k2] {
+        let (fs, b) = machine();
+        lookup(
+            &b,
+            &[remote(&store, "mem://1")],
+            &Tenant::local(),
+            &k,
+            &options,
+            &mut ctx(),
+        )
+        .unwrap();
+        assert_restores(&fs, &b, &k, BIG);
+    }
+}
+
+#[test]
+fn remote_8_the_record_is_written_after_every_blob() {
+    let k = key(12);
+    let store = MemoryRemote::new();
+    let (_, a) = stored_machine(&k, BIG);
+    push_to(&a, &[remote(&store, "mem://1")], &k, &blobs_options());
+    let puts: Vec<String> = store
+        .requests()
+        .into_iter()
+        .filter_map(|request| match request {
+            Request::Put(name) => Some(name),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(puts.len(), 3, "{puts:?}");
+    assert_eq!(
+        puts.last(),
+        Some(&names::record(HashFunction::Blake3, &Tenant::local(), &k))
+    );
+    assert!(puts[..2].iter().all(|name| name.contains("/blobs/")));
+}
+
+#[test]
+fn remote_8_a_push_that_fails_midway_leaves_no_record() {
+    let k = key(13);
+    let store = MemoryRemote::new();
+    let (_, a) = stored_machine(&k, BIG);
+    store.set_unreachable(true);
+    let report = push(
+        &a,
+        &[remote(&store, "mem://1")],
+        &Tenant::local(),
+        &k,
+        &blobs_options(),
+    )
+    .unwrap();
+    assert_eq!(report.failures.len(), 1);
+    assert!(store.objects().is_empty());
+}
+
+#[test]
+fn remote_3_an_unreachable_remote_is_skipped_with_one_failure_not_an_error() {
+    let k = key(14);
+    let (one, two) = (MemoryRemote::new(), MemoryRemote::new());
+    let options = RemoteOptions::default();
+    let (_, a) = stored_machine(&k, BIG);
+    push_to(&a, &[remote(&two, "mem://2")], &k, &options);
+    one.set_unreachable(true);
+    let (fs, b) = machine();
+    let remotes = [remote(&one, "mem://1"), remote(&two, "mem://2")];
+    let report = lookup(&b, &remotes, &Tenant::local(), &k, &options, &mut ctx()).unwrap();
+    assert!(matches!(report.found, Some(Found::Remote { index: 1, .. })));
+    assert_eq!(report.failures.len(), 1);
+    let line = alloc::format!("{}", report.failures[0]);
+    assert!(
+        line.starts_with("remote mem://1: could not read record"),
+        "{line}"
+    );
+    assert!(line.contains("connection refused"), "{line}");
+    assert_restores(&fs, &b, &k, BIG);
+
+    two.set_unreachable(true);
+    let (_, c) = machine();
+    let report = lookup(&c, &remotes, &Tenant::local(), &k, &options, &mut ctx()).unwrap();
+    assert_eq!(report.found, None);
+    assert_eq!(report.failures.len(), 2);
+}
+
+#[test]
+fn remote_3_a_connection_lost_mid_blob_is_a_failure_and_leaves_nothing() {
+    let k = key(15);
+    let store = MemoryRemote::new();
+    let options = blobs_options();
+    let (_, a) = stored_machine(&k, BIG);
+    push_to(&a, &[remote(&store, "mem://1")], &k, &options);
+    // Records are read whole first; cut blobs only.
+    let (fs, b) = machine();
+    let record_len = store
+        .object(&names::record(HashFunction::Blake3, &Tenant::local(), &k))
+        .unwrap()
+        .len();
+    assert!(record_len > 20);
+    store.fail_reads_after(Some(20));
+    let report = lookup(
+        &b,
+        &[remote(&store, "mem://1")],
+        &Tenant::local(),
+        &k,
+        &options,
+        &mut ctx(),
+    )
+    .unwrap();
+    assert_eq!(report.found, None);
+    assert_eq!(report.failures.len(), 1);
+    assert!(cache_files(&fs).is_empty());
+}
+
+#[test]
+fn remote_2_read_only_remotes_are_never_written() {
+    let k = key(16);
+    let store = MemoryRemote::new();
+    let (_, a) = stored_machine(&k, BIG);
+    let mut read_only = remote(&store, "mem://ro");
+    read_only.writable = false;
+    let report = push(&a, &[read_only], &Tenant::local(), &k, &blobs_options()).unwrap();
+    assert!(report.pushed.is_empty());
+    assert!(store.requests().is_empty());
+    assert!(store.objects().is_empty());
+}
+
+#[test]
+fn remote_5_records_of_another_tenant_are_not_seen() {
+    let k = key(17);
+    let store = MemoryRemote::new();
+    let options = RemoteOptions::default();
+    let (_, a) = stored_machine(&k, BIG);
+    let main = Tenant::new("main").unwrap();
+    let report = push(&a, &[remote(&store, "mem://1")], &main, &k, &options).unwrap();
+    assert!(report.failures.is_empty());
+    let (_, b) = machine();
+    let miss = lookup(
+        &b,
+        &[remote(&store, "mem://1")],
+        &Tenant::local(),
+        &k,
+        &options,
+        &mut ctx(),
+    )
+    .unwrap();
+    assert_eq!(miss.found, None);
+    let hit = lookup(
+        &b,
+        &[remote(&store, "mem://1")],
+        &main,
+        &k,
+        &options,
+        &mut ctx(),
+    )
+    .unwrap();
+    assert!(matches!(hit.found, Some(Found::Remote { .. })));
+}
+
+#[test]
+fn remote_2_a_local_entry_damaged_since_it_was_stored_is_not_pushed() {
+    let k = key(18);
+    let store = MemoryRemote::new();
+    let (fs, a) = stored_machine(&k, BIG);
+    let blob = crate::layout::blob(&k, &hash::digest(HashFunction::Blake3, BIG));
+    let mut bytes = fs.read_file(C, &blob).unwrap();
+    bytes[0] ^= 1;
+    Filesystem::remove_file(&fs, C, &blob).unwrap();
+    fs.write_file(C, &blob, &bytes, 0o644).unwrap();
+    let report = push(
+        &a,
+        &[remote(&store, "mem://1")],
+        &Tenant::local(),
+        &k,
+        &blobs_options(),
+    )
+    .unwrap();
+    assert_eq!(
+        report.pushed,
+        alloc::vec![(0, PushOutcome::NotLocal(LookupStatus::MissCorrupt))]
+    );
+    assert!(
+        !store
+            .objects()
+            .keys()
+            .any(|name| name.contains("/tenants/")),
+        "no record"
+    );
+}
