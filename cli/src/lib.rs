@@ -160,6 +160,7 @@ mod io;
 mod keying;
 pub mod parse;
 mod plumbing;
+pub mod remote;
 pub mod report;
 pub mod select;
 

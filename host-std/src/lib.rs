@@ -50,4 +50,5 @@ pub mod fs;
 pub mod inputs;
 pub mod memo;
 pub mod native;
+pub mod remote;
 pub mod tasks;

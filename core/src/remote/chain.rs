@@ -62,9 +62,13 @@ pub struct RemoteFailure {
 
 impl core::fmt::Display for RemoteFailure {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let consequence = match self.op {
+            RemoteOp::PutBlob | RemoteOp::PutRecord => "the entry is not stored there",
+            _ => "treated as a miss",
+        };
         write!(
             f,
-            "remote {}: could not {} '{}': {}; treated as a miss",
+            "remote {}: could not {} '{}': {}; {consequence}",
             self.remote, self.op, self.object, self.error
         )
     }

@@ -19,12 +19,21 @@
 //!    a symlink or special file, cachet says so and exits 73 without
 //!    storing.
 //!
+//! With remotes configured (`--remote`, `CACHET_REMOTE`; docs/spec.md
+//! §11), a local miss asks each remote in order and a remote hit is
+//! downloaded into the local cache, then restored from there (REMOTE-1);
+//! a stored result is pushed to every writable remote (REMOTE-2). A remote
+//! that fails costs a miss and one line on stderr, never the exit code
+//! (REMOTE-3).
+//!
 //! Nothing but the command's own streams is printed unless `-v` is given
 //! (or something fails).
 
 use std::io::{self, Write};
 
+use cachet_cli::remote::RemoteArgs;
 use cachet_core::cache::{CacheError, RestoreOutcome, StoreOutcome};
+use cachet_core::remote::{self, Found, PullOutcome, PushOutcome, RemoteOptions};
 use clap::Args;
 
 use super::{NativeError, Opened};
@@ -42,6 +51,15 @@ pub struct RunArgs {
     /// run.
     #[command(flatten)]
     pub key: KeyArgs,
+
+    /// The remote stores to look up and push to.
+    #[command(flatten)]
+    pub remote: RemoteArgs,
+}
+
+/// Prints one warning line on stderr, `-v` or not (REMOTE-3).
+fn warn(message: &dyn core::fmt::Display) {
+    cli::report_error(&mut io::stderr(), &format_args!("warning: {message}"));
 }
 
 fn say(verbose: bool, message: core::fmt::Arguments<'_>) {
@@ -59,6 +77,8 @@ pub(super) fn run(
     opened: &Opened,
 ) -> Result<u8, NativeError> {
     let verbose = globals.verbose;
+    let env = |name: &str| std::env::var(name).ok();
+    let remote_config = args.remote.resolve(&env)?;
     let cache = &opened.cache;
     let hasher = opened.hasher(&args.key);
     let host =
@@ -77,7 +97,47 @@ pub(super) fn run(
     );
     let mut ctx = SystemContext::new();
 
-    let status = cache.lookup_status(&key).map_err(CliError::from)?;
+    let (remotes, setup_failures) = crate::remote::open_remotes(&remote_config, &env);
+    for failure in &setup_failures {
+        warn(failure);
+    }
+    let remote_options = RemoteOptions::default();
+    let mut status = cache.lookup_status(&key).map_err(CliError::from)?;
+    let mut tier = String::from("local");
+    if !status.is_hit() && !remotes.is_empty() {
+        let chain = remote::lookup(
+            cache,
+            &remotes,
+            &remote_config.tenant,
+            &key,
+            &remote_options,
+            &mut ctx,
+        )
+        .map_err(CliError::from)?;
+        for failure in &chain.failures {
+            warn(failure);
+        }
+        for (index, miss) in &chain.misses {
+            let label = remotes.get(*index).map_or("?", |r| r.label.as_str());
+            say(verbose, format_args!("remote {label}: miss ({miss})"));
+        }
+        if let Some(Found::Remote { label, outcome, .. }) = chain.found {
+            if let PullOutcome::Imported {
+                blobs_fetched,
+                bytes_fetched,
+            } = outcome
+            {
+                say(
+                    verbose,
+                    format_args!(
+                        "remote {label}: hit, {blobs_fetched} blobs and {bytes_fetched} bytes fetched into the local cache"
+                    ),
+                );
+            }
+            tier = format!("remote {label}");
+            status = cache.lookup_status(&key).map_err(CliError::from)?;
+        }
+    }
     if status.is_hit() {
         let restored = {
             let mut stdout = io::stdout().lock();
@@ -92,7 +152,7 @@ pub(super) fn run(
             Ok(RestoreOutcome::Restored { outputs, .. }) => {
                 say(
                     verbose,
-                    format_args!("hit {key}: restored {outputs} outputs"),
+                    format_args!("hit {key} ({tier}): restored {outputs} outputs"),
                 );
                 return Ok(exit::SUCCESS);
             }
@@ -165,6 +225,7 @@ pub(super) fn run(
     let outcome = cache
         .store(&key, &mut paths, StdRead(stdout), StdRead(stderr), &mut ctx)
         .map_err(CliError::from)?;
+    let stored = matches!(outcome, StoreOutcome::Stored | StoreOutcome::AlreadyPresent);
     match outcome {
         StoreOutcome::Stored => say(
             verbose,
@@ -180,6 +241,38 @@ pub(super) fn run(
                 "not stored {key}: another process interfered (a concurrent clear, or broken entries kept appearing for this key)"
             ),
         ),
+    }
+    if stored && !remotes.is_empty() && !remote_config.read_only {
+        let pushed = remote::push(
+            cache,
+            &remotes,
+            &remote_config.tenant,
+            &key,
+            &remote_options,
+        )
+        .map_err(CliError::from)?;
+        for failure in &pushed.failures {
+            warn(failure);
+        }
+        for (index, outcome) in &pushed.pushed {
+            let label = remotes.get(*index).map_or("?", |r| r.label.as_str());
+            match outcome {
+                PushOutcome::Pushed {
+                    blobs_uploaded,
+                    blobs_present,
+                    bytes_sent,
+                } => say(
+                    verbose,
+                    format_args!(
+                        "remote {label}: pushed {key}: {blobs_uploaded} blobs uploaded, {blobs_present} already there, {bytes_sent} bytes sent"
+                    ),
+                ),
+                PushOutcome::NotLocal(status) => warn(&format_args!(
+                    "remote {label}: not pushed {key}: the local entry is {status}"
+                )),
+                _ => {}
+            }
+        }
     }
     Ok(exit::SUCCESS)
 }
