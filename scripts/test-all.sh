@@ -13,6 +13,16 @@ if command -v rustup >/dev/null 2>&1; then
   rustup component add rustfmt clippy
 fi
 
+step "remote stores for the tests: nginx with WebDAV, Garage (S3), installed when missing"
+if [ ! -e /usr/lib/nginx/modules/ngx_http_dav_ext_module.so ] || [ ! -x /usr/sbin/nginx ]; then
+  apt-get update -q
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q nginx-light libnginx-mod-http-dav-ext
+fi
+if ! command -v garage >/dev/null 2>&1 && [ ! -x "$HOME/.cargo/bin/garage" ]; then
+  # About 20 minutes on 2 cores, once per machine.
+  cargo install garage --locked --version 2.5.0
+fi
+
 step "format"
 cargo fmt --all -- --check
 

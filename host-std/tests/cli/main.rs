@@ -9,6 +9,7 @@ mod hostile;
 mod memo;
 mod plumbing;
 mod proc;
+mod remote;
 mod run;
 mod stress;
 mod support;

@@ -1,0 +1,565 @@
+//! Remote stores end to end (docs/spec.md §11) against real storage that
+//! the tests start and stop themselves on loopback: a shared directory,
+//! nginx with WebDAV, and a single Garage node (S3). Each server runs in a
+//! temporary directory under a guard whose `Drop` kills it, so a failing
+//! test stops it too; every wait is bounded.
+//!
+//! nginx (`nginx-light`, `libnginx-mod-http-dav-ext`) and Garage 2.5.0 are
+//! installed by `scripts/test-all.sh` when missing; these tests fail,
+//! saying so, where they are not.
+
+use core::time::Duration;
+use std::fs;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Instant;
+
+use cachet::remote::{OpendalRemote, open_remotes};
+use cachet_cli::remote::{RemoteConfig, parse_url};
+use cachet_core::remote::names::Tenant;
+use cachet_core::remote::{Remote, RemoteRead, RemoteStore, RemoteWrite};
+
+use crate::support::{Outcome, Sandbox, snapshot};
+
+/// Builds an output past the inline threshold (64 KiB): it travels as a
+/// blob. The small output and the streams travel inline in the record.
+const SCRIPT: &str = r#"test -n "$FAIL" && { echo run >> "$RUNS"; exit 3; }
+mkdir -p out
+cp src/big out/big.bin
+chmod 750 out/big.bin
+printf tiny > out/small
+echo run >> "$RUNS"
+echo to-stdout
+echo to-stderr >&2"#;
+
+fn big_bytes(seed: u8) -> Vec<u8> {
+    (0..100_000u32)
+        .map(|i| (i.wrapping_mul(31) as u8) ^ seed)
+        .collect()
+}
+
+/// A loopback port nothing listens on (bound, then released).
+fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+/// A remote the tests can reach: its URL and the environment the
+/// `cachet` process needs for it.
+struct Store {
+    url: String,
+    env: Vec<(String, String)>,
+    _server: Option<Server>,
+}
+
+/// A server process, killed when dropped.
+struct Server {
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Store {
+    fn env_lookup(&self) -> impl Fn(&str) -> Option<String> + '_ {
+        move |name| {
+            self.env
+                .iter()
+                .find(|(key, _)| key == name)
+                .map(|(_, value)| value.clone())
+        }
+    }
+
+    /// The store as the library reaches it, for looking at and tampering
+    /// with objects behind `cachet`'s back.
+    fn handle(&self) -> Remote<OpendalRemote> {
+        let config = RemoteConfig {
+            remotes: vec![parse_url(&self.url, "--remote").unwrap()],
+            tenant: Tenant::local(),
+            read_only: false,
+        };
+        let (mut remotes, failures) = open_remotes(&config, &self.env_lookup());
+        assert!(failures.is_empty(), "{}", failures[0]);
+        remotes.remove(0)
+    }
+
+    /// Waits (bounded) until the store answers a lookup.
+    fn wait_ready(self) -> Store {
+        let handle = self.handle();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            match handle.store.head("cachet-readiness-probe") {
+                Ok(_) => return self,
+                Err(error) if Instant::now() > deadline => {
+                    panic!("{} did not become ready: {error}", self.url)
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(100)),
+            }
+        }
+    }
+
+    fn names(&self, prefix: &str) -> Vec<String> {
+        let mut names = Vec::new();
+        self.handle()
+            .store
+            .list(prefix, &mut |name, _| {
+                names.push(name.to_owned());
+                core::ops::ControlFlow::Continue(())
+            })
+            .unwrap();
+        names.sort();
+        names
+    }
+
+    fn get(&self, name: &str) -> Option<Vec<u8>> {
+        let mut reader = self.handle().store.get(name).unwrap()?;
+        let mut bytes = Vec::new();
+        let mut buf = [0u8; 65536];
+        loop {
+            let n = reader.read(&mut buf).unwrap();
+            if n == 0 {
+                return Some(bytes);
+            }
+            bytes.extend_from_slice(&buf[..n]);
+        }
+    }
+
+    fn put(&self, name: &str, bytes: &[u8]) {
+        let handle = self.handle();
+        let mut writer = handle.store.put(name, Some(bytes.len() as u64)).unwrap();
+        writer.write_all(bytes).unwrap();
+        writer.finish().unwrap();
+    }
+
+    fn delete(&self, name: &str) {
+        self.handle().store.delete(name).unwrap();
+    }
+}
+
+fn directory_store(dir: &Path) -> Store {
+    Store {
+        url: format!("file://{}", dir.display()),
+        env: Vec::new(),
+        _server: None,
+    }
+}
+
+fn nginx_store() -> Store {
+    let nginx = ["/usr/sbin/nginx", "/usr/bin/nginx"]
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|path| path.exists())
+        .expect("nginx is not installed: run scripts/test-all.sh, or apt-get install nginx-light libnginx-mod-http-dav-ext");
+    let module = Path::new("/usr/lib/nginx/modules/ngx_http_dav_ext_module.so");
+    assert!(
+        module.exists(),
+        "the WebDAV module is not installed: apt-get install libnginx-mod-http-dav-ext"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    fs::create_dir_all(root.join("dav")).unwrap();
+    fs::create_dir_all(root.join("tmp")).unwrap();
+    fs::create_dir_all(root.join("logs")).unwrap();
+    let port = free_port();
+    let conf = format!(
+        "load_module {module};
+user root;
+daemon off;
+master_process off;
+worker_processes 1;
+pid {root}/nginx.pid;
+error_log {root}/logs/error.log;
+events {{ worker_connections 64; }}
+http {{
+  access_log off;
+  client_body_temp_path {root}/tmp;
+  server {{
+    listen 127.0.0.1:{port};
+    root {root}/dav;
+    location / {{
+      dav_methods PUT DELETE MKCOL COPY MOVE;
+      dav_ext_methods PROPFIND OPTIONS;
+      create_full_put_path on;
+      client_max_body_size 0;
+    }}
+  }}
+}}
+",
+        module = module.display(),
+        root = root.display()
+    );
+    fs::write(root.join("nginx.conf"), conf).unwrap();
+    let child = Command::new(nginx)
+        .arg("-p")
+        .arg(root)
+        .arg("-c")
+        .arg(root.join("nginx.conf"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    Store {
+        url: format!("webdav+http://127.0.0.1:{port}/cache"),
+        env: Vec::new(),
+        _server: Some(Server { child, _dir: dir }),
+    }
+    .wait_ready()
+}
+
+fn garage_binary() -> PathBuf {
+    let on_path = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join("garage"))
+            .find(|path| path.exists())
+    });
+    let in_cargo = std::env::var_os("HOME")
+        .map(|home| PathBuf::from(home).join(".cargo/bin/garage"))
+        .filter(|path| path.exists());
+    on_path.or(in_cargo).expect(
+        "garage is not installed: run scripts/test-all.sh, or cargo install garage --locked --version 2.5.0",
+    )
+}
+
+fn garage_store() -> Store {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let (rpc, api) = (free_port(), free_port());
+    let conf = format!(
+        "metadata_dir = \"{root}/meta\"
+data_dir = \"{root}/data\"
+db_engine = \"sqlite\"
+replication_factor = 1
+rpc_bind_addr = \"127.0.0.1:{rpc}\"
+rpc_public_addr = \"127.0.0.1:{rpc}\"
+rpc_secret = \"{secret}\"
+
+[s3_api]
+s3_region = \"garage\"
+api_bind_addr = \"127.0.0.1:{api}\"
+",
+        root = root.display(),
+        secret = "ab".repeat(32),
+    );
+    fs::write(root.join("garage.toml"), conf).unwrap();
+    let key_id = format!("GK{}", "12".repeat(12));
+    let secret = "cd".repeat(32);
+    let child = Command::new(garage_binary())
+        .arg("-c")
+        .arg(root.join("garage.toml"))
+        .args(["server", "--single-node", "--default-bucket"])
+        .env("GARAGE_DEFAULT_ACCESS_KEY", &key_id)
+        .env("GARAGE_DEFAULT_SECRET_KEY", &secret)
+        .env("GARAGE_DEFAULT_BUCKET", "cachet-test")
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(fs::File::create(root.join("garage.log")).unwrap())
+        .spawn()
+        .unwrap();
+    Store {
+        url: format!("s3://cachet-test/team?endpoint=http://127.0.0.1:{api}&region=garage"),
+        env: vec![
+            ("AWS_ACCESS_KEY_ID".into(), key_id),
+            ("AWS_SECRET_ACCESS_KEY".into(), secret),
+        ],
+        _server: Some(Server { child, _dir: dir }),
+    }
+    .wait_ready()
+}
+
+/// A workspace holding the inputs of [`SCRIPT`], `big` being the bytes of
+/// the big output.
+fn workspace(big: &[u8]) -> Sandbox {
+    let sandbox = Sandbox::new();
+    sandbox.write("src/big", big);
+    sandbox
+}
+
+/// `cachet run` of [`SCRIPT`] against `url`, with `extra` flags and `env`.
+fn run(
+    sandbox: &Sandbox,
+    store: &Store,
+    url: &str,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> Outcome {
+    let mut command = sandbox.cachet();
+    command.env_remove("CACHET_REMOTE");
+    for (name, value) in &store.env {
+        command.env(name, value);
+    }
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    command
+        .args([
+            "run", "--remote", url, "--input", "src/**", "--output", "out",
+        ])
+        .args(extra)
+        .args(["--script", SCRIPT]);
+    Outcome::of(command.output().unwrap())
+}
+
+/// CLAIM-1 across machines, REMOTE-1 (backfill) and REMOTE-8 (record
+/// last, checked by its presence after the blobs).
+fn hit_from_an_empty_cache(store: Store) {
+    let big = big_bytes(1);
+    let first = workspace(&big);
+    let stored = run(&first, &store, &store.url, &[], &[]);
+    assert_eq!(stored.code, 0, "{stored:?}");
+    assert_eq!(stored.stdout, b"to-stdout\n");
+    assert_eq!(stored.stderr, b"to-stderr\n", "{stored:?}");
+    assert_eq!(first.runs(), 1);
+    assert_eq!(store.names("cachet-v1-blake3/blobs/").len(), 1);
+    assert_eq!(
+        store.names("cachet-v1-blake3/tenants/local/entries/").len(),
+        1
+    );
+
+    let second = workspace(&big);
+    let hit = run(&second, &store, &store.url, &[], &[]);
+    assert_eq!(hit.code, 0, "{hit:?}");
+    assert_eq!(second.runs(), 0, "the command does not run: {hit:?}");
+    assert_eq!(hit.stdout, stored.stdout);
+    assert_eq!(hit.stderr, stored.stderr);
+    assert_eq!(
+        snapshot(&second.ws, &[".cachet"]),
+        snapshot(&first.ws, &[".cachet"]),
+        "files and modes identical"
+    );
+
+    // Backfilled: with the remote gone, the next run is a local hit.
+    let url = store.url.clone();
+    drop(store);
+    fs::remove_dir_all(second.ws.join("out")).unwrap();
+    let local = run(
+        &second,
+        &Store {
+            url: url.clone(),
+            env: Vec::new(),
+            _server: None,
+        },
+        &url,
+        &["-v"],
+        &[],
+    );
+    assert_eq!(local.code, 0, "{local:?}");
+    assert_eq!(second.runs(), 0, "{local:?}");
+    assert!(
+        local.stderr_text().contains("(local): restored"),
+        "{local:?}"
+    );
+    assert_eq!(
+        snapshot(&second.ws, &[".cachet"]),
+        snapshot(&first.ws, &[".cachet"])
+    );
+}
+
+/// REMOTE-6: two entries whose outputs have the same bytes share a blob.
+fn same_bytes_share_the_blob(store: Store) {
+    let big = big_bytes(2);
+    let one = workspace(&big);
+    let a = run(&one, &store, &store.url, &["--set", "VARIANT=a"], &[]);
+    assert_eq!(a.code, 0, "{a:?}");
+    let two = workspace(&big);
+    let b = run(&two, &store, &store.url, &["-v", "--set", "VARIANT=b"], &[]);
+    assert_eq!(b.code, 0, "{b:?}");
+    assert_eq!(two.runs(), 1, "another key: a miss, run and pushed");
+    assert!(
+        b.stderr_text()
+            .contains("0 blobs uploaded, 1 already there"),
+        "{b:?}"
+    );
+    assert_eq!(store.names("cachet-v1-blake3/blobs/").len(), 1);
+    assert_eq!(
+        store.names("cachet-v1-blake3/tenants/local/entries/").len(),
+        2
+    );
+}
+
+/// REMOTE-4: a tampered, truncated or missing object is a miss, and
+/// nothing of it enters the local cache. The command then fails on
+/// purpose (`FAIL=1`, not part of the key), so a local cache left empty
+/// shows that nothing came from the remote, and the exit code is the
+/// task's.
+fn damaged_objects_are_misses(store: Store) {
+    let big = big_bytes(3);
+    let first = workspace(&big);
+    assert_eq!(run(&first, &store, &store.url, &[], &[]).code, 0);
+    let blob = store.names("cachet-v1-blake3/blobs/").remove(0);
+    let record = store
+        .names("cachet-v1-blake3/tenants/local/entries/")
+        .remove(0);
+    let (blob_bytes, record_bytes) = (store.get(&blob).unwrap(), store.get(&record).unwrap());
+
+    type Tamper<'a> = &'a dyn Fn(&Store);
+    let flip = |name: &str, bytes: &[u8], at: usize| {
+        let mut bytes = bytes.to_vec();
+        bytes[at] ^= 0x01;
+        store.put(name, &bytes);
+    };
+    let cases: [(&str, Tamper<'_>); 5] = [
+        ("tampered blob", &|_| {
+            flip(&blob, &blob_bytes, blob_bytes.len() - 7)
+        }),
+        ("truncated blob", &|s| {
+            s.put(&blob, &blob_bytes[..blob_bytes.len() / 2])
+        }),
+        ("missing blob", &|s| s.delete(&blob)),
+        ("tampered record", &|_| {
+            flip(&record, &record_bytes, record_bytes.len() / 2)
+        }),
+        ("truncated record", &|s| {
+            s.put(&record, &record_bytes[..record_bytes.len() - 1])
+        }),
+    ];
+    for (what, tamper) in cases {
+        store.put(&blob, &blob_bytes);
+        store.put(&record, &record_bytes);
+        tamper(&store);
+        let other = workspace(&big);
+        let outcome = run(&other, &store, &store.url, &["-v"], &[("FAIL", "1")]);
+        assert_eq!(outcome.code, 3, "{what}: the task's exit code: {outcome:?}");
+        assert_eq!(
+            other.runs(),
+            1,
+            "{what}: a miss runs the command: {outcome:?}"
+        );
+        assert!(!other.ws.join("out").exists(), "{what}: nothing restored");
+        let info = other.run(&["info", "--json"]);
+        assert_eq!(info.json()["valid_entries"], 0, "{what}: {info:?}");
+        assert_eq!(info.json()["corrupt_entries"], 0, "{what}: {info:?}");
+        assert_eq!(info.json()["scratch_items"], 0, "{what}: {info:?}");
+    }
+    // Repaired objects are a hit again.
+    store.put(&blob, &blob_bytes);
+    store.put(&record, &record_bytes);
+    let again = workspace(&big);
+    assert_eq!(run(&again, &store, &store.url, &[], &[]).code, 0);
+    assert_eq!(again.runs(), 0);
+}
+
+/// REMOTE-3: a remote that refuses connections costs a miss and one
+/// warning line, never the exit code.
+fn refused_connections_cost_a_miss(url: &str) {
+    let sandbox = workspace(&big_bytes(4));
+    let store = Store {
+        url: url.to_owned(),
+        env: vec![
+            (
+                "AWS_ACCESS_KEY_ID".into(),
+                "GK000000000000000000000000".into(),
+            ),
+            ("AWS_SECRET_ACCESS_KEY".into(), "00".repeat(32)),
+        ],
+        _server: None,
+    };
+    let started = Instant::now();
+    let outcome = run(&sandbox, &store, url, &[], &[]);
+    assert_eq!(outcome.code, 0, "{outcome:?}");
+    assert_eq!(sandbox.runs(), 1);
+    let warnings: Vec<String> = outcome
+        .stderr_text()
+        .lines()
+        .filter(|line| line.starts_with("cachet: warning: remote "))
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(
+        warnings.len(),
+        2,
+        "one for the lookup, one for the push: {outcome:?}"
+    );
+    assert!(warnings[0].contains("treated as a miss"), "{warnings:?}");
+    assert!(
+        !outcome
+            .stderr_text()
+            .contains("00000000000000000000000000000000"),
+        "no secret printed"
+    );
+    assert!(started.elapsed() < Duration::from_secs(20));
+    let failed = run(&sandbox, &store, url, &[], &[("FAIL", "1")]);
+    assert_eq!(failed.code, 0, "a local hit now: {failed:?}");
+}
+
+#[test]
+fn remote_1_directory_an_entry_is_a_hit_from_an_empty_cache_and_is_backfilled() {
+    let dir = tempfile::tempdir().unwrap();
+    hit_from_an_empty_cache(directory_store(dir.path()));
+}
+
+#[test]
+fn remote_6_directory_two_entries_with_the_same_output_bytes_share_the_blob() {
+    let dir = tempfile::tempdir().unwrap();
+    same_bytes_share_the_blob(directory_store(dir.path()));
+}
+
+#[test]
+fn remote_4_directory_a_tampered_truncated_or_missing_object_is_a_miss_and_enters_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    damaged_objects_are_misses(directory_store(dir.path()));
+}
+
+#[test]
+fn remote_1_webdav_an_entry_is_a_hit_from_an_empty_cache_and_is_backfilled() {
+    hit_from_an_empty_cache(nginx_store());
+}
+
+#[test]
+fn remote_6_webdav_two_entries_with_the_same_output_bytes_share_the_blob() {
+    same_bytes_share_the_blob(nginx_store());
+}
+
+#[test]
+fn remote_4_webdav_a_tampered_truncated_or_missing_object_is_a_miss_and_enters_nothing() {
+    damaged_objects_are_misses(nginx_store());
+}
+
+#[test]
+fn remote_1_s3_an_entry_is_a_hit_from_an_empty_cache_and_is_backfilled() {
+    hit_from_an_empty_cache(garage_store());
+}
+
+#[test]
+fn remote_6_s3_two_entries_with_the_same_output_bytes_share_the_blob() {
+    same_bytes_share_the_blob(garage_store());
+}
+
+#[test]
+fn remote_4_s3_a_tampered_truncated_or_missing_object_is_a_miss_and_enters_nothing() {
+    damaged_objects_are_misses(garage_store());
+}
+
+#[test]
+fn remote_3_a_remote_that_refuses_connections_costs_a_miss_not_a_failure() {
+    let port = free_port();
+    refused_connections_cost_a_miss(&format!("webdav+http://127.0.0.1:{port}/cache"));
+    let port = free_port();
+    refused_connections_cost_a_miss(&format!(
+        "s3://cachet-test?endpoint=http://127.0.0.1:{port}&region=garage"
+    ));
+}
+
+#[test]
+fn remote_9_a_malformed_remote_url_is_a_bad_value() {
+    let sandbox = Sandbox::new();
+    let outcome = sandbox.run(&["run", "--remote", "ftp://host/x", "--", "true"]);
+    assert_eq!(outcome.code, 65, "{outcome:?}");
+    assert!(
+        outcome.stderr_text().contains("ftp://host/x"),
+        "{outcome:?}"
+    );
+    assert!(
+        outcome
+            .stderr_text()
+            .contains("expected file:///ABSOLUTE/PATH")
+    );
+    let outcome = sandbox.run(&["run", "--tenant", "a/b", "--", "true"]);
+    assert_eq!(outcome.code, 65, "{outcome:?}");
+}
