@@ -95,7 +95,7 @@ struct Bench {
     _tmp: tempfile::TempDir,
     root: PathBuf,
     workspace: PathBuf,
-    cache_root: PathBuf,
+    cache_dir: PathBuf,
     /// Workspace-absolute output paths (`/out/d000/f000`…).
     outputs: Vec<String>,
     /// Where finished trees are renamed to instead of being deleted.
@@ -111,7 +111,7 @@ impl Bench {
             .expect("create the bench dir under CARGO_TARGET_TMPDIR");
         let root = tmp.path().to_path_buf();
         let workspace = root.join("ws");
-        let cache_root = root.join("cache");
+        let cache_dir = root.join("cache");
         let mut rng = SplitMix(0x00ca_c4e7);
         let mut content = vec![0u8; OUTPUT_BYTES];
         let mut outputs = Vec::with_capacity(OUTPUTS);
@@ -125,7 +125,7 @@ impl Bench {
                 .expect("write an output file");
             outputs.push(format!("/{relative}"));
         }
-        fs::create_dir_all(&cache_root).expect("create the cache root");
+        fs::create_dir_all(&cache_dir).expect("create the cache directory");
         let graveyard = root.join("graveyard");
         fs::create_dir_all(&graveyard).expect("create the graveyard");
         syncfs(&root);
@@ -133,7 +133,7 @@ impl Bench {
             _tmp: tmp,
             root,
             workspace,
-            cache_root,
+            cache_dir,
             outputs,
             graveyard,
             buried: Cell::new(0),
@@ -141,8 +141,8 @@ impl Bench {
     }
 
     fn cache(&self) -> Cache<CapStdFilesystem> {
-        let fs = CapStdFilesystem::open_ambient(&self.workspace, &self.cache_root)
-            .expect("open the workspace and the cache root");
+        let fs = CapStdFilesystem::open_ambient(&self.workspace, &self.cache_dir)
+            .expect("open the workspace and the cache directory");
         Cache::new(fs).with_tasks(Threads::new())
     }
 
@@ -164,7 +164,7 @@ impl Bench {
     }
 
     fn bury_entry(&self, key: &Key) {
-        self.bury(&self.cache_root.join(layout::entry_dir(key).as_str()));
+        self.bury(&self.cache_dir.join(layout::entry_dir(key).as_str()));
     }
 
     /// Deletes everything buried, between groups.

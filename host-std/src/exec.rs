@@ -268,7 +268,7 @@ impl core::error::Error for ExecError {
 /// `capture_dir`.
 ///
 /// Capture files are named `.capture-stdout-*` and `.capture-stderr-*`: a
-/// leading `.` marks scratch under a cache root (DISK-5), so leftovers from
+/// leading `.` marks scratch under a cache directory (DISK-5), so leftovers from
 /// a crash there are cleaned up like any other scratch.
 pub fn run_captured(
     spec: &CommandSpec,

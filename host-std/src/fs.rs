@@ -51,7 +51,7 @@ use cap_std::{AmbientAuthority, ambient_authority};
 use rustix::fs::{AtFlags, OFlags, RenameFlags};
 use rustix::io::Errno;
 
-/// The core's [`Filesystem`] over a workspace and a cache root, each held as
+/// The core's [`Filesystem`] over a workspace and a cache directory, each held as
 /// a `cap_std` [`Dir`] capability.
 #[derive(Debug)]
 pub struct CapStdFilesystem {
@@ -70,16 +70,16 @@ pub enum OpenError {
         /// What the operating system reported.
         source: io::Error,
     },
-    /// The cache root did not exist and could not be created.
-    CreateCacheRoot {
-        /// The path given for the cache root.
+    /// The cache directory did not exist and could not be created.
+    CreateCacheDir {
+        /// The path given for the cache directory.
         path: PathBuf,
         /// What the operating system reported.
         source: io::Error,
     },
-    /// The cache root exists but could not be opened as a directory.
-    CacheRoot {
-        /// The path given for the cache root.
+    /// The cache directory exists but could not be opened as a directory.
+    CacheDir {
+        /// The path given for the cache directory.
         path: PathBuf,
         /// What the operating system reported.
         source: io::Error,
@@ -94,14 +94,14 @@ impl core::fmt::Display for OpenError {
                 "cannot open the workspace directory {}: {source}; check that it exists and is readable",
                 path.display()
             ),
-            OpenError::CreateCacheRoot { path, source } => write!(
+            OpenError::CreateCacheDir { path, source } => write!(
                 f,
-                "cannot create the cache root {}: {source}; check the permissions of its parent or choose another cache directory",
+                "cannot create the cache directory {}: {source}; check the permissions of its parent or choose another cache directory",
                 path.display()
             ),
-            OpenError::CacheRoot { path, source } => write!(
+            OpenError::CacheDir { path, source } => write!(
                 f,
-                "cannot open the cache root {}: {source}; it must be a directory you can read and write",
+                "cannot open the cache directory {}: {source}; it must be a directory you can read and write",
                 path.display()
             ),
         }
@@ -112,8 +112,8 @@ impl core::error::Error for OpenError {
     fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
         match self {
             OpenError::Workspace { source, .. }
-            | OpenError::CreateCacheRoot { source, .. }
-            | OpenError::CacheRoot { source, .. } => Some(source),
+            | OpenError::CreateCacheDir { source, .. }
+            | OpenError::CacheDir { source, .. } => Some(source),
         }
     }
 }
@@ -124,33 +124,32 @@ impl CapStdFilesystem {
         CapStdFilesystem { workspace, cache }
     }
 
-    /// Opens the workspace and the cache root by ambient path, creating the
-    /// cache root (and its missing parents) if needed.
+    /// Opens the workspace and the cache directory by ambient path, creating the
+    /// cache directory (and its missing parents) if needed.
     ///
     /// This is the only place in the binding that uses
     /// [`ambient_authority`]: once the two roots are open, every later call
     /// is relative to them. Symlinks in the two paths themselves are
     /// followed, since they are the caller's choice.
-    pub fn open_ambient(workspace: &Path, cache_root: &Path) -> Result<Self, OpenError> {
+    pub fn open_ambient(workspace: &Path, cache_dir: &Path) -> Result<Self, OpenError> {
         let authority: AmbientAuthority = ambient_authority();
         let workspace_dir =
             Dir::open_ambient_dir(workspace, authority).map_err(|source| OpenError::Workspace {
                 path: workspace.to_path_buf(),
                 source,
             })?;
-        Dir::create_ambient_dir_all(cache_root, authority).map_err(|source| {
-            OpenError::CreateCacheRoot {
-                path: cache_root.to_path_buf(),
+        Dir::create_ambient_dir_all(cache_dir, authority).map_err(|source| {
+            OpenError::CreateCacheDir {
+                path: cache_dir.to_path_buf(),
                 source,
             }
         })?;
-        let cache_dir = Dir::open_ambient_dir(cache_root, authority).map_err(|source| {
-            OpenError::CacheRoot {
-                path: cache_root.to_path_buf(),
+        let cache =
+            Dir::open_ambient_dir(cache_dir, authority).map_err(|source| OpenError::CacheDir {
+                path: cache_dir.to_path_buf(),
                 source,
-            }
-        })?;
-        Ok(CapStdFilesystem::new(workspace_dir, cache_dir))
+            })?;
+        Ok(CapStdFilesystem::new(workspace_dir, cache))
     }
 
     /// The capability for `root`.

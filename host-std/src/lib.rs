@@ -8,7 +8,7 @@
 //!
 //! - [`fs`]: [`fs::CapStdFilesystem`], the core's
 //!   [`Filesystem`](cachet_core::fs::Filesystem) over two `cap-std`
-//!   directory capabilities (workspace and cache root), so that no path the
+//!   directory capabilities (workspace and cache directory), so that no path the
 //!   core or a manifest names can reach outside them (SAFE-2). It syncs only
 //!   when the core asks, which is what OP-2 needs.
 //! - [`inputs`]: hashes input files, large ones from a memory map on

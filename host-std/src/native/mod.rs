@@ -169,7 +169,7 @@ pub(crate) struct Opened {
     /// The cache directory, canonical.
     pub cache_dir: PathBuf,
     /// The cache directory relative to the workspace, when inside it.
-    pub excluded: Vec<String>,
+    pub excluded_dirs: Vec<String>,
     /// The cache over both.
     pub cache: Cache<CapStdFilesystem>,
 }
@@ -201,7 +201,7 @@ fn open(globals: &GlobalArgs) -> Result<Opened, NativeError> {
     let cache_dir = globals.cache_dir(&workspace);
     let fs = CapStdFilesystem::open_ambient(&workspace, &cache_dir).map_err(NativeError::Open)?;
     let cache_dir = cache_dir.canonicalize().map_err(|source| {
-        NativeError::Open(OpenError::CacheRoot {
+        NativeError::Open(OpenError::CacheDir {
             path: cache_dir.clone(),
             source,
         })
@@ -215,7 +215,7 @@ fn open(globals: &GlobalArgs) -> Result<Opened, NativeError> {
     Ok(Opened {
         workspace,
         cache_dir,
-        excluded,
+        excluded_dirs: excluded,
         cache: Cache::with_options(fs, globals.cache_options()).with_tasks(Threads::new()),
     })
 }
@@ -258,7 +258,7 @@ pub fn dispatch(cli: &Cli) -> u8 {
                 PlumbingCommand::Key(key) => opened.hasher(&key.key),
                 _ => ParallelHasher::new(&opened.workspace),
             };
-            let host = Host::new(Some(opened.workspace.clone()), opened.excluded.clone())
+            let host = Host::new(Some(opened.workspace.clone()), opened.excluded_dirs.clone())
                 .with_hasher(&hasher);
             cli::run_plumbing(
                 command,

@@ -81,8 +81,8 @@ pub(super) fn run(
     let remote_config = args.remote.resolve(&env)?;
     let cache = &opened.cache;
     let hasher = opened.hasher(&args.key);
-    let host =
-        Host::new(Some(opened.workspace.clone()), opened.excluded.clone()).with_hasher(&hasher);
+    let host = Host::new(Some(opened.workspace.clone()), opened.excluded_dirs.clone())
+        .with_hasher(&hasher);
     let report = cli::compute_key(&args.key, cache, &host)?;
     let key = report.key;
     let statistics = report.statistics;
@@ -210,7 +210,7 @@ pub(super) fn run(
     }
 
     let outputs =
-        cli::select::select_outputs(cache.filesystem(), &args.key.outputs, &opened.excluded)?;
+        cli::select::select_outputs(cache.filesystem(), &args.key.outputs, &opened.excluded_dirs)?;
     let mut paths: Vec<&str> = outputs.iter().map(String::as_str).collect();
     let open_capture = |capture: &crate::exec::Capture| {
         capture.open().map_err(|source| {

@@ -124,7 +124,7 @@ fn assert_secret_intact(f: &Fixture) {
 }
 
 #[test]
-fn open_ambient_creates_missing_cache_root_with_parents() {
+fn open_ambient_creates_missing_cache_dir_with_parents() {
     let tmp = tempfile::tempdir().unwrap();
     let cache = tmp.path().join("a/b/cache");
     CapStdFilesystem::open_ambient(tmp.path(), &cache).unwrap();
@@ -147,7 +147,7 @@ fn open_ambient_errors_name_the_path() {
     assert!(
         matches!(
             error,
-            OpenError::CreateCacheRoot { .. } | OpenError::CacheRoot { .. }
+            OpenError::CreateCacheDir { .. } | OpenError::CacheDir { .. }
         ),
         "{error:?}"
     );
