@@ -998,10 +998,10 @@ fn blob_is_a_directory(layout: &Layout) -> Expect {
     Expect::corrupt(&entry.key)
 }
 
-/// Levels of [`deep_directory_debris`], about 400 named [`DEEP_NAME`]:
+/// Levels of `deep_directory_debris`, about 400 named [`DEEP_NAME`]:
 /// about 4,400 bytes of path, more than `PATH_MAX`.
 pub const DEEP_LEVELS: usize = 400;
-/// The directory name repeated by [`deep_directory_debris`].
+/// The directory name repeated by `deep_directory_debris`.
 pub const DEEP_NAME: &str = "dddddddddd";
 
 fn deep_directory_debris(layout: &Layout) -> Expect {
