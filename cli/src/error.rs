@@ -142,16 +142,6 @@ pub(crate) fn advice(kind: ErrorKind) -> &'static str {
     }
 }
 
-/// The name of a file kind in messages.
-pub(crate) fn kind_name(kind: FileKind) -> &'static str {
-    match kind {
-        FileKind::File => "regular file",
-        FileKind::Dir => "directory",
-        FileKind::Symlink => "symlink",
-        FileKind::Other => "special file",
-    }
-}
-
 impl core::fmt::Display for CliError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
@@ -206,7 +196,7 @@ impl core::fmt::Display for CliError {
             CliError::UnstorableOutputs { outputs } => {
                 f.write_str("these outputs are not regular files:")?;
                 for (path, kind) in outputs {
-                    write!(f, "\n  {path} ({})", kind_name(*kind))?;
+                    write!(f, "\n  {path} ({})", kind.name())?;
                 }
                 f.write_str(
                     "\ncachet stores regular files only, so this result was not cached; make the command write regular files, or narrow --output",

@@ -260,6 +260,19 @@ pub enum FileKind {
     Other,
 }
 
+impl FileKind {
+    /// The kind's name in messages: "regular file", "directory",
+    /// "symlink" or "special file".
+    pub const fn name(self) -> &'static str {
+        match self {
+            FileKind::File => "regular file",
+            FileKind::Dir => "directory",
+            FileKind::Symlink => "symlink",
+            FileKind::Other => "special file",
+        }
+    }
+}
+
 /// A point in time, as seconds and nanoseconds since the Unix epoch.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Timestamp {

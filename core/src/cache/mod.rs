@@ -255,7 +255,7 @@ impl core::fmt::Display for CacheError {
             CacheError::OutputNotRegularFile { path, kind } => write!(
                 f,
                 "output '{path}' is a {}, not a regular file; cachet stores regular files only, so this result was not cached",
-                kind_name(*kind)
+                kind.name()
             ),
             CacheError::UnsafeTarget {
                 path,
@@ -264,7 +264,7 @@ impl core::fmt::Display for CacheError {
             } => write!(
                 f,
                 "refusing to restore '{path}': '{blocker}' is a {}, and writing through it could leave the workspace",
-                kind_name(*kind)
+                kind.name()
             ),
             CacheError::StreamWrite { stream, source } => {
                 write!(f, "could not replay the recorded {stream}: {source}")
@@ -279,15 +279,6 @@ impl core::fmt::Display for CacheError {
 
 #[cfg(feature = "std")]
 impl core::error::Error for CacheError {}
-
-pub(crate) fn kind_name(kind: FileKind) -> &'static str {
-    match kind {
-        FileKind::File => "regular file",
-        FileKind::Dir => "directory",
-        FileKind::Symlink => "symlink",
-        FileKind::Other => "special file",
-    }
-}
 
 /// Wraps a filesystem error with what was being done and where.
 pub(crate) fn io(step: Step, root: Root, path: &str) -> impl FnOnce(fs::Error) -> CacheError {
