@@ -1,10 +1,11 @@
 //! `CapStdFilesystem` against the `Filesystem` contract, on a real directory
 //! tree: every method, its error kinds, and SAFE-2 confinement.
 
+use crate::mkfifo;
 use core::ops::ControlFlow;
 use std::fs;
 use std::os::unix::fs::{PermissionsExt, symlink};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use cachet::fs::{CapStdFilesystem, OpenError};
 use cachet::tasks::Threads;
@@ -101,17 +102,6 @@ fn list(fs: &CapStdFilesystem, root: Root, path: &str) -> Vec<(String, FileKind)
     .unwrap();
     out.sort_by(|a, b| a.0.cmp(&b.0));
     out
-}
-
-fn mkfifo(path: &Path) {
-    rustix::fs::mknodat(
-        rustix::fs::CWD,
-        path,
-        rustix::fs::FileType::Fifo,
-        rustix::fs::Mode::from_raw_mode(0o644),
-        0,
-    )
-    .unwrap();
 }
 
 fn assert_secret_intact(f: &Fixture) {

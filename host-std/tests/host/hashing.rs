@@ -1,6 +1,7 @@
 //! Content hashing of files (KEY-2, KEY-5): every path of `hash_file`
 //! gives the core's digests.
 
+use crate::mkfifo;
 use std::fs;
 use std::os::unix::fs::symlink;
 use std::path::Path;
@@ -14,17 +15,6 @@ fn write(root: &Path, relative: &str, bytes: &[u8]) {
     let path = root.join(relative);
     fs::create_dir_all(path.parent().unwrap()).unwrap();
     fs::write(path, bytes).unwrap();
-}
-
-fn mkfifo(path: &Path) {
-    rustix::fs::mknodat(
-        rustix::fs::CWD,
-        path,
-        rustix::fs::FileType::Fifo,
-        rustix::fs::Mode::from_raw_mode(0o644),
-        0,
-    )
-    .unwrap();
 }
 
 #[test]
