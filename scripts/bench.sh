@@ -541,7 +541,7 @@ REPORT=$TMP/report.md
   echo "| bench filesystem | $(df -T "$PARENT" | awk 'NR == 2 { print $2 }') on \`$(df "$PARENT" | awk 'NR == 2 { print $1 }')\`, mounted \`$(findmnt -n -o OPTIONS -T "$PARENT" 2>/dev/null || echo '?')\`$(journal_note) |"
   echo "| rustc | $(rustc --version) |"
   echo "| cachet | $REVISION (when the script built it), release profile |"
-  echo "| timer | $(if [[ -n $HYPERFINE ]]; then first_line "$HYPERFINE" --version; else echo "bash loop over \$EPOCHREALTIME"; fi), median of $RUNS runs after $WARMUP warm-up run(s) |"
+  echo "| timer | store, restore and hashing: a bash loop over \$EPOCHREALTIME, alternating with the baseline, median of $RUNS rounds after $WARMUP warm-up round(s); status: $(if [[ -n $HYPERFINE ]]; then first_line "$HYPERFINE" --version; else echo "the same loop"; fi), median of $RUNS runs |"
   echo "| baselines | $(first_line cp --version), $([[ -n $B3SUM ]] && first_line "$B3SUM" --version || echo 'no b3sum') |"
   echo
   echo "### Whole process (\`target/release/cachet\`)"
