@@ -32,6 +32,9 @@ cargo clippy -p cachet-core --no-default-features -- -D warnings
 cargo clippy -p cachet-cli --target wasm32-wasip1 -- -D warnings
 cargo clippy -p cachet-wasi --features embed --all-targets -- -D warnings
 
+step "docs: every public item documented, no broken links"
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --workspace
+
 step "core builds without std (and without an allocator)"
 cargo build -p cachet-core --target x86_64-unknown-none --no-default-features
 cargo build -p cachet-core --target x86_64-unknown-none --features alloc

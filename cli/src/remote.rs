@@ -22,9 +22,10 @@ pub const EXPECTED_URLS: &str = "expected file:///ABSOLUTE/PATH, s3://BUCKET[/PR
 #[non_exhaustive]
 pub struct RemoteArgs {
     /// A remote store to look entries up in and push them to, in lookup
-    /// order: file:///ABSOLUTE/PATH, s3://BUCKET[/PREFIX]?endpoint=URL&region=NAME
-    /// (credentials from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY) or
-    /// webdav+http(s)://HOST[:PORT]/PATH. Repeatable [default:
+    /// order: `file:///ABSOLUTE/PATH`,
+    /// `s3://BUCKET[/PREFIX]?endpoint=URL&region=NAME` (credentials from
+    /// AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY) or
+    /// `webdav+http(s)://HOST[:PORT]/PATH`. Repeatable [default:
     /// $CACHET_REMOTE, comma-separated]
     #[arg(long = "remote", value_name = "URL")]
     pub remotes: Vec<String>,
