@@ -167,7 +167,7 @@ pub mod select;
 use std::path::{Path, PathBuf};
 
 use cachet_core::cache::Options;
-use cachet_core::layout::CACHET_CACHE_ROOT;
+use cachet_core::layout::CACHET_CACHE_DIR;
 
 pub use args::{
     CleanArgs, ClearArgs, GlobalArgs, InfoArgs, KeyArgs, KeyCommand, PlumbingCli, PlumbingCommand,
@@ -205,7 +205,7 @@ impl GlobalArgs {
         }
         match std::env::var_os(CACHE_DIR_VARIABLE) {
             Some(dir) if !dir.is_empty() => PathBuf::from(dir),
-            _ => workspace.join(CACHET_CACHE_ROOT),
+            _ => workspace.join(CACHET_CACHE_DIR),
         }
     }
 }

@@ -4,7 +4,7 @@
 //! This is everything the core asks of a host's files and directories.
 //! Each method is one system call's worth of work on a path relative to one
 //! of two root capabilities ([`Root::Workspace`], [`Root::Cache`]), or on a
-//! [`Directory`] the host opened; the cache root may live outside the
+//! [`Directory`] the host opened; the cache directory may live outside the
 //! workspace. A `cap_std::fs::Dir` pair and a pair of WASI preopened
 //! directory descriptors each implement it directly, with no logic of their
 //! own: every decision (what to check, in which order, what to sync, when to
@@ -87,7 +87,7 @@ use crate::hash::{Digest, HashFunction};
 pub enum Root {
     /// The workspace: where inputs are read and outputs are restored.
     Workspace,
-    /// The cache root (SPEC §4).
+    /// The cache directory (SPEC §4).
     Cache,
 }
 

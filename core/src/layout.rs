@@ -1,7 +1,7 @@
-//! Where everything lives under the cache root (SPEC DISK-1..5).
+//! Where everything lives under the cache directory (SPEC DISK-1..5).
 //!
 //! One pure function per kind of path, each returning a fixed-capacity
-//! string relative to the cache root, in the form a
+//! string relative to the cache directory, in the form a
 //! [`crate::fs::Filesystem`] takes. Nothing here touches a filesystem.
 
 use core::fmt::Write as _;
@@ -10,15 +10,15 @@ use crate::hash::Digest;
 use crate::hex;
 use crate::key::Key;
 
-/// A path relative to the cache root. Capacity fits the longest path the
+/// A path relative to the cache directory. Capacity fits the longest path the
 /// layout produces (a staged file in a restore scratch dir) with room to
 /// spare.
 pub type LayoutPath = heapless::String<192>;
 
-/// haz's default cache root, relative to the workspace.
-pub const HAZ_CACHE_ROOT: &str = ".haz/cache";
-/// The `cachet` command's default cache root, relative to the workspace.
-pub const CACHET_CACHE_ROOT: &str = ".cachet";
+/// haz's default cache directory, relative to the workspace.
+pub const HAZ_CACHE_DIR: &str = ".haz/cache";
+/// The `cachet` command's default cache directory, relative to the workspace.
+pub const CACHET_CACHE_DIR: &str = ".cachet";
 
 /// File name of the manifest inside an entry dir (DISK-2).
 pub const MANIFEST_FILE: &str = "manifest.json";
@@ -102,7 +102,7 @@ pub fn store_scratch_dir(key: &Key, suffix: u64) -> LayoutPath {
     ))
 }
 
-/// `.restore-<hex>-<suffix>` directly under the cache root: where a restore
+/// `.restore-<hex>-<suffix>` directly under the cache directory: where a restore
 /// stages outputs before publishing them (DISK-5).
 pub fn restore_scratch_dir(key: &Key, suffix: u64) -> LayoutPath {
     build(format_args!(
@@ -140,21 +140,21 @@ pub fn is_scratch_name(name: &str) -> bool {
     name.starts_with('.')
 }
 
-/// The directory under the cache root that holds the file-hash memo
+/// The directory under the cache directory that holds the file-hash memo
 /// (MEMO-1): not a shard, not scratch, so no maintenance command takes it
 /// for an entry, for debris or for scratch.
 pub const MEMO_DIR: &str = "memo";
 
-/// The file-hash memo itself (MEMO-1, MEMO-2), relative to the cache root.
+/// The file-hash memo itself (MEMO-1, MEMO-2), relative to the cache directory.
 pub const MEMO_FILE: &str = "memo/file-hashes";
 
-/// Whether a name directly under the cache root is the memo directory
+/// Whether a name directly under the cache directory is the memo directory
 /// (MEMO-1).
 pub fn is_memo_name(name: &str) -> bool {
     name == MEMO_DIR
 }
 
-/// Whether a name under the cache root is a shard: two lowercase hex digits.
+/// Whether a name under the cache directory is a shard: two lowercase hex digits.
 pub fn is_shard_name(name: &str) -> bool {
     name.len() == 2 && name.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }

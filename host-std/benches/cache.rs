@@ -89,7 +89,7 @@ fn syncfs(dir: &Path) {
     rustix::fs::syncfs(&handle).expect("syncfs");
 }
 
-/// A workspace with `out/` holding the output shape, and a cache root next
+/// A workspace with `out/` holding the output shape, and a cache directory next
 /// to it, all in one temporary directory on the build's filesystem.
 struct Bench {
     _tmp: tempfile::TempDir,

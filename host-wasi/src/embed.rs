@@ -4,7 +4,7 @@
 //! pre-linked against `wasmtime-wasi`'s preview 1 implementation; every
 //! [`Embedding::run`] then only instantiates it in a fresh store. Each run
 //! sees exactly two preopened directories, the workspace as
-//! [`WORKSPACE_PREOPEN`](crate::WORKSPACE_PREOPEN) and the cache root as
+//! [`WORKSPACE_PREOPEN`](crate::WORKSPACE_PREOPEN) and the cache directory as
 //! [`CACHE_PREOPEN`](crate::CACHE_PREOPEN), no inherited environment, no
 //! network, and empty stdin; for the subcommands that only read (`status`,
 //! `info`, `key`, `verify` without `--evict`) both are preopened read-only
@@ -34,7 +34,7 @@
 //! it writes. The embedding provides the host call
 //! [`HOST_SYNC_FILESYSTEM`](crate::HOST_SYNC_FILESYSTEM) in
 //! [`HOST_MODULE`](crate::HOST_MODULE), a `syncfs` of the workspace's or the
-//! cache root's filesystem; a guest built with the `host-sync` feature uses
+//! cache directory's filesystem; a guest built with the `host-sync` feature uses
 //! it and then syncs once per store, like the native binding. The default
 //! guest does not import it and runs in any WASI preview 1 host.
 
@@ -61,7 +61,7 @@ use wasmtime_wasi::p1::WasiP1Ctx;
 /// the host calls act on.
 struct GuestState {
     wasi: WasiP1Ctx,
-    /// The workspace and the cache root, in the order of the
+    /// The workspace and the cache directory, in the order of the
     /// `sync-filesystem` root numbers.
     roots: [PathBuf; 2],
 }

@@ -70,7 +70,7 @@ pub enum PreopenError {
         /// The repeated preopen name.
         name: String,
     },
-    /// The workspace and the cache root were given the same name.
+    /// The workspace and the cache directory were given the same name.
     SameName,
     /// Listing the preopens failed.
     Io {
@@ -84,14 +84,14 @@ impl core::fmt::Display for PreopenError {
         match self {
             PreopenError::Missing { name } => write!(
                 f,
-                "no directory is preopened as '{name}'; run the guest with the workspace and the cache root preopened (e.g. wasmtime run --dir HOST_DIR::{name})"
+                "no directory is preopened as '{name}'; run the guest with the workspace and the cache directory preopened (e.g. wasmtime run --dir HOST_DIR::{name})"
             ),
             PreopenError::Ambiguous { name } => write!(
                 f,
                 "more than one directory is preopened as '{name}'; preopen each root once"
             ),
             PreopenError::SameName => f.write_str(
-                "the workspace and the cache root must be preopened under different names",
+                "the workspace and the cache directory must be preopened under different names",
             ),
             PreopenError::Io { source } => {
                 write!(f, "could not list the preopened directories: {source}")

@@ -14,7 +14,7 @@
 //!   preview 1 lacks, cross the sandbox boundary (MAN-1, OP-3, CLAIM-1).
 //! - With the `embed` feature, on native targets: `embed::Embedding`, which
 //!   runs the `cachet-wasi` guest command under wasmtime with only the
-//!   workspace and the cache root preopened.
+//!   workspace and the cache directory preopened.
 //!
 //! Everything that decides anything about the cache lives in
 //! [`cachet_core`] (re-exported under its own name); the binding only moves bytes,
@@ -49,7 +49,7 @@ pub const HOST_MODULE: &str = "cachet:host";
 
 /// `sync-filesystem(root: u32) -> u32`, in [`HOST_MODULE`]: makes everything
 /// written on the filesystem that holds the workspace (`root` 0) or the
-/// cache root (`root` 1) durable, as Linux `syncfs` does, and returns a WASI
+/// cache directory (`root` 1) durable, as Linux `syncfs` does, and returns a WASI
 /// errno (0 on success). WASI preview 1 has no such call, and without it a
 /// guest store syncs every file it writes.
 pub const HOST_SYNC_FILESYSTEM: &str = "sync-filesystem";
@@ -57,11 +57,11 @@ pub const HOST_SYNC_FILESYSTEM: &str = "sync-filesystem";
 /// The name under which the guest expects the workspace preopened.
 pub const WORKSPACE_PREOPEN: &str = "/workspace";
 
-/// The name under which the guest expects the cache root preopened.
+/// The name under which the guest expects the cache directory preopened.
 pub const CACHE_PREOPEN: &str = "/cache";
 
 /// Environment variable through which the host tells the guest where the
-/// cache root lies inside the workspace (a workspace-relative path), when
+/// cache directory lies inside the workspace (a workspace-relative path), when
 /// it does: input and output selection must skip it, as natively. The
 /// guest cannot see this itself, since the two roots are separate
 /// preopens.

@@ -24,7 +24,7 @@
 //! - During a `restore`, the `set_mode` of a `fs::WasiWriter` records
 //!   the mode instead of applying it and follows the file through its
 //!   renames; the guest writes the modes of the restored workspace files as
-//!   a [`ModeTable`] to a file in the cache root named by [`MODE_LOG_ENV`],
+//!   a [`ModeTable`] to a file in the cache directory named by [`MODE_LOG_ENV`],
 //!   and the host applies them (without following symlinks) and removes the
 //!   file. The name starts with `.`, so until the host removes it, it is
 //!   scratch (DISK-5) to `info` and `clean`.
@@ -41,7 +41,7 @@ use core::fmt::Write as _;
 /// workspace files (a [`ModeTable`] rendering).
 pub const MODES_ENV: &str = "CACHET_WASI_MODES";
 
-/// Environment variable naming the file, relative to the cache root, to
+/// Environment variable naming the file, relative to the cache directory, to
 /// which the guest writes the modes the host must apply after a restore.
 pub const MODE_LOG_ENV: &str = "CACHET_WASI_MODE_LOG";
 

@@ -138,7 +138,7 @@ unsafe extern "C" {
 }
 
 /// The host's `syncfs` of the filesystem holding root `root` (0: the
-/// workspace, 1: the cache root); see `crate::HOST_SYNC_FILESYSTEM`.
+/// workspace, 1: the cache directory); see `crate::HOST_SYNC_FILESYSTEM`.
 #[cfg(feature = "host-sync")]
 pub(crate) fn sync_filesystem(root: u32) -> Result<(), Errno> {
     // SAFETY: integers in and out; the host owns the call.

@@ -1,7 +1,7 @@
 //! Hostile caches and inputs (issue #5, part 4) as a reusable list.
 //!
 //! Every [`Case`] builds one hostile situation in a fresh [`Layout`] (a
-//! workspace, a cache root beside it, and an `outside` directory that no
+//! workspace, a cache directory beside it, and an `outside` directory that no
 //! command may write to) and states its [`Expect`]ed verdict for each step
 //! of [`Step::SEQUENCE`]: `status`, `restore`, `info`, `verify`,
 //! `clean --soft`, `status` again, `clear`. [`judge`] and
@@ -41,7 +41,7 @@ pub struct Layout {
     pub root: PathBuf,
     /// The workspace (`--workspace`).
     pub workspace: PathBuf,
-    /// The cache root (`--cache-dir`), outside the workspace.
+    /// The cache directory (`--cache-dir`), outside the workspace.
     pub cache: PathBuf,
     /// A directory no command may change; secrets and planted targets live
     /// here.

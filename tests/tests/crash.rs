@@ -499,7 +499,7 @@ fn safe_3_store_over_a_corrupt_entry_crash_at_every_op_power_loss_after_dirs_flu
 /// OP-2: a store that returned `Stored` survives a power loss even when an
 /// earlier store into the same new shard died before making the shard
 /// itself durable (it created the shard directory but never synced the
-/// cache root).
+/// cache directory).
 #[test]
 fn op_2_a_completed_store_survives_power_loss_after_an_earlier_store_died_in_its_shard() {
     let first = content(5);

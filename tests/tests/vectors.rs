@@ -294,7 +294,7 @@ fn check_layout_case(case: &LayoutCase) -> Result<(), String> {
     let fields: [(&str, &dyn Display, &str); 10] = [
         (
             "cache_root_from_workspace",
-            &layout::HAZ_CACHE_ROOT,
+            &layout::HAZ_CACHE_DIR,
             &case.cache_root_from_workspace,
         ),
         ("shard", &layout::shard(&key), &case.shard),
@@ -397,7 +397,7 @@ fn check_fixture_entry(fixture: &Path, entry: &FixtureEntry) -> Result<(), Strin
     let workspace = scratch.path().join("workspace");
     copy_tree(&fixture.join("workspace"), &workspace)
         .map_err(|e| format!("cannot copy the fixture workspace: {e}"))?;
-    let fs = CapStdFilesystem::open_ambient(&workspace, &workspace.join(layout::HAZ_CACHE_ROOT))
+    let fs = CapStdFilesystem::open_ambient(&workspace, &workspace.join(layout::HAZ_CACHE_DIR))
         .map_err(|e| format!("entry {name:?}: {e}"))?;
     let cache = Cache::with_options(
         fs,

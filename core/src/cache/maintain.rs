@@ -1,7 +1,7 @@
 //! OP-4..7: clear, clean, info and verify: the walks over a whole cache
 //! root.
 //!
-//! Each walk lists the cache root once, classifies what it finds (entries,
+//! Each walk lists the cache directory once, classifies what it finds (entries,
 //! scratch, debris inside shards, foreign names at the top) and then acts.
 //! Per-item failures are collected and the walk goes on (OP-5); debris left
 //! by crashes is expected, not an error (SAFE-3). Removing an entry always
@@ -25,13 +25,13 @@ use crate::path::MAX_PATH_BYTES;
 /// A per-item failure that did not stop the walk.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Failure {
-    /// The item, relative to the cache root.
+    /// The item, relative to the cache directory.
     pub path: String,
     /// What went wrong.
     pub error: CacheError,
 }
 
-/// What the cache root holds, as one walk classifies it.
+/// What the cache directory holds, as one walk classifies it.
 enum Item {
     /// A directory named after its key, inside its shard.
     Entry { key: Key, path: String },
@@ -93,7 +93,7 @@ impl CleanReason {
 /// One item clean removed (or, in a dry run, would remove).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RemovedItem {
-    /// Relative to the cache root.
+    /// Relative to the cache directory.
     pub path: String,
     /// Why.
     pub reason: CleanReason,
@@ -151,9 +151,9 @@ pub struct InfoReport {
     pub corrupt_entries: u64,
     /// Scratch directories and files.
     pub scratch_items: u64,
-    /// Names at the top of the cache root that cachet never creates.
+    /// Names at the top of the cache directory that cachet never creates.
     pub foreign_items: u64,
-    /// Bytes of every regular file under the cache root.
+    /// Bytes of every regular file under the cache directory.
     pub total_bytes: u64,
     /// Entries whose manifest parses, per schema, sorted.
     pub schemas: Vec<SchemaCount>,
@@ -168,7 +168,7 @@ pub enum Damage {
     Corrupt,
     /// A blob or stream no longer hashes to what the manifest records.
     ContentMismatch {
-        /// The file, relative to the cache root.
+        /// The file, relative to the cache directory.
         path: String,
     },
 }
@@ -210,7 +210,7 @@ pub(super) struct ValidEntry {
 }
 
 impl<F: Filesystem> Cache<F> {
-    /// Lists the cache root and classifies every item. An absent root is an
+    /// Lists the cache directory and classifies every item. An absent root is an
     /// empty cache.
     fn walk(&self, failures: &mut Vec<Failure>) -> Result<Vec<Item>, CacheError> {
         let mut top: Vec<(String, FileKind)> = Vec::new();
@@ -309,7 +309,7 @@ impl<F: Filesystem> Cache<F> {
         Ok(total)
     }
 
-    /// OP-4: removes everything under the cache root. Entries are renamed
+    /// OP-4: removes everything under the cache directory. Entries are renamed
     /// aside before they are deleted, so a concurrent reader sees a whole
     /// entry or none.
     pub fn clear(&self, ctx: &mut dyn Context) -> Result<ClearReport, CacheError> {

@@ -227,7 +227,7 @@ pub enum CacheError {
     /// A directory in the cache is nested deeper than any path cachet
     /// creates; it was left in place.
     TooDeep {
-        /// The path, relative to the cache root, where the walk stopped.
+        /// The path, relative to the cache directory, where the walk stopped.
         path: String,
     },
 }
@@ -271,7 +271,7 @@ impl core::fmt::Display for CacheError {
             }
             CacheError::TooDeep { path } => write!(
                 f,
-                "'{path}' in the cache root is nested too deeply to be a cachet entry; remove it by hand"
+                "'{path}' in the cache directory is nested too deeply to be a cachet entry; remove it by hand"
             ),
         }
     }

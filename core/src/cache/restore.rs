@@ -421,7 +421,7 @@ impl<F: Filesystem> Cache<F> {
         Ok(())
     }
 
-    /// Where the cache root is on another filesystem than the workspace, a
+    /// Where the cache directory is on another filesystem than the workspace, a
     /// staged file cannot be renamed onto its target; it is copied to a
     /// scratch name beside the target (`name` in the open directory
     /// `target_dir`) and renamed from there, which keeps each target's

@@ -144,7 +144,7 @@ impl<F: Filesystem> Cache<F> {
     }
 
     /// Creates the key's shard directory if needed and makes its entry in
-    /// the cache root durable, so the entry published into it survives
+    /// the cache directory durable, so the entry published into it survives
     /// power loss. The root is synced even when the shard already exists:
     /// a store that died between creating the shard and syncing the root
     /// leaves a shard that is visible but not durable, and an entry

@@ -8,7 +8,7 @@
 //! sharing), and `tests` the model's own tests.
 //!
 //! [`MemFs`] models one POSIX filesystem holding two directory trees, the
-//! workspace and the cache root, as an inode arena: a directory maps names to
+//! workspace and the cache directory, as an inode arena: a directory maps names to
 //! inode numbers, a file holds bytes, permission bits and a modification
 //! time, a symlink holds its target text. Clones share one state
 //! (`Rc<RefCell<..>>`), so a test keeps a handle to inspect what the code
@@ -121,7 +121,7 @@
 //! Because directories are synced independently, durable entries may name
 //! one directory from two places (it was moved and only one side was
 //! synced); recovery keeps the name met first in a breadth-first walk from
-//! the workspace root, then the cache root (names in byte order), and drops
+//! the workspace root, then the cache directory (names in byte order), and drops
 //! the others, so the result is always a tree. A file named from two places
 //! keeps both names (a hard link), which is what a real filesystem may show
 //! too. Inodes unreachable afterwards disappear. Both modes cancel pending
@@ -600,7 +600,7 @@ impl MemFs {
         self.with(|state| Ok(state.now)).unwrap_or_default()
     }
 
-    /// With `true`, renames between the workspace and the cache root fail
+    /// With `true`, renames between the workspace and the cache directory fail
     /// with [`ErrorKind::CrossesDevices`], as when the two roots live on
     /// different filesystems.
     pub fn set_cross_device(&self, cross_device: bool) {

@@ -80,7 +80,7 @@ fn push_to(cache: &Cache<MemFs>, remotes: &[Remote<&MemoryRemote>], k: &Key, o: 
     }
 }
 
-/// Every regular file under the cache root of `fs`.
+/// Every regular file under the cache directory of `fs`.
 fn cache_files(fs: &MemFs) -> Vec<String> {
     fs.tree(C)
         .into_iter()

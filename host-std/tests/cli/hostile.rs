@@ -239,7 +239,7 @@ fn violations(case: &Case) -> Vec<String> {
             && expect.walk_failure.is_none()
             && fs::read_dir(&layout.cache).unwrap().count() != 0
         {
-            problems.push(String::from("clear left something in the cache root"));
+            problems.push(String::from("clear left something in the cache directory"));
         }
         for problem in problems {
             found.push(format!(

@@ -1,7 +1,7 @@
 //! OP-8 under load (issue #5, part 3): [`WORKERS`] threads, each running
 //! the real `cachet` binary [`ROUNDS`] times over — `store`, `status`,
 //! `restore`, and one of `clean --soft`, `clean --max-size`, `verify` and
-//! `info` — against one shared cache root, each in its own workspace, on
+//! `info` — against one shared cache directory, each in its own workspace, on
 //! [`KEYS`] shared keys whose outputs and streams are a deterministic
 //! function of the key, so any worker can check every byte it restored.
 //!
@@ -22,7 +22,7 @@
 //!
 //! [`op_8_a_concurrent_clear_costs_at_most_a_miss`] adds `clear` (OP-4),
 //! which the main test leaves out: stores, restores and `run`s while
-//! another process keeps clearing the cache root.
+//! another process keeps clearing the cache directory.
 
 use crate::proc;
 
@@ -541,7 +541,7 @@ const CLEAR_ROUNDS: usize = 20;
 
 #[test]
 fn op_8_a_concurrent_clear_costs_at_most_a_miss() {
-    // `clear` empties the cache root (OP-4) while stores, restores and runs
+    // `clear` empties the cache directory (OP-4) while stores, restores and runs
     // are under way in it: their worst outcome must still be a miss (OP-8):
     // a store or run that cannot keep its result reports it and succeeds,
     // a restore restores exactly or misses.

@@ -17,7 +17,7 @@ use cachet_core::hash::{HashFunction, digest};
 use cachet_core::tasks::Tasks;
 use tempfile::TempDir;
 
-/// A workspace, a cache root and a directory outside both holding a secret.
+/// A workspace, a cache directory and a directory outside both holding a secret.
 struct Fixture {
     _tmp: TempDir,
     workspace: PathBuf,
@@ -119,7 +119,7 @@ fn open_ambient_creates_missing_cache_dir_with_parents() {
     let cache = tmp.path().join("a/b/cache");
     CapStdFilesystem::open_ambient(tmp.path(), &cache).unwrap();
     assert!(cache.is_dir());
-    // An existing cache root is fine too.
+    // An existing cache directory is fine too.
     CapStdFilesystem::open_ambient(tmp.path(), &cache).unwrap();
 }
 

@@ -7,7 +7,7 @@
 //! directories preopened as `/workspace` and `/cache`
 //! ([`cachet_wasi::WORKSPACE_PREOPEN`], [`cachet_wasi::CACHE_PREOPEN`]);
 //! `--workspace` and `--cache-dir` name host paths the guest cannot see and
-//! are ignored. The host protocol for permission bits and for a cache root
+//! are ignored. The host protocol for permission bits and for a cache directory
 //! inside the workspace is in `cachet_wasi::modes` and
 //! [`cachet_wasi::EXCLUDED_DIR_ENV`]; the `cachet_wasi::embed` module is
 //! such a host.
@@ -125,7 +125,7 @@ mod guest {
         code
     }
 
-    /// Writes the deferred modes to `name` in the cache root for the host.
+    /// Writes the deferred modes to `name` in the cache directory for the host.
     fn write_mode_log(
         fs: &WasiFilesystem,
         name: &str,

@@ -10,7 +10,7 @@
 //! a stream, the workspace unchanged except by a successful restore
 //! ([`cases::judge_workspace`], permission bits included, since the
 //! embedding applies the modes the guest logs), the `outside` directory
-//! unchanged, and `clear` emptying the cache root.
+//! unchanged, and `clear` emptying the cache directory.
 //!
 //! Where the guest differs from the native run, explicitly:
 //!
@@ -31,7 +31,7 @@
 //!   end of the run.
 //! - **FIFO.** `blob-is-a-fifo` needs `mkfifo`, which the case builder
 //!   runs on the host before the guest starts; the guest then meets the
-//!   FIFO through its preopened cache root, as a native run would.
+//!   FIFO through its preopened cache directory, as a native run would.
 //! - **Arguments.** The guest gets no `--workspace` or `--cache-dir`: the
 //!   embedding preopens the two roots instead, which is what those flags
 //!   mean natively.
@@ -221,7 +221,7 @@ fn violations(case: &Case) -> Vec<String> {
                 && expect.walk_failure.is_none()
                 && fs::read_dir(&layout.cache).unwrap().count() != 0
             {
-                problems.push(String::from("clear left something in the cache root"));
+                problems.push(String::from("clear left something in the cache directory"));
             }
         }
         for problem in problems {
@@ -365,7 +365,7 @@ fn op_3_tampered_blob_of_the_same_size_restores_nothing_and_verify_finds_it_in_t
 #[test]
 fn safe_1_a_fifo_blob_is_a_miss_without_hanging_in_the_guest() {
     // The FIFO is made on the host (`mkfifo`) by the case builder; the
-    // guest meets it through the preopened cache root.
+    // guest meets it through the preopened cache directory.
     run_named(&["blob-is-a-fifo"]);
 }
 

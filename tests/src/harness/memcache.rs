@@ -109,7 +109,7 @@ pub fn sync_dirs(fs: &MemFs, root: Root) {
 }
 
 /// Makes the whole workspace durable, data and entries, as if the user's
-/// own writes had long been flushed, without touching the cache root.
+/// own writes had long been flushed, without touching the cache directory.
 pub fn make_workspace_durable(fs: &MemFs) {
     for (path, kind, bytes, mode) in fs.tree(Root::Workspace) {
         if kind == FileKind::File {
@@ -130,7 +130,7 @@ pub fn files(fs: &MemFs, root: Root) -> Files {
         .collect()
 }
 
-/// Paths under the cache root with a segment starting with `.`: scratch
+/// Paths under the cache directory with a segment starting with `.`: scratch
 /// and debris (DISK-5).
 pub fn scratch(fs: &MemFs) -> Vec<String> {
     fs.tree(Root::Cache)
@@ -165,7 +165,7 @@ pub fn created_at(fs: &MemFs, key: &Key) -> Option<u64> {
     Manifest::parse(&bytes).ok().map(|m| m.tail.created_at_unix)
 }
 
-/// A new [`MemFs`] with an empty workspace and a copy of `fs`'s cache root
+/// A new [`MemFs`] with an empty workspace and a copy of `fs`'s cache directory
 /// (contents and modes; symlinks, pretend ones included, become symlinks).
 pub fn copy_cache(fs: &MemFs) -> MemFs {
     let copy = MemFs::new();

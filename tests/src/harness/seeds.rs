@@ -495,7 +495,7 @@ pub fn cache_scenarios() -> Vec<(&'static str, cache_ops::Input)> {
                 &setup,
                 vec![
                     // Dies right after creating shard 11, before syncing the
-                    // cache root.
+                    // cache directory.
                     crash(2, CrashEnd::ProcessKill, store_op(0, 0b0001)),
                     store(1, 0b0010, 1, 1),
                     // A power loss after key 1's store completed.
