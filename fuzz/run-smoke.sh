@@ -17,7 +17,7 @@
 # New inputs the fuzzer finds go to fuzz/corpus/<target>/ (ignored by git),
 # never into the committed fuzz/seeds/<target>/; a crashing input is
 # written to fuzz/artifacts/<target>/, where the stable test
-# tests/tests/fuzz_seeds.rs also replays it.
+# tests/tests/conformance/fuzz_seeds.rs also replays it.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."

@@ -43,7 +43,7 @@ step "tests"
 cargo test --workspace
 
 step "vectors"
-cargo test -p cachet-tests --test vectors -- --nocapture
+cargo test -p cachet-tests --test conformance vectors -- --nocapture
 
 step "wasm guest: build cachet-wasi, then run it against the native binding"
 # Twice: the portable guest (any WASI preview 1 host; it syncs file by

@@ -1,6 +1,6 @@
 //! Fuzz target `hex_decode`: the checks live in
 //! `cachet_tests::harness::hex_decode`, shared with the stable seed replay
-//! (`tests/tests/fuzz_seeds.rs`).
+//! (`tests/tests/conformance/fuzz_seeds.rs`).
 #![no_main]
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {

@@ -1,6 +1,6 @@
 //! Fuzz target `manifest_read`: the checks live in
 //! `cachet_tests::harness::manifest_read`, shared with the stable seed replay
-//! (`tests/tests/fuzz_seeds.rs`).
+//! (`tests/tests/conformance/fuzz_seeds.rs`).
 #![no_main]
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {

@@ -8,7 +8,7 @@
 //!   without seeds fails the test: an empty directory would make it pass
 //!   without checking anything.
 //! - The seeds built by `harness::seeds` must be committed byte for byte;
-//!   `CACHET_BLESS_SEEDS=1 cargo test -p cachet-tests --test fuzz_seeds`
+//!   `CACHET_BLESS_SEEDS=1 cargo test -p cachet-tests --test conformance fuzz_seeds`
 //!   writes them.
 //! - Structured seeds must decode to the values they were written from
 //!   (a guard against `arbitrary` changing its byte format), and the

@@ -9,7 +9,7 @@
 //! cases each section checked, so that a run over another directory of the
 //! same format is meaningful.
 //!
-//! Run with `cargo test -p cachet-tests --test vectors -- --nocapture`.
+//! Run with `cargo test -p cachet-tests --test conformance vectors -- --nocapture`.
 
 use core::fmt::Display;
 use std::path::{Path, PathBuf};

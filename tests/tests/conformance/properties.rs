@@ -7,8 +7,6 @@
 //! moves — or, for a host variable whose name is overridden, that it does not
 //! (KEY-7).
 
-extern crate alloc;
-
 use alloc::collections::{BTreeMap, BTreeSet};
 
 use cachet_core::hash::{Digest, HashFunction};
