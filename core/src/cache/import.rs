@@ -14,12 +14,12 @@
 use alloc::collections::BTreeSet;
 use core::ops::ControlFlow;
 
-use super::store::{PARTIAL_BLOB, StoreOutcome};
+use super::store::{EntryParts, StoreOutcome};
 use super::{Cache, CacheError, Context, Durability, Step, io};
 use crate::fs::{FileWriter, Filesystem, Root, Write};
 use crate::hash::{Digest, Hasher};
 use crate::layout;
-use crate::manifest::{ManifestHead, ManifestTail, ManifestWriter};
+use crate::manifest::{ManifestHead, ManifestTail};
 use crate::remote::record::Record;
 
 /// Why a content cannot enter the cache: it says something about the
@@ -111,37 +111,18 @@ impl<F: Filesystem> Cache<F> {
         durability: Durability,
     ) -> Result<ControlFlow<SourceError<S::Error>>, CacheError> {
         let mut buffer = self.buffer();
-        let blobs = layout::join(scratch, layout::OUTPUTS_DIR);
-        self.fs.create_dir(Root::Cache, &blobs).map_err(io(
-            Step::CreateDir,
-            Root::Cache,
-            &blobs,
-        ))?;
-        let manifest_path = layout::join(scratch, layout::MANIFEST_FILE);
-        let manifest_file = self
-            .fs
-            .create_new_file(Root::Cache, &manifest_path)
-            .map_err(io(Step::Create, Root::Cache, &manifest_path))?;
         let head = ManifestHead {
             chapter_revision: record.chapter_revision,
             hash_function: record.hash_function,
             key: record.key,
         };
-        let mut manifest = ManifestWriter::begin(manifest_file, &head).map_err(io(
-            Step::Write,
-            Root::Cache,
-            &manifest_path,
-        ))?;
-
-        let partial = layout::join(&blobs, PARTIAL_BLOB.as_str());
-        let blobs_dir = match record.outputs.is_empty() {
-            true => None,
-            false => Some(self.fs.open_dir(Root::Cache, &blobs).map_err(io(
-                Step::Open,
-                Root::Cache,
-                &blobs,
-            ))?),
-        };
+        let EntryParts {
+            blobs,
+            partial,
+            manifest_path,
+            mut manifest,
+            blobs_dir,
+        } = self.begin_entry(scratch, &head, !record.outputs.is_empty())?;
         let mut fetched: BTreeSet<[u8; 32]> = BTreeSet::new();
         for output in &record.outputs {
             if !fetched.contains(&output.hash.0) {

@@ -52,6 +52,20 @@ pub(crate) const PARTIAL_BLOB: Name<'static> = match Name::new(".partial") {
     Err(_) => panic!("`.partial` is one path component"),
 };
 
+/// A scratch entry as [`Cache::begin_entry`] leaves it.
+pub(super) struct EntryParts<F: Filesystem> {
+    /// The scratch entry's blob directory.
+    pub(super) blobs: LayoutPath,
+    /// Where each blob is written before it is named by its hash.
+    pub(super) partial: LayoutPath,
+    /// The scratch entry's manifest.
+    pub(super) manifest_path: LayoutPath,
+    /// The manifest, its head written.
+    pub(super) manifest: ManifestWriter<F::Writer>,
+    /// The blob directory, open, when there are outputs.
+    pub(super) blobs_dir: Option<F::Directory>,
+}
+
 impl<F: Filesystem> Cache<F> {
     /// OP-2: stores the result of a run that exited 0.
     ///
@@ -176,6 +190,51 @@ impl<F: Filesystem> Cache<F> {
             .map_err(io(Step::Sync, Root::Cache, ""))
     }
 
+    /// The first steps of every entry the cache writes, stored from a
+    /// workspace or imported from a remote: the blob directory and the
+    /// manifest in the scratch directory, the manifest's head written, and
+    /// the blob directory opened when there are blobs to name in it.
+    pub(super) fn begin_entry(
+        &self,
+        scratch: &str,
+        head: &ManifestHead,
+        has_outputs: bool,
+    ) -> Result<EntryParts<F>, CacheError> {
+        let blobs = layout::join(scratch, layout::OUTPUTS_DIR);
+        self.fs.create_dir(Root::Cache, &blobs).map_err(io(
+            Step::CreateDir,
+            Root::Cache,
+            &blobs,
+        ))?;
+        let manifest_path = layout::join(scratch, layout::MANIFEST_FILE);
+        let manifest_file = self
+            .fs
+            .create_new_file(Root::Cache, &manifest_path)
+            .map_err(io(Step::Create, Root::Cache, &manifest_path))?;
+        let manifest = ManifestWriter::begin(manifest_file, head).map_err(io(
+            Step::Write,
+            Root::Cache,
+            &manifest_path,
+        ))?;
+        let partial = layout::join(&blobs, PARTIAL_BLOB.as_str());
+        // Blobs are named inside the open blob directory, one rename each.
+        let blobs_dir = match has_outputs {
+            true => Some(self.fs.open_dir(Root::Cache, &blobs).map_err(io(
+                Step::Open,
+                Root::Cache,
+                &blobs,
+            ))?),
+            false => None,
+        };
+        Ok(EntryParts {
+            blobs,
+            partial,
+            manifest_path,
+            manifest,
+            blobs_dir,
+        })
+    }
+
     /// Writes blobs, streams and manifest into `scratch` and syncs them.
     fn assemble<O: Read, E: Read>(
         &self,
@@ -188,39 +247,18 @@ impl<F: Filesystem> Cache<F> {
     ) -> Result<(), CacheError> {
         let function = self.options.hash_function;
         let mut buffer = self.buffer();
-        let blobs = layout::join(scratch, layout::OUTPUTS_DIR);
-        self.fs.create_dir(Root::Cache, &blobs).map_err(io(
-            Step::CreateDir,
-            Root::Cache,
-            &blobs,
-        ))?;
-
-        let manifest_path = layout::join(scratch, layout::MANIFEST_FILE);
-        let manifest_file = self
-            .fs
-            .create_new_file(Root::Cache, &manifest_path)
-            .map_err(io(Step::Create, Root::Cache, &manifest_path))?;
         let head = ManifestHead {
             chapter_revision: CHAPTER_REVISION,
             hash_function: function,
             key: *key,
         };
-        let mut manifest = ManifestWriter::begin(manifest_file, &head).map_err(io(
-            Step::Write,
-            Root::Cache,
-            &manifest_path,
-        ))?;
-
-        let partial = layout::join(&blobs, PARTIAL_BLOB.as_str());
-        // Blobs are named inside the open blob directory, one rename each.
-        let blobs_dir = match outputs.is_empty() {
-            true => None,
-            false => Some(self.fs.open_dir(Root::Cache, &blobs).map_err(io(
-                Step::Open,
-                Root::Cache,
-                &blobs,
-            ))?),
-        };
+        let EntryParts {
+            blobs,
+            partial,
+            manifest_path,
+            mut manifest,
+            blobs_dir,
+        } = self.begin_entry(scratch, &head, !outputs.is_empty())?;
         for output in outputs {
             // Validated by the caller of assemble.
             let relative = output.get(1..).unwrap_or_default();
