@@ -626,4 +626,6 @@ impl Write for Discard {
 }
 
 #[cfg(all(test, feature = "memfs"))]
+pub(crate) mod test_support;
+#[cfg(all(test, feature = "memfs"))]
 mod tests;

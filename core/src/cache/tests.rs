@@ -13,23 +13,7 @@ use crate::memfs::{MemFs, PretendThreads};
 const W: Root = Root::Workspace;
 const C: Root = Root::Cache;
 
-fn key(byte: u8) -> Key {
-    Key(Digest([byte; 32]))
-}
-
-fn ctx() -> DeterministicContext {
-    DeterministicContext {
-        now: Timestamp::from_seconds(1_000_000),
-        next_suffix: 1,
-    }
-}
-
-fn setup() -> (MemFs, Cache<MemFs>) {
-    let fs = MemFs::new();
-    fs.set_now(Timestamp::from_seconds(1_000_000));
-    let cache = Cache::new(fs.clone());
-    (fs, cache)
-}
+use super::test_support::{ctx, key, machine as setup};
 
 /// A workspace with a few outputs of different shapes.
 fn write_outputs(fs: &MemFs) -> Vec<&'static str> {

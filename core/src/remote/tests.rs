@@ -7,33 +7,16 @@ use alloc::vec::Vec;
 use super::memory::{MemoryRemote, Request};
 use super::names::{self, Tenant};
 use super::*;
-use crate::cache::{Cache, DeterministicContext, LookupStatus, Rejection, RestoreOutcome};
-use crate::fs::{FileKind, Filesystem, Root, Timestamp};
-use crate::hash::{self, Digest, HashFunction};
+use crate::cache::{Cache, LookupStatus, Rejection, RestoreOutcome};
+use crate::fs::{FileKind, Filesystem, Root};
+use crate::hash::{self, HashFunction};
 use crate::key::Key;
 use crate::memfs::MemFs;
 
 const W: Root = Root::Workspace;
 const C: Root = Root::Cache;
 
-fn key(byte: u8) -> Key {
-    Key(Digest([byte; 32]))
-}
-
-fn ctx() -> DeterministicContext {
-    DeterministicContext {
-        now: Timestamp::from_seconds(1_000_000),
-        next_suffix: 1,
-    }
-}
-
-/// A machine: its own workspace and cache.
-fn machine() -> (MemFs, Cache<MemFs>) {
-    let fs = MemFs::new();
-    fs.set_now(Timestamp::from_seconds(1_000_000));
-    let cache = Cache::new(fs.clone());
-    (fs, cache)
-}
+use crate::cache::test_support::{ctx, key, machine};
 
 fn remote<'r>(store: &'r MemoryRemote, label: &str) -> Remote<&'r MemoryRemote> {
     Remote {
