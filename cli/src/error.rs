@@ -23,6 +23,16 @@ pub enum CliError {
         /// What is wrong, and what is expected.
         reason: String,
     },
+    /// A configuration file (`cachet.toml`, CONF-3) is malformed, holds
+    /// an unknown key, or a value that is refused.
+    InvalidConfig {
+        /// The file's path.
+        path: String,
+        /// The dotted key (empty when the file is not TOML at all).
+        key: String,
+        /// What is wrong, and what is expected.
+        reason: String,
+    },
     /// The same name was given twice to a repeatable flag.
     Duplicate {
         /// The flag, e.g. `--env`.
@@ -109,6 +119,7 @@ impl CliError {
     pub fn exit_code(&self) -> u8 {
         match self {
             CliError::InvalidValue { .. }
+            | CliError::InvalidConfig { .. }
             | CliError::Duplicate { .. }
             | CliError::Key(_)
             | CliError::NonUnicodeVariable { .. }
@@ -150,6 +161,16 @@ impl core::fmt::Display for CliError {
                 value,
                 reason,
             } => write!(f, "invalid value {value:?} for {flag}: {reason}"),
+            CliError::InvalidConfig { path, key, reason } if key.is_empty() => {
+                write!(
+                    f,
+                    "cannot use the configuration file '{path}': {reason}; fix it or remove it"
+                )
+            }
+            CliError::InvalidConfig { path, key, reason } => write!(
+                f,
+                "cannot use the configuration file '{path}': key {key}: {reason}; fix the key or remove it"
+            ),
             CliError::Duplicate { flag, name } => {
                 write!(f, "{name:?} is given to {flag} twice; give each name once")
             }

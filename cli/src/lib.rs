@@ -153,6 +153,7 @@
 extern crate alloc;
 
 mod args;
+pub mod config;
 mod context;
 mod error;
 pub mod exit;
@@ -185,6 +186,10 @@ pub use plumbing::{execute, report_error, run_plumbing};
 /// The environment variable that names the default cache directory.
 pub const CACHE_DIR_VARIABLE: &str = "CACHET_CACHE_DIR";
 
+/// The environment variable that turns the file-hash memo off when set to
+/// anything but empty or `0` (like `--no-memo`; MEMO-7).
+pub const NO_MEMO_VARIABLE: &str = "CACHET_NO_MEMO";
+
 impl GlobalArgs {
     /// The cache options these flags ask for (the hash function, and
     /// whether restores are durable).
@@ -196,16 +201,28 @@ impl GlobalArgs {
         }
     }
 
-    /// The cache directory: `--cache-dir`, else `$CACHET_CACHE_DIR` when set
-    /// and non-empty, else `<workspace>/.cachet`. A relative `--cache-dir`
-    /// or variable is returned as given (relative to the current directory).
-    pub fn cache_dir(&self, workspace: &Path) -> PathBuf {
+    /// The cache directory: `--cache-dir`, else `$CACHET_CACHE_DIR` (or
+    /// `cache_dir` in a configuration file, CONF-2) when set and non-empty,
+    /// else `<workspace>/.cachet`. A relative `--cache-dir` or variable is
+    /// returned as given (relative to the current directory).
+    pub fn cache_dir(&self, workspace: &Path, settings: &config::Settings) -> PathBuf {
         if let Some(dir) = &self.cache_dir {
             return dir.clone();
         }
-        match std::env::var_os(CACHE_DIR_VARIABLE) {
+        match settings.var(CACHE_DIR_VARIABLE) {
             Some(dir) if !dir.is_empty() => PathBuf::from(dir),
             _ => workspace.join(CACHET_CACHE_DIR),
         }
+    }
+}
+
+impl KeyArgs {
+    /// Whether the file-hash memo is off: `--no-memo` was given, or
+    /// `CACHET_NO_MEMO` (or `memo.enabled = false`, CONF-2) says so.
+    pub fn memo_disabled(&self, settings: &config::Settings) -> bool {
+        self.no_memo
+            || settings
+                .var(NO_MEMO_VARIABLE)
+                .is_some_and(|value| !value.is_empty() && value != "0")
     }
 }

@@ -45,6 +45,7 @@ extern crate alloc;
 pub use cachet_cli;
 pub use cachet_core;
 
+pub mod config;
 pub mod exec;
 pub mod fs;
 pub mod inputs;

@@ -28,14 +28,7 @@ pub struct MemoFile {
     path: PathBuf,
 }
 
-/// The environment variable that turns the memo off when set to anything
-/// but empty or `0` (like `--no-memo`).
-pub const NO_MEMO_VARIABLE: &str = "CACHET_NO_MEMO";
-
-/// Whether the environment turns the memo off ([`NO_MEMO_VARIABLE`]).
-pub fn disabled_by_environment() -> bool {
-    std::env::var_os(NO_MEMO_VARIABLE).is_some_and(|value| !value.is_empty() && value != "0")
-}
+pub use cachet_cli::NO_MEMO_VARIABLE;
 
 impl MemoFile {
     /// The memo of the cache directory `cache_dir` (MEMO-1).

@@ -28,6 +28,7 @@ use crate::fs::{CapStdFilesystem, OpenError};
 use crate::inputs::{InputError, hash_file, hash_file_with_metadata};
 use crate::memo::{self, MemoFile, file_stat};
 use crate::tasks::Threads;
+use cachet_cli::config::Settings;
 use cachet_cli::{
     self as cli, CliError, FileHasher, GlobalArgs, HashedFiles, Host, KeyArgs, PlumbingCommand,
     SystemContext, exit,
@@ -172,6 +173,8 @@ pub(crate) struct Opened {
     pub excluded_dirs: Vec<String>,
     /// The cache over both.
     pub cache: Cache<CapStdFilesystem>,
+    /// The environment over the configuration files (CONF-1).
+    pub settings: Settings,
 }
 
 impl Opened {
@@ -179,7 +182,7 @@ impl Opened {
     /// file-hash memo unless `--no-memo` or the environment turns it off.
     pub fn hasher(&self, args: &KeyArgs) -> ParallelHasher {
         let hasher = ParallelHasher::new(&self.workspace);
-        if args.no_memo || memo::disabled_by_environment() {
+        if args.memo_disabled(&self.settings) {
             hasher
         } else {
             hasher.with_memo(MemoFile::in_cache_dir(&self.cache_dir))
@@ -198,7 +201,8 @@ fn open(globals: &GlobalArgs) -> Result<Opened, NativeError> {
             path: given.clone(),
             source,
         })?;
-    let cache_dir = globals.cache_dir(&workspace);
+    let settings = crate::config::load_settings(&workspace)?;
+    let cache_dir = globals.cache_dir(&workspace, &settings);
     let fs = CapStdFilesystem::open_ambient(&workspace, &cache_dir).map_err(NativeError::Open)?;
     let cache_dir = cache_dir.canonicalize().map_err(|source| {
         NativeError::Open(OpenError::CacheDir {
@@ -217,6 +221,7 @@ fn open(globals: &GlobalArgs) -> Result<Opened, NativeError> {
         cache_dir,
         excluded_dirs: excluded,
         cache: Cache::with_options(fs, globals.cache_options()).with_tasks(Threads::new()),
+        settings,
     })
 }
 

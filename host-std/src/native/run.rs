@@ -77,8 +77,11 @@ pub(super) fn run(
     opened: &Opened,
 ) -> Result<u8, NativeError> {
     let verbose = globals.verbose;
-    let env = |name: &str| std::env::var(name).ok();
-    let remote_config = args.remote.resolve(&env)?;
+    let env = |name: &str| opened.settings.var(name);
+    let remote_config = args
+        .remote
+        .resolve(&env)
+        .map_err(|error| opened.settings.attribute(error))?;
     let cache = &opened.cache;
     let hasher = opened.hasher(&args.key);
     let host = Host::new(Some(opened.workspace.clone()), opened.excluded_dirs.clone())

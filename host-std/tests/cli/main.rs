@@ -4,6 +4,7 @@
 
 extern crate alloc;
 
+mod config;
 mod example;
 mod hostile;
 mod memo;

@@ -36,12 +36,18 @@ impl Sandbox {
     }
 
     /// `cachet` with the workspace as current directory, no inherited
-    /// `CACHET_CACHE_DIR`, and `$RUNS` naming the run log.
+    /// `CACHET_*` setting, the user's configuration directory inside the
+    /// sandbox (`config/`, CONF-1), and `$RUNS` naming the run log.
     pub fn cachet(&self) -> Command {
         let mut command = Command::new(env!("CARGO_BIN_EXE_cachet"));
+        command.current_dir(&self.ws);
+        for (name, _) in std::env::vars_os() {
+            if name.to_string_lossy().starts_with("CACHET_") {
+                command.env_remove(name);
+            }
+        }
         command
-            .current_dir(&self.ws)
-            .env_remove("CACHET_CACHE_DIR")
+            .env("XDG_CONFIG_HOME", self.root.join("config"))
             .env("RUNS", &self.runs_log);
         command
     }
