@@ -28,6 +28,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$(pwd)
+# shellcheck source=scripts/bench-lib.sh
+source scripts/bench-lib.sh
 
 ROUNDS=${BENCH_ROUNDS:-11}
 OUTPUT=${BENCH_OUTPUT:-BENCHMARKS.md}
@@ -75,7 +77,6 @@ TURBO=$(ls "$SCRATCH"/tools/node_modules/@turbo/linux-*/bin/turbo 2>/dev/null | 
 NPM_VERSION=$(npm --version)
 export TURBO_TELEMETRY_DISABLED=1 DO_NOT_TRACK=1 TURBO_NO_UPDATE_NOTIFIER=1
 
-now_ns() { date +%s%N; }
 
 # make_workspace DIR COUNT SIZE: an npm workspace with one package `app`
 # whose task `build` writes 200 outputs into packages/app/dist.
@@ -120,27 +121,10 @@ EOF
   (cd "$dir" && git init -q && git add -A && git -c user.name=bench -c user.email=bench@invalid commit -qm files)
 }
 
-# Medians and ranges of a list of nanosecond figures.
-stats() { # stats FILE -> "median min max" in seconds
-  sort -n "$1" | awk '{ v[NR] = $1 } END {
-    m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
-    printf "%.6f %.6f %.6f\n", m / 1e9, v[1] / 1e9, v[NR] / 1e9 }'
-}
-fmt() { awk -v s="$1" 'BEGIN { if (s >= 1) printf "%.2f s", s; else printf "%.1f ms", s * 1000 }'; }
-cell() { # cell "median min max" -> "M (MIN … MAX)"
-  read -r m lo hi <<<"$1"
-  printf '%s (%s … %s)' "$(fmt "$m")" "$(fmt "$lo")" "$(fmt "$hi")"
-}
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
-at_most() { awk -v r="$1" -v l="$2" 'BEGIN { print (r <= l) ? "yes" : "**no**" }'; }
-
 # A timed cachet run that was not a hit would time the task, not the cache.
 hit_or_die() {
   grep -q '^cachet: hit ' "$SCRATCH/said" || die "a timed cachet run was not a hit: $(cat "$SCRATCH/said")"
 }
-
-ROWS=()
-row() { ROWS+=("| $(printf '%s | ' "$@")"); }
 
 run_shape() {
   local shape=$1 count size label
@@ -235,14 +219,12 @@ for shape in $SHAPES; do
   run_shape "$shape"
 done
 
-CPU=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
-FS=$(stat -f -c %T "$SCRATCH")
 LOAD=$(cut -d' ' -f1-3 /proc/loadavg)
 REPORT=$(
   cat <<EOF
 $BEGIN_MARKER
 Measured by \`scripts/bench-memo.sh\` at revision $REVISION on $(date -u '+%Y-%m-%d %H:%M UTC'):
-$(nproc) × $CPU, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo), $FS,
+$(machine "$SCRATCH"),
 load average $LOAD before the report; turbo $TURBO_VERSION (its native binary).
 Each cell is the median of $ROUNDS alternating rounds, with the range in
 parentheses; the ratio is of the medians. Every hit starts with the task's
@@ -256,18 +238,6 @@ EOF
 )
 printf '%s\n' "$REPORT"
 if [[ $OUTPUT != - ]]; then
-  printf '%s\n' "$REPORT" >"$SCRATCH/report.md"
-  if grep -q "$BEGIN_MARKER" "$OUTPUT" 2>/dev/null; then
-    python3 - "$OUTPUT" "$SCRATCH/report.md" "$BEGIN_MARKER" "$END_MARKER" <<'EOF'
-import sys
-path, report, begin, end = sys.argv[1:5]
-text = open(path).read()
-head, rest = text.split(begin, 1)
-_, tail = rest.split(end, 1)
-open(path, "w").write(head + open(report).read().rstrip("\n") + tail)
-EOF
-  else
-    printf '\n## The file-hash memo (issue #14)\n\n%s\n' "$REPORT" >>"$OUTPUT"
-  fi
+  write_report "$OUTPUT" "$REPORT" "$BEGIN_MARKER" "$END_MARKER" "## The file-hash memo (issue #14)"
   say "wrote the report into $OUTPUT"
 fi

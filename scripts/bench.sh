@@ -37,6 +37,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$(pwd)
+# shellcheck source=scripts/bench-lib.sh
+source scripts/bench-lib.sh
 
 RUNS=${BENCH_RUNS:-11}
 WARMUP=${BENCH_WARMUP:-1}
@@ -304,27 +306,15 @@ fmt_rss() { # KiB -> MiB
   }
   awk -v k="$1" 'BEGIN { printf "%.1f MiB", k / 1024 }'
 }
-ratio() { # ratio A B -> A / B with two decimals, or nothing
-  [[ -z $1 || -z $2 ]] || awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b }'
-}
 fraction() { # fraction A B -> A / B unrounded, or nothing
   [[ -z $1 || -z $2 ]] || awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.9f", a / b }'
 }
 percent() { # percent A B -> A / B as a percentage, rounded up to two decimals
   [[ -z $1 || -z $2 ]] || awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) { p = a / b * 100; r = int(p * 100); if (r < p * 100) r++; printf "%.2f %%", r / 100 } }'
 }
-at_most() { # at_most VALUE LIMIT -> yes / **no** / n/a (nothing measured)
-  if [[ -z $1 ]]; then
-    echo "n/a"
-  else
-    awk -v a="$1" -v b="$2" 'BEGIN { print (a <= b) ? "yes" : "**no**" }'
-  fi
-}
 
 thousands() { printf '%s' "$1" | sed -e ':a' -e 's/\([0-9]\)\([0-9]\{3\}\)\($\|,\)/\1,\2\3/' -e 'ta'; }
 
-ROWS=()
-row() { ROWS+=("| $(printf '%s | ' "$@")"); }
 
 # --- whole-process runs --------------------------------------------------------
 
