@@ -22,6 +22,7 @@
 #                        prints
 #   BENCH_NO_INSTALL=1   never install missing tools (apt-get, cargo install)
 #   BENCH_MEMO=1         0 skips the memo benchmarks (scripts/bench-memo.sh)
+#   BENCH_REMOTE=1       0 skips the remote benchmarks (scripts/bench-remote.sh)
 #   BENCH_SETTLE=360     seconds to wait after the previous run's clean-up
 #                        (see below); 0 does not wait
 #
@@ -589,4 +590,10 @@ if [[ ${BENCH_MEMO:-1} == 1 ]]; then
   else
     warn "npm is missing: the memo benchmarks (scripts/bench-memo.sh) were not run"
   fi
+fi
+
+# The remote tier against rclone on one Garage node (issue #12): its own
+# script, since it starts a server; BENCH_REMOTE=0 skips it.
+if [[ ${BENCH_REMOTE:-1} == 1 ]]; then
+  BENCH_OUTPUT=$OUTPUT "$REPO/scripts/bench-remote.sh"
 fi
