@@ -67,11 +67,42 @@ impl MemoFile {
             _ => {}
         }
         let mut scratch = tempfile::Builder::new()
-            .prefix(".file-hashes-")
+            .prefix(SCRATCH_PREFIX)
             .tempfile_in(dir)?;
         scratch.write_all(&memo.encode(now))?;
         scratch.persist(&self.path).map_err(|error| error.error)?;
+        remove_abandoned_scratch(dir);
         Ok(())
+    }
+}
+
+/// The name prefix of a memo writer's scratch files (MEMO-6).
+const SCRATCH_PREFIX: &str = ".file-hashes-";
+
+/// How old a scratch file must be to count as abandoned (MEMO-6): far
+/// longer than any write takes, so a live writer never loses its file.
+const ABANDONED_AFTER: core::time::Duration = core::time::Duration::from_secs(60 * 60);
+
+/// Removes the scratch files of writers that died before their rename
+/// (MEMO-6); best effort, as the memo itself is.
+fn remove_abandoned_scratch(dir: &Path) {
+    let Ok(listing) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in listing.flatten() {
+        let abandoned = entry
+            .file_name()
+            .to_string_lossy()
+            .starts_with(SCRATCH_PREFIX)
+            && entry
+                .metadata()
+                .and_then(|metadata| metadata.modified())
+                .ok()
+                .and_then(|modified| modified.elapsed().ok())
+                .is_some_and(|age| age > ABANDONED_AFTER);
+        if abandoned {
+            let _ = std::fs::remove_file(entry.path());
+        }
     }
 }
 

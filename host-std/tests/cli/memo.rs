@@ -134,6 +134,35 @@ fn memo_5_a_garbage_or_truncated_memo_is_ignored_and_rebuilt() {
 }
 
 #[test]
+fn memo_6_a_write_removes_scratch_files_abandoned_for_an_hour_and_keeps_recent_ones() {
+    let sandbox = Sandbox::new();
+    sandbox.write("a", b"a");
+    age();
+    key_of(&sandbox, &[]);
+    let dir = memo_path(&sandbox).parent().unwrap().to_path_buf();
+    let abandoned = dir.join(".file-hashes-DEADxx");
+    let recent = dir.join(".file-hashes-LIVExx");
+    fs::write(&abandoned, b"torn").unwrap();
+    fs::write(&recent, b"being written").unwrap();
+    put_back_mtime(
+        &abandoned,
+        std::time::SystemTime::now() - Duration::from_secs(2 * 60 * 60),
+    );
+    // Something new to record, so that the memo is written.
+    sandbox.write("b", b"b");
+    age();
+    key_of(&sandbox, &[]);
+    assert!(
+        !abandoned.exists(),
+        "MEMO-6: a scratch file two hours old is removed"
+    );
+    assert!(
+        recent.exists(),
+        "a scratch file a live writer may own is kept"
+    );
+}
+
+#[test]
 fn memo_1_info_and_clean_leave_the_memo_alone_and_clear_removes_it() {
     let sandbox = Sandbox::new();
     sandbox.write("a", b"a");
