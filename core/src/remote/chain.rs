@@ -7,6 +7,7 @@ use alloc::vec::Vec;
 use super::blob::{self, BlobError, BlobReader, Codec};
 use super::names::{self, Tenant};
 use super::record::{InlineContent, Record, RecordError, RecordOutput, StreamRef};
+use super::sign::{self, SignatureMiss};
 use super::{Error, Remote, RemoteOptions, RemoteRead, RemoteStore, RemoteWrite};
 use crate::cache::{
     Cache, CacheError, ContentSource, Context, Imported, LookupStatus, Rejection, SourceError,
@@ -88,6 +89,8 @@ pub enum RemoteMiss {
     RecordTooLarge,
     /// The record is malformed (REMOTE-7).
     BadRecord(RecordError),
+    /// The record's signature was refused (REMOTE-13).
+    Signature(SignatureMiss),
     /// A content is missing, unreadable or not what the record says
     /// (REMOTE-4); nothing entered the local cache.
     Content(Rejection),
@@ -104,6 +107,7 @@ impl core::fmt::Display for RemoteMiss {
             RemoteMiss::OtherKey => f.write_str("record of another key"),
             RemoteMiss::RecordTooLarge => f.write_str("record too large"),
             RemoteMiss::BadRecord(error) => write!(f, "corrupt record: {error}"),
+            RemoteMiss::Signature(miss) => write!(f, "record refused: {miss}"),
             RemoteMiss::Content(Rejection::Missing { hash }) => write!(f, "blob {hash} is missing"),
             RemoteMiss::Content(Rejection::Unreadable { hash }) => {
                 write!(f, "blob {hash} is unreadable")
@@ -113,6 +117,15 @@ impl core::fmt::Display for RemoteMiss {
             }
             RemoteMiss::Contended => f.write_str("contended locally"),
         }
+    }
+}
+
+impl RemoteMiss {
+    /// Whether the user is told of this miss whatever the verbosity: a
+    /// record refused for its signature means a writer without the key,
+    /// or keys that differ between machines (REMOTE-13).
+    pub fn warrants_warning(&self) -> bool {
+        matches!(self, RemoteMiss::Signature(_))
     }
 }
 
@@ -178,6 +191,8 @@ pub enum Found {
         index: usize,
         /// Its label.
         label: String,
+        /// The tenant whose record served the entry (REMOTE-11).
+        tenant: Tenant,
         /// What the pull moved.
         outcome: PullOutcome,
     },
@@ -190,8 +205,9 @@ pub struct ChainLookup {
     pub found: Option<Found>,
     /// The status of the local cache (OP-1).
     pub local: LookupStatus,
-    /// Each remote asked that did not provide the entry, by position.
-    pub misses: Vec<(usize, RemoteMiss)>,
+    /// Each remote and tenant asked that did not provide the entry: the
+    /// remote's position, the tenant, and why.
+    pub misses: Vec<(usize, Tenant, RemoteMiss)>,
     /// Each remote that failed (REMOTE-3).
     pub failures: Vec<RemoteFailure>,
 }
@@ -205,16 +221,18 @@ pub struct ChainPush {
     pub failures: Vec<RemoteFailure>,
 }
 
-/// REMOTE-1: looks `key` up in the local cache, then in each remote in
-/// order, under `tenant`. The first remote that holds a complete entry
-/// that verifies fills the local cache, so a hit is always restored from
-/// the local cache afterwards ([`Cache::restore`]). Remote failures are
-/// collected, never returned as errors (REMOTE-3); errors are the local
-/// cache's.
+/// REMOTE-1, REMOTE-11: looks `key` up in the local cache, then in each
+/// remote in order, and on each remote under each of `tenants` in order
+/// (the run's own tenant first, then the ones it trusts:
+/// [`names::reading_order`]). The first complete entry that verifies
+/// fills the local cache, so a hit is always restored from the local cache
+/// afterwards ([`Cache::restore`]). A remote that fails is reported once
+/// and not asked for its remaining tenants; failures are collected, never
+/// returned as errors (REMOTE-3); errors are the local cache's.
 pub fn lookup<F: Filesystem, R: RemoteStore>(
     cache: &Cache<F>,
     remotes: &[Remote<R>],
-    tenant: &Tenant,
+    tenants: &[Tenant],
     key: &Key,
     options: &RemoteOptions,
     ctx: &mut dyn Context,
@@ -231,25 +249,32 @@ pub fn lookup<F: Filesystem, R: RemoteStore>(
         return Ok(report);
     }
     for (index, remote) in remotes.iter().enumerate() {
-        match pull(cache, remote, tenant, key, options, ctx) {
-            Ok(PullOutcome::Miss(miss)) => report.misses.push((index, miss)),
-            Ok(outcome) => {
-                report.found = Some(Found::Remote {
-                    index,
-                    label: remote.label.clone(),
-                    outcome,
-                });
-                return Ok(report);
+        for tenant in tenants {
+            match pull(cache, remote, tenant, key, options, ctx) {
+                Ok(PullOutcome::Miss(miss)) => report.misses.push((index, tenant.clone(), miss)),
+                Ok(outcome) => {
+                    report.found = Some(Found::Remote {
+                        index,
+                        label: remote.label.clone(),
+                        tenant: tenant.clone(),
+                        outcome,
+                    });
+                    return Ok(report);
+                }
+                Err(PullError::Remote(failure)) => {
+                    report.failures.push(failure);
+                    break;
+                }
+                Err(PullError::Local(error)) => return Err(error),
             }
-            Err(PullError::Remote(failure)) => report.failures.push(failure),
-            Err(PullError::Local(error)) => return Err(error),
         }
     }
     Ok(report)
 }
 
 /// REMOTE-2: pushes the local entry of `key` to every writable remote
-/// under `tenant`, in order. Read-only remotes are skipped.
+/// under `tenant`, in order: the run's own tenant, the only one it writes
+/// (REMOTE-11). Read-only remotes are skipped.
 pub fn push<F: Filesystem, R: RemoteStore>(
     cache: &Cache<F>,
     remotes: &[Remote<R>],
@@ -280,9 +305,11 @@ pub fn push<F: Filesystem, R: RemoteStore>(
     Ok(report)
 }
 
-/// Reads the record of `key` under `tenant` from `remote` and, if it
-/// verifies, downloads the entry into `cache` (REMOTE-1, REMOTE-4). One
-/// request on a miss; one more per blob the entry needs (REMOTE-8).
+/// Reads the record of `key` under `tenant` from `remote` and, if its
+/// signature (with [`RemoteOptions::signing_key`], REMOTE-13) and then
+/// the entry verify, downloads the entry into `cache` (REMOTE-1,
+/// REMOTE-4). One request on a miss; one more per blob the entry needs
+/// (REMOTE-8).
 pub fn pull<F: Filesystem, R: RemoteStore>(
     cache: &Cache<F>,
     remote: &Remote<R>,
@@ -311,7 +338,13 @@ pub fn pull<F: Filesystem, R: RemoteStore>(
         Ok(None) => return Ok(PullOutcome::Miss(RemoteMiss::RecordTooLarge)),
         Err(error) => return Err(fail(RemoteOp::GetRecord, &name, error)),
     };
-    let record = match Record::decode(&bytes) {
+    let namespace = names::namespace(function);
+    let signing_key = options.signing_key.as_ref();
+    let record_bytes = match sign::open(&bytes, signing_key, &namespace, tenant, key) {
+        Ok(record_bytes) => record_bytes,
+        Err(miss) => return Ok(PullOutcome::Miss(RemoteMiss::Signature(miss))),
+    };
+    let record = match Record::decode(record_bytes) {
         Ok(record) => record,
         Err(error) => return Ok(PullOutcome::Miss(RemoteMiss::BadRecord(error))),
     };
@@ -625,6 +658,10 @@ pub fn push_one<F: Filesystem, R: RemoteStore>(
         // The local manifest holds what a record cannot (unsorted or
         // repeated paths from a foreign writer): not pushed.
         return Ok(PushOutcome::NotLocal(LookupStatus::MissCorrupt));
+    };
+    let encoded = match &options.signing_key {
+        Some(signing_key) => signing_key.sign(&names::namespace(function), tenant, key, &encoded),
+        None => encoded,
     };
     let name = names::record(function, tenant, key);
     let mut writer = remote

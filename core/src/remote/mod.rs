@@ -20,7 +20,10 @@
 //! (REMOTE-3). Only the local cache's failures are errors.
 //!
 //! Objects are laid out by [`names`] and encoded by [`record`] and
-//! [`blob`]; the tenant ([`names::Tenant`]) is a parameter of every call.
+//! [`blob`]; the tenant ([`names::Tenant`]) is a parameter of every call:
+//! a run writes only its own and reads its own, then the ones it trusts
+//! (REMOTE-11). With a signing key, records are signed and checked by
+//! [`sign`] (REMOTE-12, REMOTE-13).
 //!
 //! The module does no I/O of its own: hosts implement [`RemoteStore`] (the
 //! `cachet` binary over OpenDAL), with readers and writers that stream, so
@@ -32,6 +35,7 @@ mod chain;
 pub mod memory;
 pub mod names;
 pub mod record;
+pub mod sign;
 #[cfg(all(test, feature = "memfs"))]
 mod tests;
 
@@ -221,6 +225,9 @@ pub struct RemoteOptions {
     /// The inline contents of one record stay within this many bytes.
     /// Default 16 MiB.
     pub inline_budget_bytes: u64,
+    /// With a key, every record pushed is signed by it and every record
+    /// read must be (REMOTE-12, REMOTE-13). Default none.
+    pub signing_key: Option<sign::SigningKey>,
 }
 
 impl Default for RemoteOptions {
@@ -229,6 +236,7 @@ impl Default for RemoteOptions {
             max_record_bytes: 128 * 1024 * 1024,
             inline_max_bytes: 64 * 1024,
             inline_budget_bytes: 16 * 1024 * 1024,
+            signing_key: None,
         }
     }
 }

@@ -2,6 +2,7 @@
 //! object, and the tenant name.
 
 use alloc::string::String;
+use alloc::vec::Vec;
 use core::fmt::Write as _;
 
 use crate::hash::{Digest, HashFunction};
@@ -121,6 +122,18 @@ impl Tenant {
     }
 }
 
+/// The tenants a run reads, in the order it reads them (REMOTE-11): its
+/// own `tenant` first, then each of `trusted` in order, each once.
+pub fn reading_order(tenant: &Tenant, trusted: &[Tenant]) -> Vec<Tenant> {
+    let mut order = alloc::vec![tenant.clone()];
+    for other in trusted {
+        if !order.contains(other) {
+            order.push(other.clone());
+        }
+    }
+    order
+}
+
 impl Default for Tenant {
     fn default() -> Tenant {
         Tenant::local()
@@ -164,5 +177,15 @@ mod tests {
         assert_eq!(Tenant::new(&"a".repeat(65)), Err(TenantError::TooLong));
         assert!(Tenant::new(&"a".repeat(64)).is_ok());
         assert_eq!(Tenant::default().as_str(), "local");
+    }
+
+    #[test]
+    fn remote_11_a_run_reads_its_own_tenant_first_then_the_trusted_in_order_once() {
+        let t = |name| Tenant::new(name).unwrap();
+        assert_eq!(
+            reading_order(&t("pr-1"), &[t("main"), t("release"), t("main"), t("pr-1")]),
+            alloc::vec![t("pr-1"), t("main"), t("release")]
+        );
+        assert_eq!(reading_order(&t("main"), &[]), alloc::vec![t("main")]);
     }
 }

@@ -131,6 +131,9 @@ pub enum RecordError {
     Checksum,
     /// Bytes follow the checksum.
     TrailingBytes,
+    /// The key id or tenant of a signed record's envelope is not a valid
+    /// name (REMOTE-12).
+    BadSignatureHeader,
 }
 
 impl core::fmt::Display for RecordError {
@@ -154,6 +157,9 @@ impl core::fmt::Display for RecordError {
             RecordError::TooLarge => f.write_str("a length or count does not fit the format"),
             RecordError::Checksum => f.write_str("the record's checksum does not match"),
             RecordError::TrailingBytes => f.write_str("bytes follow the record's checksum"),
+            RecordError::BadSignatureHeader => {
+                f.write_str("the signature's key id or tenant is not a valid name")
+            }
         }
     }
 }

@@ -4,6 +4,7 @@
 use alloc::string::String;
 use alloc::vec::Vec;
 
+use super::chain::ChainLookup;
 use super::memory::{MemoryRemote, Request};
 use super::names::{self, Tenant};
 use super::*;
@@ -108,7 +109,7 @@ fn remote_1_an_entry_pushed_from_one_machine_is_a_hit_on_another_in_one_request(
     let report = lookup(
         &b,
         &[remote(&store, "mem://1")],
-        &Tenant::local(),
+        &[Tenant::local()],
         &k,
         &options,
         &mut ctx(),
@@ -134,7 +135,7 @@ fn remote_1_an_entry_pushed_from_one_machine_is_a_hit_on_another_in_one_request(
     let again = lookup(
         &b,
         &[remote(&store, "mem://1")],
-        &Tenant::local(),
+        &[Tenant::local()],
         &k,
         &options,
         &mut ctx(),
@@ -162,7 +163,7 @@ fn remote_1_entries_with_blobs_round_trip_and_restore_identically() {
     let report = lookup(
         &b,
         &[remote(&store, "mem://1")],
-        &Tenant::local(),
+        &[Tenant::local()],
         &k,
         &options,
         &mut ctx(),
@@ -186,7 +187,7 @@ fn remote_8_a_miss_costs_one_request_per_remote() {
     let report = lookup(
         &b,
         &[remote(&one, "mem://1"), remote(&two, "mem://2")],
-        &Tenant::local(),
+        &[Tenant::local()],
         &k,
         &RemoteOptions::default(),
         &mut ctx(),
@@ -195,7 +196,10 @@ fn remote_8_a_miss_costs_one_request_per_remote() {
     assert_eq!(report.found, None);
     assert_eq!(
         report.misses,
-        alloc::vec![(0, RemoteMiss::NoEntry), (1, RemoteMiss::NoEntry)]
+        alloc::vec![
+            (0, Tenant::local(), RemoteMiss::NoEntry),
+            (1, Tenant::local(), RemoteMiss::NoEntry)
+        ]
     );
     for store in [&one, &two] {
         assert_eq!(store.requests().len(), 1);
@@ -216,7 +220,7 @@ fn remote_1_the_first_remote_that_holds_the_entry_wins() {
 
     let (fs, b) = machine();
     let remotes = [remote(&one, "mem://1"), remote(&two, "mem://2")];
-    let report = lookup(&b, &remotes, &Tenant::local(), &k, &options, &mut ctx()).unwrap();
+    let report = lookup(&b, &remotes, &[Tenant::local()], &k, &options, &mut ctx()).unwrap();
     assert!(matches!(report.found, Some(Found::Remote { index: 0, .. })));
     assert!(two.requests().is_empty(), "the second remote is not asked");
     assert_restores(&fs, &b, &k, BIG);
@@ -267,7 +271,7 @@ fn remote_4_a_damaged_blob_on_remote_1_falls_through_to_remote_2() {
         }
 
         let (fs, b) = machine();
-        let report = lookup(&b, &remotes, &Tenant::local(), &k, &options, &mut ctx()).unwrap();
+        let report = lookup(&b, &remotes, &[Tenant::local()], &k, &options, &mut ctx()).unwrap();
         assert!(
             matches!(report.found, Some(Found::Remote { index: 1, .. })),
             "{damage:?}: {report:?}"
@@ -280,7 +284,7 @@ fn remote_4_a_damaged_blob_on_remote_1_falls_through_to_remote_2() {
         };
         assert_eq!(
             report.misses,
-            alloc::vec![(0, RemoteMiss::Content(expected))],
+            alloc::vec![(0, Tenant::local(), RemoteMiss::Content(expected))],
             "{damage:?}"
         );
         assert_restores(&fs, &b, &k, BIG);
@@ -332,7 +336,7 @@ fn remote_4_nothing_of_a_bad_remote_entry_enters_the_local_cache() {
         let report = lookup(
             &b,
             &[remote(&store, "mem://1")],
-            &Tenant::local(),
+            &[Tenant::local()],
             &k,
             &options,
             &mut ctx(),
@@ -368,13 +372,16 @@ fn remote_4_a_record_filed_under_another_key_is_a_miss() {
     let report = lookup(
         &b,
         &[remote(&store, "mem://1")],
-        &Tenant::local(),
+        &[Tenant::local()],
         &other,
         &options,
         &mut ctx(),
     )
     .unwrap();
-    assert_eq!(report.misses, alloc::vec![(0, RemoteMiss::OtherKey)]);
+    assert_eq!(
+        report.misses,
+        alloc::vec![(0, Tenant::local(), RemoteMiss::OtherKey)]
+    );
     assert!(cache_files(&fs).is_empty());
 }
 
@@ -397,7 +404,7 @@ fn remote_4_a_blob_that_fails_verification_is_removed_and_pushed_again() {
     let miss = lookup(
         &b,
         &[remote(&store, "mem://1")],
-        &Tenant::local(),
+        &[Tenant::local()],
         &k,
         &options,
         &mut ctx(),
@@ -410,7 +417,7 @@ fn remote_4_a_blob_that_fails_verification_is_removed_and_pushed_again() {
     let hit = lookup(
         &b,
         &[remote(&store, "mem://1")],
-        &Tenant::local(),
+        &[Tenant::local()],
         &k,
         &options,
         &mut ctx(),
@@ -461,7 +468,7 @@ fn remote_6_identical_outputs_of_two_entries_share_one_blob() {
         lookup(
             &b,
             &[remote(&store, "mem://1")],
-            &Tenant::local(),
+            &[Tenant::local()],
             &k,
             &options,
             &mut ctx(),
@@ -521,7 +528,7 @@ fn remote_3_an_unreachable_remote_is_skipped_with_one_failure_not_an_error() {
     one.set_unreachable(true);
     let (fs, b) = machine();
     let remotes = [remote(&one, "mem://1"), remote(&two, "mem://2")];
-    let report = lookup(&b, &remotes, &Tenant::local(), &k, &options, &mut ctx()).unwrap();
+    let report = lookup(&b, &remotes, &[Tenant::local()], &k, &options, &mut ctx()).unwrap();
     assert!(matches!(report.found, Some(Found::Remote { index: 1, .. })));
     assert_eq!(report.failures.len(), 1);
     let line = alloc::format!("{}", report.failures[0]);
@@ -534,7 +541,7 @@ fn remote_3_an_unreachable_remote_is_skipped_with_one_failure_not_an_error() {
 
     two.set_unreachable(true);
     let (_, c) = machine();
-    let report = lookup(&c, &remotes, &Tenant::local(), &k, &options, &mut ctx()).unwrap();
+    let report = lookup(&c, &remotes, &[Tenant::local()], &k, &options, &mut ctx()).unwrap();
     assert_eq!(report.found, None);
     assert_eq!(report.failures.len(), 2);
 }
@@ -557,7 +564,7 @@ fn remote_3_a_connection_lost_mid_blob_is_a_failure_and_leaves_nothing() {
     let report = lookup(
         &b,
         &[remote(&store, "mem://1")],
-        &Tenant::local(),
+        &[Tenant::local()],
         &k,
         &options,
         &mut ctx(),
@@ -594,7 +601,7 @@ fn remote_5_records_of_another_tenant_are_not_seen() {
     let miss = lookup(
         &b,
         &[remote(&store, "mem://1")],
-        &Tenant::local(),
+        &[Tenant::local()],
         &k,
         &options,
         &mut ctx(),
@@ -604,7 +611,7 @@ fn remote_5_records_of_another_tenant_are_not_seen() {
     let hit = lookup(
         &b,
         &[remote(&store, "mem://1")],
-        &main,
+        core::slice::from_ref(&main),
         &k,
         &options,
         &mut ctx(),
@@ -642,4 +649,293 @@ fn remote_2_a_local_entry_damaged_since_it_was_stored_is_not_pushed() {
             .any(|name| name.contains("/tenants/")),
         "no record"
     );
+}
+
+fn tenant(name: &str) -> Tenant {
+    Tenant::new(name).unwrap()
+}
+
+/// Pushes the entry `k` of a machine whose big output is `big` under
+/// `tenant` with `options`.
+fn push_as(store: &MemoryRemote, tenant: &Tenant, k: &Key, big: &[u8], options: &RemoteOptions) {
+    let (_, a) = stored_machine(k, big);
+    let report = push(&a, &[remote(store, "mem://1")], tenant, k, options).unwrap();
+    assert!(report.failures.is_empty(), "{:?}", report.failures);
+    assert!(
+        matches!(report.pushed[..], [(0, PushOutcome::Pushed { .. })]),
+        "{report:?}"
+    );
+}
+
+/// Looks `k` up on a fresh machine reading `tenants` with `options`.
+fn lookup_as(
+    store: &MemoryRemote,
+    tenants: &[Tenant],
+    k: &Key,
+    options: &RemoteOptions,
+) -> (MemFs, Cache<MemFs>, ChainLookup) {
+    let (fs, b) = machine();
+    let report = lookup(
+        &b,
+        &[remote(store, "mem://1")],
+        tenants,
+        k,
+        options,
+        &mut ctx(),
+    )
+    .unwrap();
+    (fs, b, report)
+}
+
+const MAIN_BIG: &[u8] = b"what main builds, long enough for a blob\n";
+const PR_BIG: &[u8] = b"what a pull request built, poisoned bytes\n";
+
+/// REMOTE-11 against CREEP: a pull-request tenant that trusts `main`
+/// stores, under a key `main` also computes, other bytes; it writes only
+/// under its own tenant, and `main`, reading only its own, misses.
+#[test]
+fn remote_11_a_pull_request_tenant_writes_only_its_own_and_main_never_reads_it() {
+    let k = key(30);
+    let store = MemoryRemote::new();
+    let options = blobs_options();
+    let (main, pr) = (tenant("main"), tenant("pr-123"));
+    push_as(&store, &pr, &k, PR_BIG, &options);
+    let records: Vec<String> = store
+        .objects()
+        .into_keys()
+        .filter(|name| name.contains("/tenants/"))
+        .collect();
+    assert_eq!(
+        records,
+        alloc::vec![names::record(HashFunction::Blake3, &pr, &k)]
+    );
+
+    let (fs, b, report) = lookup_as(&store, core::slice::from_ref(&main), &k, &options);
+    assert_eq!(report.found, None, "{report:?}");
+    assert_eq!(
+        report.misses,
+        alloc::vec![(0, main.clone(), RemoteMiss::NoEntry)]
+    );
+    assert!(cache_files(&fs).is_empty());
+    assert_eq!(b.lookup_status(&k).unwrap(), LookupStatus::MissNoEntry);
+
+    // main stores its own bytes; the pull request still reads its own
+    // first, and main reads main's.
+    push_as(&store, &main, &k, MAIN_BIG, &options);
+    let (fs, b, report) = lookup_as(&store, core::slice::from_ref(&main), &k, &options);
+    assert!(matches!(report.found, Some(Found::Remote { ref tenant, .. }) if *tenant == main));
+    assert_restores(&fs, &b, &k, MAIN_BIG);
+    let order = names::reading_order(&pr, core::slice::from_ref(&main));
+    let (fs, b, _) = lookup_as(&store, &order, &k, &options);
+    assert_restores(&fs, &b, &k, PR_BIG);
+}
+
+/// REMOTE-11: own tenant first, then each trusted tenant in order; a
+/// miss everywhere costs one request per tenant, in that order.
+#[test]
+fn remote_11_lookup_reads_the_own_tenant_first_then_the_trusted_in_order() {
+    let k = key(31);
+    let store = MemoryRemote::new();
+    let options = blobs_options();
+    let order = [tenant("pr-7"), tenant("main"), tenant("release")];
+
+    let (_, _, report) = lookup_as(&store, &order, &k, &options);
+    assert_eq!(report.found, None);
+    assert_eq!(
+        store.requests(),
+        order
+            .iter()
+            .map(|t| Request::Get(names::record(HashFunction::Blake3, t, &k)))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(
+        report.misses,
+        order
+            .iter()
+            .map(|t| (0, t.clone(), RemoteMiss::NoEntry))
+            .collect::<Vec<_>>()
+    );
+
+    push_as(
+        &store,
+        &order[2],
+        &k,
+        b"release bytes, long enough for a blob\n",
+        &options,
+    );
+    push_as(&store, &order[1], &k, MAIN_BIG, &options);
+    let (fs, b, report) = lookup_as(&store, &order, &k, &options);
+    assert!(
+        matches!(report.found, Some(Found::Remote { ref tenant, .. }) if *tenant == order[1]),
+        "the first trusted tenant wins over the second: {report:?}"
+    );
+    assert_restores(&fs, &b, &k, MAIN_BIG);
+    push_as(&store, &order[0], &k, PR_BIG, &options);
+    let (fs, b, report) = lookup_as(&store, &order, &k, &options);
+    assert!(matches!(report.found, Some(Found::Remote { ref tenant, .. }) if *tenant == order[0]));
+    assert_restores(&fs, &b, &k, PR_BIG);
+    // A tenant not in the reading order is never read.
+    let (_, _, report) = lookup_as(&store, &[tenant("pr-8")], &k, &options);
+    assert_eq!(report.found, None);
+}
+
+/// REMOTE-11 with REMOTE-3: a remote that fails is reported once and not
+/// asked for its remaining tenants.
+#[test]
+fn remote_11_a_failing_remote_is_reported_once_not_once_per_tenant() {
+    let k = key(32);
+    let store = MemoryRemote::new();
+    store.set_unreachable(true);
+    let order = [tenant("pr-7"), tenant("main")];
+    let (_, _, report) = lookup_as(&store, &order, &k, &RemoteOptions::default());
+    assert_eq!(report.found, None);
+    assert_eq!(report.failures.len(), 1, "{report:?}");
+    assert_eq!(store.requests().len(), 1);
+}
+
+fn signed(id: &str, secret: u8) -> RemoteOptions {
+    RemoteOptions {
+        signing_key: Some(sign::SigningKey::new(id, [secret; 32]).unwrap()),
+        ..blobs_options()
+    }
+}
+
+/// Asserts that looking `k` up under `tenants` with `options` is a miss
+/// for `why`, and that nothing entered the local cache.
+fn assert_signature_miss(
+    store: &MemoryRemote,
+    tenants: &[Tenant],
+    k: &Key,
+    options: &RemoteOptions,
+    why: sign::SignatureMiss,
+) {
+    let (fs, _, report) = lookup_as(store, tenants, k, options);
+    assert_eq!(report.found, None, "{why:?}: {report:?}");
+    let miss = RemoteMiss::Signature(why);
+    assert!(miss.warrants_warning());
+    assert_eq!(report.misses, alloc::vec![(0, tenants[0].clone(), miss)]);
+    assert!(report.failures.is_empty());
+    assert!(cache_files(&fs).is_empty());
+}
+
+/// REMOTE-12: a signed record is a hit for a reader with the same key and
+/// for a reader without one; blobs are not signed, only checked by hash.
+#[test]
+fn remote_12_a_signed_record_is_a_hit_with_the_key_and_without_one() {
+    let k = key(33);
+    let store = MemoryRemote::new();
+    let main = tenant("main");
+    push_as(&store, &main, &k, MAIN_BIG, &signed("ci-1", 1));
+    let record = store
+        .object(&names::record(HashFunction::Blake3, &main, &k))
+        .unwrap();
+    assert!(record.starts_with(&sign::SIGNED_MAGIC));
+    for options in [signed("ci-1", 1), blobs_options()] {
+        let (fs, b, report) = lookup_as(&store, core::slice::from_ref(&main), &k, &options);
+        assert!(
+            matches!(report.found, Some(Found::Remote { .. })),
+            "{report:?}"
+        );
+        assert_restores(&fs, &b, &k, MAIN_BIG);
+    }
+}
+
+/// REMOTE-13: with a signing key, a record that is unsigned, signed with
+/// another key id, signed with another secret, tampered, signed for
+/// another tenant or for another entry key is a miss, and nothing of it
+/// enters the local cache.
+#[test]
+fn remote_13_unsigned_other_key_bad_mac_other_tenant_or_other_key_records_are_misses() {
+    let store = MemoryRemote::new();
+    let main = tenant("main");
+    let ours = signed("ci-1", 1);
+
+    let unsigned = key(34);
+    push_as(&store, &main, &unsigned, MAIN_BIG, &blobs_options());
+    assert_signature_miss(
+        &store,
+        core::slice::from_ref(&main),
+        &unsigned,
+        &ours,
+        sign::SignatureMiss::Unsigned,
+    );
+
+    let other_id = key(35);
+    push_as(&store, &main, &other_id, MAIN_BIG, &signed("ci-0", 1));
+    assert_signature_miss(
+        &store,
+        core::slice::from_ref(&main),
+        &other_id,
+        &ours,
+        sign::SignatureMiss::OtherSigningKey {
+            key_id: String::from("ci-0"),
+        },
+    );
+
+    let other_secret = key(36);
+    push_as(&store, &main, &other_secret, MAIN_BIG, &signed("ci-1", 2));
+    assert_signature_miss(
+        &store,
+        core::slice::from_ref(&main),
+        &other_secret,
+        &ours,
+        sign::SignatureMiss::Mismatch,
+    );
+
+    let tampered = key(37);
+    push_as(&store, &main, &tampered, MAIN_BIG, &ours);
+    let name = names::record(HashFunction::Blake3, &main, &tampered);
+    let mut bytes = store.object(&name).unwrap();
+    // One bit of the record inside the envelope.
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    store.set_object(&name, bytes);
+    assert_signature_miss(
+        &store,
+        core::slice::from_ref(&main),
+        &tampered,
+        &ours,
+        sign::SignatureMiss::Mismatch,
+    );
+
+    // A record main signed, copied under another tenant or another key.
+    let genuine = key(38);
+    push_as(&store, &main, &genuine, MAIN_BIG, &ours);
+    let bytes = store
+        .object(&names::record(HashFunction::Blake3, &main, &genuine))
+        .unwrap();
+    let pr = tenant("pr-9");
+    store.set_object(
+        &names::record(HashFunction::Blake3, &pr, &genuine),
+        bytes.clone(),
+    );
+    assert_signature_miss(
+        &store,
+        core::slice::from_ref(&pr),
+        &genuine,
+        &ours,
+        sign::SignatureMiss::OtherTenant {
+            tenant: String::from("main"),
+        },
+    );
+    let elsewhere = key(39);
+    store.set_object(
+        &names::record(HashFunction::Blake3, &main, &elsewhere),
+        bytes,
+    );
+    assert_signature_miss(
+        &store,
+        core::slice::from_ref(&main),
+        &elsewhere,
+        &ours,
+        sign::SignatureMiss::Mismatch,
+    );
+
+    // The genuine one is still a hit.
+    let (fs, b, report) = lookup_as(&store, core::slice::from_ref(&main), &genuine, &ours);
+    assert!(
+        matches!(report.found, Some(Found::Remote { .. })),
+        "{report:?}"
+    );
+    assert_restores(&fs, &b, &genuine, MAIN_BIG);
 }
