@@ -33,6 +33,14 @@ pub enum CliError {
         /// What is wrong, and what is expected.
         reason: String,
     },
+    /// A secret value is malformed; unlike [`CliError::InvalidValue`]
+    /// the message never shows it.
+    InvalidSecret {
+        /// The variable, e.g. `CACHET_REMOTE_SIGNING_KEY`.
+        variable: &'static str,
+        /// What is wrong, and what is expected.
+        reason: String,
+    },
     /// The same name was given twice to a repeatable flag.
     Duplicate {
         /// The flag, e.g. `--env`.
@@ -120,6 +128,7 @@ impl CliError {
         match self {
             CliError::InvalidValue { .. }
             | CliError::InvalidConfig { .. }
+            | CliError::InvalidSecret { .. }
             | CliError::Duplicate { .. }
             | CliError::Key(_)
             | CliError::NonUnicodeVariable { .. }
@@ -171,6 +180,9 @@ impl core::fmt::Display for CliError {
                 f,
                 "cannot use the configuration file '{path}': key {key}: {reason}; fix the key or remove it"
             ),
+            CliError::InvalidSecret { variable, reason } => {
+                write!(f, "invalid value for {variable} (not shown): {reason}")
+            }
             CliError::Duplicate { flag, name } => {
                 write!(f, "{name:?} is given to {flag} twice; give each name once")
             }

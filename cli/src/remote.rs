@@ -4,12 +4,17 @@
 //!
 //! Flags win over the environment: `--remote URL` (repeatable, in lookup
 //! order) else `CACHET_REMOTE` (comma-separated); `--tenant NAME` else
-//! `CACHET_TENANT` else `local`; `--remote-read-only` or
-//! `CACHET_REMOTE_READ_ONLY=1`. A malformed value is
+//! `CACHET_TENANT` else `local`; `--trust NAME` (repeatable, in reading
+//! order) else `CACHET_TRUST` (comma-separated) (REMOTE-11);
+//! `--remote-read-only` or `CACHET_REMOTE_READ_ONLY=1`; the signing key
+//! only from `CACHET_REMOTE_SIGNING_KEY` (REMOTE-12), never a flag, so that
+//! it does not show in process listings. A malformed value is
 //! [`CliError::InvalidValue`] (exit 65), naming the value and the forms
-//! expected.
+//! expected; a malformed signing key is [`CliError::InvalidSecret`], which
+//! does not show it.
 
-use cachet_core::remote::names::Tenant;
+use cachet_core::remote::names::{self, Tenant};
+use cachet_core::remote::sign::{self, SigningKey};
 use clap::Args;
 
 use crate::CliError;
@@ -34,6 +39,12 @@ pub struct RemoteArgs {
     /// [default: $CACHET_TENANT, else local]
     #[arg(long, value_name = "NAME")]
     pub tenant: Option<String>,
+
+    /// A tenant whose entry records are read after the run's own, never
+    /// written; repeatable, in reading order [default: $CACHET_TRUST,
+    /// comma-separated]
+    #[arg(long = "trust", value_name = "NAME")]
+    pub trust: Vec<String>,
 
     /// Never write to the remotes, only read them (also:
     /// CACHET_REMOTE_READ_ONLY=1)
@@ -86,10 +97,33 @@ pub struct RemoteSpec {
 pub struct RemoteConfig {
     /// The remotes, in lookup order; empty when none is configured.
     pub remotes: Vec<RemoteSpec>,
-    /// The tenant of every lookup and push.
+    /// The tenant of every push, and the first of every lookup.
     pub tenant: Tenant,
+    /// The tenants read after `tenant`, in order (REMOTE-11).
+    pub trusted: Vec<Tenant>,
     /// Whether the remotes are only read.
     pub read_only: bool,
+    /// The key that signs and checks records (REMOTE-12, REMOTE-13).
+    pub signing_key: Option<SigningKey>,
+}
+
+impl RemoteConfig {
+    /// The tenants a lookup reads, in order: [`names::reading_order`].
+    pub fn reading_order(&self) -> Vec<Tenant> {
+        names::reading_order(&self.tenant, &self.trusted)
+    }
+}
+
+/// What a tenant name must be, for messages.
+const EXPECTED_TENANT: &str =
+    "a tenant is 1 to 64 bytes of A-Z, a-z, 0-9, '_', '-' and '.', not starting with '.'";
+
+fn parse_tenant(name: &str, flag: &'static str) -> Result<Tenant, CliError> {
+    Tenant::new(name).map_err(|reason| CliError::InvalidValue {
+        flag,
+        value: name.to_string(),
+        reason: format!("{EXPECTED_TENANT}; {reason}"),
+    })
 }
 
 impl RemoteArgs {
@@ -115,13 +149,33 @@ impl RemoteArgs {
         };
         let tenant = match tenant_name {
             None => Tenant::local(),
-            Some(name) => Tenant::new(&name).map_err(|reason| CliError::InvalidValue {
-                flag,
-                value: name.clone(),
-                reason: format!(
-                    "a tenant is 1 to 64 bytes of A-Z, a-z, 0-9, '_', '-' and '.', not starting with '.'; {reason}"
-                ),
-            })?,
+            Some(name) => parse_tenant(&name, flag)?,
+        };
+        let trusted = if self.trust.is_empty() {
+            env("CACHET_TRUST")
+                .unwrap_or_default()
+                .split(',')
+                .map(str::trim)
+                .filter(|name| !name.is_empty())
+                .map(|name| parse_tenant(name, "CACHET_TRUST"))
+                .collect::<Result<Vec<_>, _>>()?
+        } else {
+            self.trust
+                .iter()
+                .map(|name| parse_tenant(name, "--trust"))
+                .collect::<Result<Vec<_>, _>>()?
+        };
+        let signing_key = match env("CACHET_REMOTE_SIGNING_KEY") {
+            None => None,
+            Some(text) if text.trim().is_empty() => None,
+            Some(text) => {
+                Some(
+                    SigningKey::parse(&text).map_err(|reason| CliError::InvalidSecret {
+                        variable: "CACHET_REMOTE_SIGNING_KEY",
+                        reason: format!("{reason}; {}", sign::EXPECTED_FORM),
+                    })?,
+                )
+            }
         };
         let read_only = self.remote_read_only
             || match env("CACHET_REMOTE_READ_ONLY").as_deref() {
@@ -138,7 +192,9 @@ impl RemoteArgs {
         Ok(RemoteConfig {
             remotes,
             tenant,
+            trusted,
             read_only,
+            signing_key,
         })
     }
 }
@@ -298,6 +354,7 @@ mod tests {
         let flags = RemoteArgs {
             remotes: vec!["file:///c".into()],
             tenant: Some("pr-1".into()),
+            trust: Vec::new(),
             remote_read_only: false,
         };
         let resolved = flags.resolve(&env).unwrap();
@@ -315,5 +372,68 @@ mod tests {
             bad.resolve(&no_env).unwrap_err().exit_code(),
             crate::exit::BAD_VALUE
         );
+    }
+}
+
+#[cfg(test)]
+mod trust_tests {
+    use super::*;
+
+    fn resolve(args: &RemoteArgs, vars: &[(&str, &str)]) -> Result<RemoteConfig, CliError> {
+        args.resolve(&|name| {
+            vars.iter()
+                .find(|(key, _)| *key == name)
+                .map(|(_, value)| value.to_string())
+        })
+    }
+
+    #[test]
+    fn remote_11_trust_comes_from_the_flags_else_cachet_trust_in_order() {
+        let vars = [
+            ("CACHET_TENANT", "pr-5"),
+            ("CACHET_TRUST", "main, release,"),
+        ];
+        let from_env = resolve(&RemoteArgs::default(), &vars).unwrap();
+        let names: Vec<String> = from_env
+            .reading_order()
+            .iter()
+            .map(|t| t.as_str().to_owned())
+            .collect();
+        assert_eq!(names, ["pr-5", "main", "release"]);
+        let flags = RemoteArgs {
+            trust: vec!["release".into(), "main".into()],
+            ..RemoteArgs::default()
+        };
+        let from_flags = resolve(&flags, &vars).unwrap();
+        assert_eq!(from_flags.trusted[0].as_str(), "release");
+        assert_eq!(from_flags.trusted.len(), 2);
+        let none = resolve(&RemoteArgs::default(), &[]).unwrap();
+        assert!(none.trusted.is_empty());
+        let error = resolve(&RemoteArgs::default(), &[("CACHET_TRUST", "main,../x")]).unwrap_err();
+        assert_eq!(error.exit_code(), crate::exit::BAD_VALUE);
+        assert!(error.to_string().contains("CACHET_TRUST"), "{error}");
+    }
+
+    #[test]
+    fn remote_12_the_signing_key_is_keyid_colon_hex_and_a_bad_one_is_never_shown() {
+        let good = format!("ci-2026:{}", "0f".repeat(32));
+        let config = resolve(
+            &RemoteArgs::default(),
+            &[("CACHET_REMOTE_SIGNING_KEY", good.as_str())],
+        )
+        .unwrap();
+        assert_eq!(config.signing_key.unwrap().id(), "ci-2026");
+        let secret = "s3cr3t-passphrase-do-not-print";
+        let error = resolve(
+            &RemoteArgs::default(),
+            &[("CACHET_REMOTE_SIGNING_KEY", secret)],
+        )
+        .unwrap_err();
+        assert_eq!(error.exit_code(), crate::exit::BAD_VALUE);
+        let text = error.to_string();
+        assert!(text.contains("CACHET_REMOTE_SIGNING_KEY"), "{text}");
+        assert!(text.contains("KEYID:SECRET"), "{text}");
+        assert!(!text.contains("passphrase"), "{text}");
+        assert!(!format!("{error:?}").contains("passphrase"));
     }
 }

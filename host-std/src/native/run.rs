@@ -20,11 +20,14 @@
 //!    storing.
 //!
 //! With remotes configured (`--remote`, `CACHET_REMOTE`; docs/spec.md
-//! §11), a local miss asks each remote in order and a remote hit is
+//! §11), a local miss asks each remote in order, under the run's own
+//! tenant and then each tenant it trusts (REMOTE-11), and a remote hit is
 //! downloaded into the local cache, then restored from there (REMOTE-1);
-//! a stored result is pushed to every writable remote (REMOTE-2). A remote
-//! that fails costs a miss and one line on stderr, never the exit code
-//! (REMOTE-3).
+//! a stored result is pushed to every writable remote under the run's own
+//! tenant only (REMOTE-2, REMOTE-11). With `CACHET_REMOTE_SIGNING_KEY`,
+//! records pushed are signed and records read must be (REMOTE-12,
+//! REMOTE-13). A remote that fails, or a record refused for its signature,
+//! costs a miss and one line on stderr, never the exit code (REMOTE-3).
 //!
 //! Nothing but the command's own streams is printed unless `-v` is given
 //! (or something fails).
@@ -104,14 +107,17 @@ pub(super) fn run(
     for failure in &setup_failures {
         warn(failure);
     }
-    let remote_options = RemoteOptions::default();
+    let remote_options = RemoteOptions {
+        signing_key: remote_config.signing_key.clone(),
+        ..RemoteOptions::default()
+    };
     let mut status = cache.lookup_status(&key).map_err(CliError::from)?;
     let mut tier = String::from("local");
     if !status.is_hit() && !remotes.is_empty() {
         let chain = remote::lookup(
             cache,
             &remotes,
-            &remote_config.tenant,
+            &remote_config.reading_order(),
             &key,
             &remote_options,
             &mut ctx,
@@ -120,11 +126,22 @@ pub(super) fn run(
         for failure in &chain.failures {
             warn(failure);
         }
-        for (index, miss) in &chain.misses {
+        for (index, tenant, miss) in &chain.misses {
             let label = remotes.get(*index).map_or("?", |r| r.label.as_str());
-            say(verbose, format_args!("remote {label}: miss ({miss})"));
+            let line = format_args!("remote {label}, tenant {tenant}: miss ({miss})");
+            if miss.warrants_warning() {
+                warn(&line);
+            } else {
+                say(verbose, line);
+            }
         }
-        if let Some(Found::Remote { label, outcome, .. }) = chain.found {
+        if let Some(Found::Remote {
+            label,
+            tenant,
+            outcome,
+            ..
+        }) = chain.found
+        {
             if let PullOutcome::Imported {
                 blobs_fetched,
                 bytes_fetched,
@@ -133,11 +150,11 @@ pub(super) fn run(
                 say(
                     verbose,
                     format_args!(
-                        "remote {label}: hit, {blobs_fetched} blobs and {bytes_fetched} bytes fetched into the local cache"
+                        "remote {label}, tenant {tenant}: hit, {blobs_fetched} blobs and {bytes_fetched} bytes fetched into the local cache"
                     ),
                 );
             }
-            tier = format!("remote {label}");
+            tier = format!("remote {label}, tenant {tenant}");
             status = cache.lookup_status(&key).map_err(CliError::from)?;
         }
     }
@@ -267,7 +284,8 @@ pub(super) fn run(
                 } => say(
                     verbose,
                     format_args!(
-                        "remote {label}: pushed {key}: {blobs_uploaded} blobs uploaded, {blobs_present} already there, {bytes_sent} bytes sent"
+                        "remote {label}, tenant {}: pushed {key}: {blobs_uploaded} blobs uploaded, {blobs_present} already there, {bytes_sent} bytes sent",
+                        remote_config.tenant
                     ),
                 ),
                 PushOutcome::NotLocal(status) => warn(&format_args!(

@@ -82,7 +82,9 @@ impl Store {
         let config = RemoteConfig {
             remotes: vec![parse_url(&self.url, "--remote").unwrap()],
             tenant: Tenant::local(),
+            trusted: Vec::new(),
             read_only: false,
+            signing_key: None,
         };
         let (mut remotes, failures) = open_remotes(&config, &self.env_lookup());
         assert!(failures.is_empty(), "{}", failures[0]);
@@ -290,8 +292,28 @@ fn run(
     extra: &[&str],
     env: &[(&str, &str)],
 ) -> Outcome {
+    run_script(sandbox, store, url, SCRIPT, extra, env)
+}
+
+/// `cachet run` of `script` against `url`, with `extra` flags and `env`
+/// (the remote variables of the test's own environment left out).
+fn run_script(
+    sandbox: &Sandbox,
+    store: &Store,
+    url: &str,
+    script: &str,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> Outcome {
     let mut command = sandbox.cachet();
-    command.env_remove("CACHET_REMOTE");
+    for variable in [
+        "CACHET_REMOTE",
+        "CACHET_TENANT",
+        "CACHET_TRUST",
+        "CACHET_REMOTE_SIGNING_KEY",
+    ] {
+        command.env_remove(variable);
+    }
     for (name, value) in &store.env {
         command.env(name, value);
     }
@@ -303,7 +325,7 @@ fn run(
             "run", "--remote", url, "--input", "src/**", "--output", "out",
         ])
         .args(extra)
-        .args(["--script", SCRIPT]);
+        .args(["--script", script]);
     Outcome::of(command.output().unwrap())
 }
 
@@ -486,6 +508,240 @@ fn refused_connections_cost_a_miss(url: &str) {
     assert!(started.elapsed() < Duration::from_secs(20));
     let failed = run(&sandbox, &store, url, &[], &[("FAIL", "1")]);
     assert_eq!(failed.code, 0, "a local hit now: {failed:?}");
+}
+
+/// The build of the CREEP tests: `$BUILT_BY` (not part of the key, as the
+/// workflow file was not part of Nx's) decides the output's bytes.
+const CREEP_SCRIPT: &str = r#"mkdir -p out
+cp src/big out/big.bin
+printf '%s' "$BUILT_BY" > out/built-by
+echo run >> "$RUNS"
+echo "built by $BUILT_BY""#;
+
+/// One CI job of the CREEP tests: a fresh machine (empty local cache) of
+/// `tenant`, trusting `trust`, whose build writes `built_by`.
+fn ci_job(store: &Store, tenant: &str, trust: &str, built_by: &str) -> (Sandbox, Outcome) {
+    let sandbox = workspace(&big_bytes(5));
+    let outcome = run_script(
+        &sandbox,
+        store,
+        &store.url,
+        CREEP_SCRIPT,
+        &["-v"],
+        &[
+            ("CACHET_TENANT", tenant),
+            ("CACHET_TRUST", trust),
+            ("BUILT_BY", built_by),
+        ],
+    );
+    assert_eq!(outcome.code, 0, "{tenant}: {outcome:?}");
+    (sandbox, outcome)
+}
+
+fn built_by(sandbox: &Sandbox) -> String {
+    fs::read_to_string(sandbox.ws.join("out/built-by")).unwrap()
+}
+
+/// REMOTE-11 against CREEP (CVE-2025-36852): a pull request trusting
+/// `main` stores first, under a key `main` also computes, other output
+/// bytes. Its record lands under its own tenant only; `main` then runs the
+/// command and gets its own bytes, and a later `main` machine restores
+/// `main`'s entry. The pull request does read `main`'s entries (a second
+/// pull request restores `main`'s bytes without running), and its own
+/// first.
+fn a_pull_request_cannot_poison_main(store: Store) {
+    let records =
+        |tenant: &str| store.names(&format!("cachet-v1-blake3/tenants/{tenant}/entries/"));
+    let (pr, stored) = ci_job(&store, "pr-123", "main", "pr-123");
+    assert_eq!(pr.runs(), 1, "{stored:?}");
+    assert_eq!(records("pr-123").len(), 1);
+    assert!(records("main").is_empty(), "nothing written under main");
+
+    let (main, ran) = ci_job(&store, "main", "", "main");
+    assert_eq!(main.runs(), 1, "main runs the command: {ran:?}");
+    assert_eq!(built_by(&main), "main");
+    assert_eq!(ran.stdout, b"built by main\n");
+    assert_eq!(records("main").len(), 1);
+    assert_eq!(records("pr-123"), vec![records("pr-123")[0].clone()]);
+
+    let (main_again, hit) = ci_job(&store, "main", "", "main");
+    assert_eq!(main_again.runs(), 0, "{hit:?}");
+    assert_eq!(built_by(&main_again), "main");
+    assert!(hit.stderr_text().contains("tenant main: hit"), "{hit:?}");
+
+    let (other_pr, hit) = ci_job(&store, "pr-456", "main", "pr-456");
+    assert_eq!(
+        other_pr.runs(),
+        0,
+        "a pull request reads main's entries: {hit:?}"
+    );
+    assert_eq!(built_by(&other_pr), "main");
+    assert!(
+        hit.stderr_text().contains("tenant pr-456: miss (no entry)"),
+        "{hit:?}"
+    );
+    assert!(records("pr-456").is_empty(), "a hit pushes nothing");
+
+    let (same_pr, hit) = ci_job(&store, "pr-123", "main", "pr-123");
+    assert_eq!(same_pr.runs(), 0, "{hit:?}");
+    assert_eq!(built_by(&same_pr), "pr-123", "its own tenant first");
+}
+
+/// A signing key: `id`, and a secret of 32 bytes of `byte`.
+fn signing_key(id: &str, byte: u8) -> String {
+    format!("{id}:{}", format!("{byte:02x}").repeat(32))
+}
+
+/// REMOTE-12 and REMOTE-13 end to end: with a signing key, a record that
+/// was tampered with, re-signed with another secret under the same key
+/// id, signed with another key id, stripped of its signature, or signed
+/// for another tenant, is a miss with one warning line, and the command
+/// runs (`FAIL=1`: its exit code, and nothing stored or pushed, so the
+/// remote keeps the object under test). The genuine record is a hit with
+/// the key and without one.
+fn signed_records_refused_unless_genuine(store: Store) {
+    let key = signing_key("ci-1", 0x11);
+    let job = |tenant: &str, signing: &str, fail: bool| {
+        let sandbox = workspace(&big_bytes(6));
+        let mut env = vec![
+            ("CACHET_TENANT", tenant),
+            ("CACHET_REMOTE_SIGNING_KEY", signing),
+        ];
+        if fail {
+            env.push(("FAIL", "1"));
+        }
+        let outcome = run(&sandbox, &store, &store.url, &[], &env);
+        (sandbox, outcome)
+    };
+    let (_, stored) = job("main", &key, false);
+    assert_eq!(stored.code, 0, "{stored:?}");
+    let name = store
+        .names("cachet-v1-blake3/tenants/main/entries/")
+        .remove(0);
+    let genuine = store.get(&name).unwrap();
+    assert!(genuine.starts_with(b"cachetS\0"), "the record is signed");
+
+    for signing in [key.as_str(), ""] {
+        let (sandbox, hit) = job("main", signing, true);
+        assert_eq!(hit.code, 0, "{hit:?}");
+        assert_eq!(sandbox.runs(), 0, "signed and genuine: a hit ({signing:?})");
+    }
+
+    // The envelope is 8 + 1 + lp("ci-1") + lp("main") + 32 bytes.
+    let envelope_len = 8 + 1 + (4 + 4) + (4 + 4) + 32;
+    let record = &genuine[envelope_len..];
+    assert!(record.starts_with(b"cachetR\0"));
+    let forged = {
+        let forger = cachet_core::remote::sign::SigningKey::new("ci-1", [0x22; 32]).unwrap();
+        let entry_key = cachet_core::key::Key(
+            cachet_core::hash::Digest::from_hex(name.rsplit('/').next().unwrap()).unwrap(),
+        );
+        forger.sign(
+            "cachet-v1-blake3",
+            &Tenant::new("main").unwrap(),
+            &entry_key,
+            record,
+        )
+    };
+    let mut tampered = genuine.clone();
+    let last = tampered.len() - 1;
+    tampered[last] ^= 1;
+    let (_, pr_stored) = job("pr-123", &key, false);
+    assert_eq!(pr_stored.code, 0, "{pr_stored:?}");
+    let pr_record = store.get(&name.replace("/main/", "/pr-123/")).unwrap();
+
+    let cases: [(&str, Vec<u8>, &str, String); 5] = [
+        ("tampered", tampered, "does not verify", key.clone()),
+        (
+            "re-signed with another secret",
+            forged,
+            "does not verify",
+            key.clone(),
+        ),
+        ("unsigned", record.to_vec(), "not signed", key.clone()),
+        (
+            "signed for another tenant",
+            pr_record,
+            "signed for tenant 'pr-123'",
+            key.clone(),
+        ),
+        (
+            "signed with another key id",
+            genuine.clone(),
+            "signed with key id 'ci-1'",
+            signing_key("ci-2", 0x11),
+        ),
+    ];
+    for (what, object, why, reader_key) in cases {
+        store.put(&name, &object);
+        let (sandbox, outcome) = job("main", &reader_key, true);
+        assert_eq!(outcome.code, 3, "{what}: the command ran: {outcome:?}");
+        assert_eq!(sandbox.runs(), 1, "{what}: {outcome:?}");
+        let warnings: Vec<String> = outcome
+            .stderr_text()
+            .lines()
+            .filter(|line| line.starts_with("cachet: warning: remote "))
+            .map(str::to_owned)
+            .collect();
+        assert_eq!(warnings.len(), 1, "{what}: {outcome:?}");
+        assert!(
+            warnings[0].contains("tenant main: miss (record refused: "),
+            "{what}: {warnings:?}"
+        );
+        assert!(warnings[0].contains(why), "{what}: {warnings:?}");
+        assert!(
+            !outcome.stderr_text().contains("1111111111"),
+            "{what}: no secret printed"
+        );
+        let info = sandbox.run(&["info", "--json"]);
+        assert_eq!(info.json()["valid_entries"], 0, "{what}: {info:?}");
+    }
+    store.put(&name, &genuine);
+    let (sandbox, hit) = job("main", &key, true);
+    assert_eq!((hit.code, sandbox.runs()), (0, 0), "{hit:?}");
+}
+
+#[test]
+fn remote_11_directory_a_pull_request_tenant_cannot_poison_main_and_reads_main() {
+    let dir = tempfile::tempdir().unwrap();
+    a_pull_request_cannot_poison_main(directory_store(dir.path()));
+}
+
+#[test]
+fn remote_11_s3_a_pull_request_tenant_cannot_poison_main_and_reads_main() {
+    a_pull_request_cannot_poison_main(garage_store());
+}
+
+#[test]
+fn remote_13_s3_tampered_resigned_unsigned_or_foreign_records_are_misses_and_the_command_runs() {
+    signed_records_refused_unless_genuine(garage_store());
+}
+
+#[test]
+fn remote_13_directory_tampered_resigned_unsigned_or_foreign_records_are_misses_and_the_command_runs()
+ {
+    let dir = tempfile::tempdir().unwrap();
+    signed_records_refused_unless_genuine(directory_store(dir.path()));
+}
+
+#[test]
+fn remote_12_a_malformed_signing_key_is_a_bad_value_and_never_printed() {
+    let sandbox = Sandbox::new();
+    let outcome = Outcome::of(
+        sandbox
+            .cachet()
+            .env("CACHET_REMOTE_SIGNING_KEY", "ci-1:not-hex-secret-words")
+            .args(["run", "--", "true"])
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(outcome.code, 65, "{outcome:?}");
+    let text = outcome.stderr_text();
+    assert!(text.contains("CACHET_REMOTE_SIGNING_KEY"), "{text}");
+    assert!(text.contains("KEYID:SECRET"), "{text}");
+    assert!(!text.contains("not-hex-secret-words"), "{text}");
+    let outcome = sandbox.run(&["run", "--trust", "../main", "--", "true"]);
+    assert_eq!(outcome.code, 65, "{outcome:?}");
 }
 
 #[test]
