@@ -316,6 +316,7 @@ impl<'a> Envelope<'a> {
 mod tests {
     use super::*;
     use crate::hash::Digest;
+    use proptest::prelude::*;
 
     fn signing_key(id: &str, byte: u8) -> SigningKey {
         SigningKey::new(id, [byte; 32]).unwrap()
@@ -442,6 +443,25 @@ mod tests {
                 open(&signed[..len], Some(&k), NS, &main, &entry).is_err(),
                 "prefix of {len}"
             );
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn safe_1_arbitrary_envelopes_never_panic(
+            tail in proptest::collection::vec(any::<u8>(), 0..512),
+            version in any::<bool>(),
+        ) {
+            let mut object = SIGNED_MAGIC.to_vec();
+            if version {
+                object.push(FORMAT_VERSION);
+            }
+            object.extend_from_slice(&tail);
+            let k = signing_key("k1", 1);
+            let main = Tenant::new("main").unwrap();
+            let entry = Key(Digest([5; 32]));
+            let _ = open(&object, Some(&k), NS, &main, &entry);
+            let _ = open(&object, None, NS, &main, &entry);
         }
     }
 }
