@@ -82,7 +82,21 @@ pub const KEYS: &[ConfigKey] = &[
         variable: "CACHET_REMOTE_READ_ONLY",
         kind: ValueKind::Switch,
     },
+    ConfigKey {
+        key: "remote.trust",
+        variable: "CACHET_TRUST",
+        kind: ValueKind::List,
+    },
+    ConfigKey {
+        key: "remote.signing_key",
+        variable: SIGNING_KEY_VARIABLE,
+        kind: ValueKind::Text,
+    },
 ];
+
+/// The variable of the remote signing key (REMOTE-14): a secret, so
+/// [`Settings`] never shows its value, even in `Debug`.
+pub const SIGNING_KEY_VARIABLE: &str = "CACHET_REMOTE_SIGNING_KEY";
 
 /// A configuration file's text, as the host read it.
 #[derive(Clone, Debug)]
@@ -116,9 +130,23 @@ struct Value {
 
 /// The settings of one command: the environment over the configuration
 /// files, most important first (CONF-1).
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub struct Settings {
     values: BTreeMap<&'static str, Value>,
+}
+
+impl core::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let mut map = f.debug_map();
+        for (variable, value) in &self.values {
+            if *variable == SIGNING_KEY_VARIABLE {
+                map.entry(variable, &format_args!("(secret, from {:?})", value.origin));
+            } else {
+                map.entry(variable, value);
+            }
+        }
+        map.finish()
+    }
 }
 
 impl Settings {
@@ -193,6 +221,14 @@ impl Settings {
                     value,
                     reason,
                 },
+            },
+            CliError::InvalidSecret { variable, reason } => match self.origin(variable) {
+                Some(Origin::File { path, key }) => CliError::InvalidConfig {
+                    path: path.clone(),
+                    key: (*key).to_string(),
+                    reason: format!("its value (not shown) is refused: {reason}"),
+                },
+                _ => CliError::InvalidSecret { variable, reason },
             },
             other => other,
         }
@@ -442,5 +478,40 @@ mod tests {
         assert!(text.contains("remote.tenant"), "{text}");
         assert!(!text.contains("CACHET_TENANT"), "{text}");
         assert_eq!(error.exit_code(), crate::exit::BAD_VALUE);
+    }
+
+    #[test]
+    fn remote_11_and_remote_14_trust_and_the_signing_key_come_from_a_file_too() {
+        let secret = "5e".repeat(32);
+        let user = file(
+            "/home/u/.config/cachet/cachet.toml",
+            &format!(
+                "[remote]\ntenant = \"pr-4\"\ntrust = [\"main\", \"release\"]\nsigning_key = \"ci-1:{secret}\"\n"
+            ),
+        );
+        let settings = Settings::new(&no_env, &[user]).unwrap();
+        let env = |name: &str| settings.var(name);
+        let config = crate::remote::RemoteArgs::default().resolve(&env).unwrap();
+        let order: Vec<&str> = config.trusted.iter().map(|t| t.as_str()).collect();
+        assert_eq!(order, ["main", "release"]);
+        assert_eq!(config.signing_key.unwrap().id(), "ci-1");
+        assert!(!format!("{settings:?}").contains(&secret), "{settings:?}");
+
+        let bad = file(
+            "/ws/cachet.toml",
+            "[remote]\nsigning_key = \"ci-1:correct-horse-battery\"\n",
+        );
+        let settings = Settings::new(&no_env, &[bad]).unwrap();
+        let env = |name: &str| settings.var(name);
+        let error = settings.attribute(
+            crate::remote::RemoteArgs::default()
+                .resolve(&env)
+                .unwrap_err(),
+        );
+        let text = error.to_string();
+        assert_eq!(error.exit_code(), crate::exit::BAD_VALUE);
+        assert!(text.contains("/ws/cachet.toml"), "{text}");
+        assert!(text.contains("remote.signing_key"), "{text}");
+        assert!(!text.contains("correct-horse"), "{text}");
     }
 }

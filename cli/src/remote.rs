@@ -7,12 +7,15 @@
 //! `CACHET_TENANT` else `local`; `--trust NAME` (repeatable, in reading
 //! order) else `CACHET_TRUST` (comma-separated) (REMOTE-11);
 //! `--remote-read-only` or `CACHET_REMOTE_READ_ONLY=1`; the signing key
-//! only from `CACHET_REMOTE_SIGNING_KEY` (REMOTE-12), never a flag, so that
-//! it does not show in process listings. A malformed value is
+//! only from `CACHET_REMOTE_SIGNING_KEY` (REMOTE-14) or a configuration
+//! file's `remote.signing_key`, never a flag, so that it does not show in
+//! process listings. Every variable is looked up through `env`, which
+//! the configuration files (`crate::config`) stand behind. A malformed value is
 //! [`CliError::InvalidValue`] (exit 65), naming the value and the forms
 //! expected; a malformed signing key is [`CliError::InvalidSecret`], which
 //! does not show it.
 
+use crate::config::SIGNING_KEY_VARIABLE;
 use cachet_core::remote::names::{self, Tenant};
 use cachet_core::remote::sign::{self, SigningKey};
 use clap::Args;
@@ -165,13 +168,13 @@ impl RemoteArgs {
                 .map(|name| parse_tenant(name, "--trust"))
                 .collect::<Result<Vec<_>, _>>()?
         };
-        let signing_key = match env("CACHET_REMOTE_SIGNING_KEY") {
+        let signing_key = match env(SIGNING_KEY_VARIABLE) {
             None => None,
             Some(text) if text.trim().is_empty() => None,
             Some(text) => {
                 Some(
                     SigningKey::parse(&text).map_err(|reason| CliError::InvalidSecret {
-                        variable: "CACHET_REMOTE_SIGNING_KEY",
+                        variable: SIGNING_KEY_VARIABLE,
                         reason: format!("{reason}; {}", sign::EXPECTED_FORM),
                     })?,
                 )
