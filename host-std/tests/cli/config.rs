@@ -182,6 +182,67 @@ fn conf_3_a_bad_file_is_a_usage_error_naming_the_file_and_the_key() {
     }
 }
 
+/// REMOTE-11 and REMOTE-14 through the user's file: a pull request's
+/// machine whose file sets its tenant, `trust = ["main"]` and the signing
+/// key reads `main`'s signed entry and writes nothing under `main`.
+#[test]
+fn remote_11_trust_and_the_signing_key_from_the_users_file() {
+    let remote = tempfile::tempdir().unwrap();
+    let url = format!("file://{}", remote.path().display());
+    let signing_key = format!("ci-1:{}", "3c".repeat(32));
+    let main = Sandbox::new();
+    main.write("src/a", b"a");
+    user_config(
+        &main,
+        &format!(
+            "[remote]\nurls = [\"{url}\"]\ntenant = \"main\"\nsigning_key = \"{signing_key}\"\n"
+        ),
+    );
+    assert_eq!(main.run(STEP).code, 0);
+    assert_eq!(tenants_on(remote.path()), ["main"]);
+
+    let pr = Sandbox::new();
+    pr.write("src/a", b"a");
+    user_config(
+        &pr,
+        &format!(
+            "[remote]\nurls = [\"{url}\"]\ntenant = \"pr-9\"\ntrust = [\"main\"]\nsigning_key = \"{signing_key}\"\n"
+        ),
+    );
+    let hit = pr.run(&[&["-v"], STEP].concat());
+    assert_eq!(hit.code, 0, "{hit:?}");
+    assert_eq!(
+        pr.runs(),
+        0,
+        "main's signed entry served the pull request: {hit:?}"
+    );
+    assert!(hit.stderr_text().contains("tenant main: hit"), "{hit:?}");
+
+    // A wrong key in the file: main's record is refused, the command runs,
+    // and its result goes under the pull request's tenant only.
+    let other = Sandbox::new();
+    other.write("src/a", b"a");
+    user_config(
+        &other,
+        &format!(
+            "[remote]\nurls = [\"{url}\"]\ntenant = \"pr-9\"\ntrust = [\"main\"]\nsigning_key = \"ci-2:{}\"\n",
+            "3c".repeat(32)
+        ),
+    );
+    let miss = other.run(STEP);
+    assert_eq!(miss.code, 0, "{miss:?}");
+    assert_eq!(other.runs(), 1, "{miss:?}");
+    assert!(
+        miss.stderr_text().contains("signed with key id 'ci-1'"),
+        "{miss:?}"
+    );
+    assert!(
+        !miss.stderr_text().contains(&"3c".repeat(8)),
+        "no secret printed"
+    );
+    assert_eq!(tenants_on(remote.path()), ["main", "pr-9"]);
+}
+
 fn outcome(command: &mut Command) -> Outcome {
     Outcome::of(command.output().unwrap())
 }
