@@ -519,15 +519,22 @@ echo run >> "$RUNS"
 echo "built by $BUILT_BY""#;
 
 /// One CI job of the CREEP tests: a fresh machine (empty local cache) of
-/// `tenant`, trusting `trust`, whose build writes `built_by`.
-fn ci_job(store: &Store, tenant: &str, trust: &str, built_by: &str) -> (Sandbox, Outcome) {
+/// `tenant`, trusting `trust`, whose build writes `built_by`; `variant`
+/// is part of the key.
+fn ci_job(
+    store: &Store,
+    tenant: &str,
+    trust: &str,
+    built_by: &str,
+    variant: &str,
+) -> (Sandbox, Outcome) {
     let sandbox = workspace(&big_bytes(5));
     let outcome = run_script(
         &sandbox,
         store,
         &store.url,
         CREEP_SCRIPT,
-        &["-v"],
+        &["-v", "--set", &format!("VARIANT={variant}")],
         &[
             ("CACHET_TENANT", tenant),
             ("CACHET_TRUST", trust),
@@ -546,30 +553,47 @@ fn built_by(sandbox: &Sandbox) -> String {
 /// `main` stores first, under a key `main` also computes, other output
 /// bytes. Its record lands under its own tenant only; `main` then runs the
 /// command and gets its own bytes, and a later `main` machine restores
-/// `main`'s entry. The pull request does read `main`'s entries (a second
-/// pull request restores `main`'s bytes without running), and its own
-/// first.
+/// `main`'s entry. The pull request does read `main`'s entries (for a key
+/// it has not stored itself, and so does a second pull request for any),
+/// and its own first.
 fn a_pull_request_cannot_poison_main(store: Store) {
     let records =
         |tenant: &str| store.names(&format!("cachet-v1-blake3/tenants/{tenant}/entries/"));
-    let (pr, stored) = ci_job(&store, "pr-123", "main", "pr-123");
+    let (pr, stored) = ci_job(&store, "pr-123", "main", "pr-123", "1");
     assert_eq!(pr.runs(), 1, "{stored:?}");
-    assert_eq!(records("pr-123").len(), 1);
+    let pr_records = records("pr-123");
+    assert_eq!(pr_records.len(), 1);
+    let pr_record = store.get(&pr_records[0]).unwrap();
     assert!(records("main").is_empty(), "nothing written under main");
 
-    let (main, ran) = ci_job(&store, "main", "", "main");
+    let (main, ran) = ci_job(&store, "main", "", "main", "1");
     assert_eq!(main.runs(), 1, "main runs the command: {ran:?}");
     assert_eq!(built_by(&main), "main");
     assert_eq!(ran.stdout, b"built by main\n");
-    assert_eq!(records("main").len(), 1);
-    assert_eq!(records("pr-123"), vec![records("pr-123")[0].clone()]);
+    assert_eq!(
+        records("main"),
+        [pr_records[0].replace("/pr-123/", "/main/")],
+        "the same key as the pull request's"
+    );
+    assert_eq!(records("pr-123"), pr_records);
+    assert_eq!(store.get(&pr_records[0]).unwrap(), pr_record);
 
-    let (main_again, hit) = ci_job(&store, "main", "", "main");
+    let (main_again, hit) = ci_job(&store, "main", "", "main", "1");
     assert_eq!(main_again.runs(), 0, "{hit:?}");
     assert_eq!(built_by(&main_again), "main");
     assert!(hit.stderr_text().contains("tenant main: hit"), "{hit:?}");
 
-    let (other_pr, hit) = ci_job(&store, "pr-456", "main", "pr-456");
+    let (main_other_key, ran) = ci_job(&store, "main", "", "main", "2");
+    assert_eq!(main_other_key.runs(), 1, "{ran:?}");
+    let (pr_reads_main, hit) = ci_job(&store, "pr-123", "main", "pr-123", "2");
+    assert_eq!(
+        pr_reads_main.runs(),
+        0,
+        "pr-123 reads main's entries: {hit:?}"
+    );
+    assert_eq!(built_by(&pr_reads_main), "main");
+
+    let (other_pr, hit) = ci_job(&store, "pr-456", "main", "pr-456", "1");
     assert_eq!(
         other_pr.runs(),
         0,
@@ -582,7 +606,7 @@ fn a_pull_request_cannot_poison_main(store: Store) {
     );
     assert!(records("pr-456").is_empty(), "a hit pushes nothing");
 
-    let (same_pr, hit) = ci_job(&store, "pr-123", "main", "pr-123");
+    let (same_pr, hit) = ci_job(&store, "pr-123", "main", "pr-123", "1");
     assert_eq!(same_pr.runs(), 0, "{hit:?}");
     assert_eq!(built_by(&same_pr), "pr-123", "its own tenant first");
 }
