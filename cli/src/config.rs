@@ -52,6 +52,9 @@ pub struct ConfigKey {
     pub variable: &'static str,
     /// How its value is read.
     pub kind: ValueKind,
+    /// Whether its value is a secret, which a shared file may not hold
+    /// (CONF-3).
+    pub secret: bool,
 }
 
 /// Every key a configuration file may hold (CONF-2); any other key is an
@@ -61,36 +64,43 @@ pub const KEYS: &[ConfigKey] = &[
         key: "cache_dir",
         variable: crate::CACHE_DIR_VARIABLE,
         kind: ValueKind::Path,
+        secret: false,
     },
     ConfigKey {
         key: "memo.enabled",
         variable: crate::NO_MEMO_VARIABLE,
         kind: ValueKind::NegatedSwitch,
+        secret: false,
     },
     ConfigKey {
         key: "remote.urls",
         variable: "CACHET_REMOTE",
         kind: ValueKind::List,
+        secret: false,
     },
     ConfigKey {
         key: "remote.tenant",
         variable: "CACHET_TENANT",
         kind: ValueKind::Text,
+        secret: false,
     },
     ConfigKey {
         key: "remote.read_only",
         variable: "CACHET_REMOTE_READ_ONLY",
         kind: ValueKind::Switch,
+        secret: false,
     },
     ConfigKey {
         key: "remote.trust",
         variable: "CACHET_TRUST",
         kind: ValueKind::List,
+        secret: false,
     },
     ConfigKey {
         key: "remote.signing_key",
         variable: SIGNING_KEY_VARIABLE,
         kind: ValueKind::Text,
+        secret: true,
     },
 ];
 
@@ -105,6 +115,10 @@ pub struct ConfigText {
     pub path: String,
     /// Its contents.
     pub text: String,
+    /// Whether others may read it: the workspace's file is committed with
+    /// the sources, so everyone who can read the repository (the author
+    /// of a pull request included) reads it; it may hold no secret.
+    pub shared: bool,
 }
 
 /// Where a setting's value came from.
@@ -257,6 +271,15 @@ fn parse_file(file: &ConfigText) -> Result<Vec<(&'static str, Value)>, CliError>
                 format!("unknown key; the keys are {}", known.join(", ")),
             ));
         };
+        if key.secret && file.shared {
+            return Err(bad(
+                key.key,
+                format!(
+                    "a secret in a file committed with the sources is readable by everyone who can read the repository, pull requests included; remove it and set {} or the key in your own configuration file instead",
+                    key.variable
+                ),
+            ));
+        }
         let text = value_text(key.kind, value, &file.path).map_err(|expected| {
             bad(
                 key.key,
@@ -349,6 +372,7 @@ mod tests {
         ConfigText {
             path: path.into(),
             text: text.into(),
+            shared: path.starts_with("/ws/"),
         }
     }
 
@@ -498,7 +522,7 @@ mod tests {
         assert!(!format!("{settings:?}").contains(&secret), "{settings:?}");
 
         let bad = file(
-            "/ws/cachet.toml",
+            "/home/u/.config/cachet/cachet.toml",
             "[remote]\nsigning_key = \"ci-1:correct-horse-battery\"\n",
         );
         let settings = Settings::new(&no_env, &[bad]).unwrap();
@@ -510,8 +534,26 @@ mod tests {
         );
         let text = error.to_string();
         assert_eq!(error.exit_code(), crate::exit::BAD_VALUE);
-        assert!(text.contains("/ws/cachet.toml"), "{text}");
+        assert!(
+            text.contains("/home/u/.config/cachet/cachet.toml"),
+            "{text}"
+        );
         assert!(text.contains("remote.signing_key"), "{text}");
         assert!(!text.contains("correct-horse"), "{text}");
+    }
+
+    #[test]
+    fn conf_3_the_workspace_file_holds_no_secret() {
+        let committed = file(
+            "/ws/cachet.toml",
+            &format!("[remote]\nsigning_key = \"ci-1:{}\"\n", "5e".repeat(32)),
+        );
+        let error = Settings::new(&no_env, &[committed]).unwrap_err();
+        let text = error.to_string();
+        assert_eq!(error.exit_code(), crate::exit::BAD_VALUE);
+        assert!(text.contains("/ws/cachet.toml"), "{text}");
+        assert!(text.contains("remote.signing_key"), "{text}");
+        assert!(text.contains("CACHET_REMOTE_SIGNING_KEY"), "{text}");
+        assert!(!text.contains(&"5e".repeat(32)), "{text}");
     }
 }

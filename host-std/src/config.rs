@@ -26,15 +26,18 @@ pub fn user_config_file() -> Option<PathBuf> {
 /// valid, is [`CliError::InvalidConfig`].
 pub fn load_settings(workspace: &Path) -> Result<Settings, CliError> {
     let mut files = Vec::new();
+    // The workspace's file is committed with the sources: shared (CONF-3).
     let candidates = [
-        Some(workspace.join(WORKSPACE_CONFIG_FILE)),
-        user_config_file(),
+        (Some(workspace.join(WORKSPACE_CONFIG_FILE)), true),
+        (user_config_file(), false),
     ];
-    for path in candidates.into_iter().flatten() {
+    for (path, shared) in candidates {
+        let Some(path) = path else { continue };
         match std::fs::read_to_string(&path) {
             Ok(text) => files.push(ConfigText {
                 path: path.display().to_string(),
                 text,
+                shared,
             }),
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
             Err(error) => {

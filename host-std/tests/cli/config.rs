@@ -169,6 +169,11 @@ fn conf_3_a_bad_file_is_a_usage_error_naming_the_file_and_the_key() {
         ("[remote]\ntenant = \"../up\"\n", "remote.tenant"),
         ("[remote]\nurls = [\"ftp://host/x\"]\n", "remote.urls"),
         ("[memo\n", "not valid TOML"),
+        // CONF-3: a committed file is read by pull-request authors too.
+        (
+            "[remote]\nsigning_key = \"ci-1:3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c\"\n",
+            "remote.signing_key",
+        ),
     ] {
         let sandbox = Sandbox::new();
         sandbox.write("src/a", b"a");
