@@ -140,7 +140,8 @@ impl CliError {
             | CliError::Cache(
                 CacheError::OutputNotRegularFile { .. }
                 | CacheError::InvalidOutputPath { .. }
-                | CacheError::DuplicateOutput { .. },
+                | CacheError::DuplicateOutput { .. }
+                | CacheError::ConflictingOutput { .. },
             ) => exit::NOT_STORED,
             CliError::Workspace { .. } | CliError::Cache(_) | CliError::Output { .. } => {
                 exit::FAILURE

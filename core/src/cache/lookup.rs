@@ -2,7 +2,8 @@
 //!
 //! A hit needs a readable, valid manifest (MAN-3) of the current chapter
 //! revision and the active hash function, whose `key` equals the key looked
-//! up (stricter than haz-cache), and every referenced blob and both streams
+//! up (stricter than haz-cache), whose outputs a store could have written
+//! together (SAFE-5..9), and every referenced blob and both streams
 //! present as regular files (never symlinks) of the recorded sizes.
 //! Anything else is a miss; only real I/O failures are errors.
 //!
@@ -18,7 +19,9 @@ use crate::fs::{
 };
 use crate::key::{CHAPTER_REVISION, Key};
 use crate::layout::{self, LayoutPath};
-use crate::manifest::{Manifest, ManifestError, OutputRecord};
+use crate::manifest::{
+    Manifest, ManifestError, OutputConflict, OutputRecord, OutputSetCheck, check_outputs,
+};
 
 /// What a lookup found (OP-1).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -200,9 +203,11 @@ impl<F: Filesystem> Cache<F> {
     /// manifest has turned out valid and of this key and schema: an entry
     /// of another schema is a schema miss whatever its blobs are.
     fn check_manifest(&self, key: &Key, bytes: &[u8]) -> Result<(bool, LookupStatus), CacheError> {
+        let cache_dir = self.options.cache_dir_in_workspace.as_deref();
         let check = BlobCheck {
             key,
             bytes,
+            cache_dir,
             claims: ChunkClaims::new(STAT_CHUNK),
         };
         let chunks = (bytes.len() / MIN_OUTPUT_BYTES).div_ceil(STAT_CHUNK);
@@ -215,6 +220,7 @@ impl<F: Filesystem> Cache<F> {
         let mut checked = checked.into_iter().flatten();
         let Some(Checked {
             manifest: Ok(manifest),
+            outputs,
             blobs,
         }) = checked.next()
         else {
@@ -228,6 +234,16 @@ impl<F: Filesystem> Cache<F> {
         // Stricter than haz-cache: an entry filed under the wrong key could
         // replay another task's results.
         if manifest.head.key != *key || manifest.tail.exit_status != 0 {
+            return Ok((true, LookupStatus::MissCorrupt));
+        }
+        // SAFE-9: outputs no store could have written together. Judged in
+        // the parsing pass unless the manifest lists them out of order.
+        let outputs = match outputs {
+            Ok(false) => check_outputs(manifest.outputs(), cache_dir),
+            Ok(true) => Ok(()),
+            Err(conflict) => Err(conflict),
+        };
+        if outputs.is_err() {
             return Ok((true, LookupStatus::MissCorrupt));
         }
         for blobs in core::iter::once(blobs).chain(checked.map(|other| other.blobs)) {
@@ -284,6 +300,8 @@ const MIN_OUTPUT_BYTES: usize = 128;
 struct BlobCheck<'a> {
     key: &'a Key,
     bytes: &'a [u8],
+    /// The cache directory inside the workspace (SAFE-8).
+    cache_dir: Option<&'a str>,
     /// Chunks of [`STAT_CHUNK`] outputs; stopped by a task that found a
     /// bad blob or failed, as the verdict is in.
     claims: ChunkClaims,
@@ -293,6 +311,9 @@ struct BlobCheck<'a> {
 struct Checked<'a> {
     /// The manifest, if it parsed.
     manifest: Result<Manifest<'a>, ManifestError>,
+    /// What [`OutputSetCheck`] found: a conflict (SAFE-5..8), or whether
+    /// it could judge every rule in one pass.
+    outputs: Result<bool, OutputConflict>,
     /// Whether every blob this task checked is a regular file of the
     /// recorded size in a plain blob directory.
     blobs: Result<bool, CacheError>,
@@ -304,7 +325,12 @@ impl<'a> BlobCheck<'a> {
         let mut verdict = Ok(true);
         let mut index = 0usize;
         let mut mine = 0..0;
+        let mut set = OutputSetCheck::new(self.cache_dir);
+        let mut conflict = None;
         let manifest = Manifest::parse_visiting(self.bytes, &mut |output| {
+            if conflict.is_none() {
+                conflict = set.check(&output.path).err();
+            }
             let at = index;
             index += 1;
             if !matches!(verdict, Ok(true)) || self.claims.stopped() {
@@ -323,6 +349,7 @@ impl<'a> BlobCheck<'a> {
         });
         Checked {
             manifest,
+            outputs: conflict.map_or(Ok(set.judged_every_rule()), Err),
             blobs: verdict,
         }
     }

@@ -37,6 +37,7 @@ use crate::fs::{self, FileKind, Filesystem, Read, Replace, Root, Timestamp, Writ
 use crate::hash::{Digest, HashFunction, Hasher};
 use crate::key::Key;
 use crate::layout;
+use crate::manifest::OutputConflict;
 use crate::path::{MAX_PATH_BYTES, PathError};
 use crate::tasks::{Sequential, Tasks};
 
@@ -73,6 +74,12 @@ pub struct Options {
     /// costs more than the copy. Either way the cache itself is never put
     /// at risk (SAFE-3): restore only reads entries.
     pub durable_restore: bool,
+    /// The cache directory's path relative to the workspace root
+    /// (`.cachet`, `.haz/cache`) when it lies inside the workspace, as the
+    /// host resolved it (SEL-2). No entry may have an output there: one
+    /// that does is corrupt (SAFE-8), and a store refuses to write it.
+    /// Default `None`: the cache directory lies outside the workspace.
+    pub cache_dir_in_workspace: Option<String>,
 }
 
 /// Default for [`Options::max_manifest_bytes`].
@@ -86,6 +93,7 @@ impl Default for Options {
             copy_buffer_bytes: 256 * 1024,
             scratch_grace_seconds: 3600,
             durable_restore: false,
+            cache_dir_in_workspace: None,
         }
     }
 }
@@ -193,10 +201,19 @@ pub enum CacheError {
         /// What is wrong with it.
         reason: PathError,
     },
-    /// The same output path was given twice to one store (OP-2).
+    /// The same output path was given twice to one store (OP-2, SAFE-5).
     DuplicateOutput {
         /// The repeated path.
         path: String,
+    },
+    /// An output given to store cannot be stored with the others: it lies
+    /// below another one, in `.git` or in the cache directory (SAFE-6..8).
+    /// Nothing was stored.
+    ConflictingOutput {
+        /// The output's workspace path.
+        path: String,
+        /// The rule it breaks.
+        conflict: OutputConflict,
     },
     /// An output is not a regular file: manifests hold regular files only,
     /// so the entry is not stored rather than stored without it.
@@ -252,6 +269,10 @@ impl core::fmt::Display for CacheError {
             CacheError::DuplicateOutput { path } => {
                 write!(f, "output path '{path}' is listed twice")
             }
+            CacheError::ConflictingOutput { path, conflict } => write!(
+                f,
+                "output '{path}' {conflict}; leave it out of the outputs to store"
+            ),
             CacheError::OutputNotRegularFile { path, kind } => write!(
                 f,
                 "output '{path}' is a {}, not a regular file; cachet stores regular files only, so this result was not cached",

@@ -21,7 +21,7 @@ use crate::fs::{
 use crate::hash::Digest;
 use crate::key::{CHAPTER_REVISION, Key};
 use crate::layout::{self, LayoutPath};
-use crate::manifest::{ManifestHead, ManifestTail, ManifestWriter};
+use crate::manifest::{ManifestHead, ManifestTail, ManifestWriter, OutputConflict, OutputSetCheck};
 use crate::path::WorkspacePath;
 
 use alloc::string::String;
@@ -70,7 +70,8 @@ impl<F: Filesystem> Cache<F> {
     /// OP-2: stores the result of a run that exited 0.
     ///
     /// `outputs` are workspace-absolute paths of regular files (PATH-1,
-    /// PATH-2), unique within one store; they are sorted in place so the
+    /// PATH-2), unique within one store, none below another, in `.git` or
+    /// in the cache directory (SAFE-5..8); they are sorted in place so the
     /// manifest is the same whatever order they were given in. `stdout` and
     /// `stderr` are the captured streams.
     pub fn store<O: Read, E: Read>(
@@ -88,10 +89,24 @@ impl<F: Filesystem> Cache<F> {
             })?;
         }
         outputs.sort_unstable_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
-        if let Some(pair) = outputs.windows(2).find(|pair| pair[0] == pair[1]) {
-            return Err(CacheError::DuplicateOutput {
-                path: String::from(pair[0]),
-            });
+        // SAFE-5..8: the store writes no entry a lookup would take for
+        // corrupt.
+        let mut set = OutputSetCheck::new(self.options.cache_dir_in_workspace.as_deref());
+        for path in outputs.iter() {
+            match set.check(path) {
+                Ok(()) => {}
+                Err(OutputConflict::Repeated) => {
+                    return Err(CacheError::DuplicateOutput {
+                        path: String::from(*path),
+                    });
+                }
+                Err(conflict) => {
+                    return Err(CacheError::ConflictingOutput {
+                        path: String::from(*path),
+                        conflict,
+                    });
+                }
+            }
         }
         if self.lookup_status(key)? == LookupStatus::Hit {
             return Ok(StoreOutcome::AlreadyPresent);

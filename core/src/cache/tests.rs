@@ -1153,3 +1153,212 @@ fn op_1_a_failed_blob_stat_is_an_error_only_for_an_entry_of_this_schema() {
         }
     }
 }
+
+/// Writes, without a store, an otherwise complete and valid entry of `k`
+/// whose manifest lists `outputs` (path, bytes) in the order given, each
+/// blob present; both streams empty.
+fn plant_entry(fs: &MemFs, k: &Key, outputs: &[(&str, &[u8])]) {
+    let hex = |bytes: &[u8]| hash::digest(HashFunction::Blake3, bytes).to_hex();
+    let mut listed = Vec::new();
+    for (path, bytes) in outputs {
+        let blob = layout::blob(k, &hash::digest(HashFunction::Blake3, bytes));
+        if fs.read_file(C, &blob).is_none() {
+            fs.write_file(C, &blob, bytes, 0o644).unwrap();
+        }
+        listed.push(alloc::format!(
+            "{{\"workspace_absolute_path\": \"{path}\", \"content_hash\": \"{}\", \"size\": {}, \"mode\": 420}}",
+            hex(bytes),
+            bytes.len()
+        ));
+    }
+    fs.write_file(C, &layout::stdout(k), b"", 0o644).unwrap();
+    fs.write_file(C, &layout::stderr(k), b"", 0o644).unwrap();
+    let manifest = alloc::format!(
+        "{{\"chapter_revision\": 0, \"hash_function\": \"blake3\", \"key\": \"{}\", \"outputs\": [{}], \"stdout_len\": 0, \"stderr_len\": 0, \"stdout_hash\": \"{}\", \"stderr_hash\": \"{}\", \"exit_status\": 0, \"created_at_unix\": 1}}",
+        k.to_hex(),
+        listed.join(", "),
+        hex(b""),
+        hex(b"")
+    );
+    fs.write_file(C, &layout::manifest(k), manifest.as_bytes(), 0o644)
+        .unwrap();
+}
+
+/// A machine whose cache directory lies at `cache_dir` inside the
+/// workspace, as far as the cache is told (SAFE-8).
+fn machine_with_cache_dir(cache_dir: Option<&str>) -> (MemFs, Cache<MemFs>) {
+    let (fs, _) = setup();
+    let options = Options {
+        cache_dir_in_workspace: cache_dir.map(String::from),
+        ..Options::default()
+    };
+    (fs.clone(), Cache::with_options(fs, options))
+}
+
+/// An entry listing `outputs` is corrupt to every reader (SAFE-9): lookup,
+/// restore (which writes nothing), info and verify; a soft clean removes
+/// it, and a store of the same key replaces it.
+fn assert_corrupt_entry(outputs: &[(&str, &[u8])], cache_dir: Option<&str>) {
+    let (fs, cache) = machine_with_cache_dir(cache_dir);
+    let mut ctx = ctx();
+    let k = key(5);
+    plant_entry(&fs, &k, outputs);
+    let what = alloc::format!("{outputs:?} with the cache at {cache_dir:?}");
+    assert_eq!(
+        cache.lookup_status(&k),
+        Ok(LookupStatus::MissCorrupt),
+        "{what}"
+    );
+    assert_eq!(cache.lookup(&k, &mut ctx), Ok(false), "{what}");
+    let (result, out, err) = restore(&cache, &k, &mut ctx);
+    assert_eq!(
+        result,
+        Ok(RestoreOutcome::Miss(LookupStatus::MissCorrupt)),
+        "{what}"
+    );
+    assert!(out.is_empty() && err.is_empty(), "{what}");
+    assert!(fs.tree(W).is_empty(), "{what}: {:?}", fs.tree(W));
+    assert_eq!(cache.info().unwrap().corrupt_entries, 1, "{what}");
+    let report = cache.verify(false, &mut ctx).unwrap();
+    assert_eq!(
+        report.damaged,
+        [DamagedEntry {
+            key: k,
+            damage: Damage::Corrupt,
+            evicted: false,
+        }],
+        "{what}"
+    );
+    fs.write_file(W, "fresh", b"fresh\n", 0o644).unwrap();
+    assert_eq!(
+        store(&cache, &k, &["/fresh"], &mut ctx),
+        Ok(StoreOutcome::Stored),
+        "{what}"
+    );
+    assert_eq!(cache.lookup_status(&k), Ok(LookupStatus::Hit), "{what}");
+}
+
+/// The same entry shape with outputs a store could have written: a hit
+/// that restores, so that the corrupt cases above fail for their paths
+/// alone.
+fn assert_hit_entry(outputs: &[(&str, &[u8])], cache_dir: Option<&str>) {
+    let (fs, cache) = machine_with_cache_dir(cache_dir);
+    let k = key(5);
+    plant_entry(&fs, &k, outputs);
+    assert_eq!(
+        cache.lookup_status(&k),
+        Ok(LookupStatus::Hit),
+        "{outputs:?}"
+    );
+    let (result, ..) = restore(&cache, &k, &mut ctx());
+    assert_eq!(
+        result,
+        Ok(RestoreOutcome::Restored {
+            outputs: outputs.len() as u64,
+            stdout_len: 0,
+            stderr_len: 0
+        }),
+        "{outputs:?}"
+    );
+    for (path, bytes) in outputs {
+        assert_eq!(fs.read_file(W, &path[1..]).unwrap(), *bytes, "{path}");
+    }
+}
+
+#[test]
+fn safe_9_outputs_a_store_could_write_together_are_a_hit_in_any_order() {
+    assert_hit_entry(
+        &[("/out/a", b"a"), ("/out/a!x", b"x"), ("/out/ab", b"b")],
+        None,
+    );
+    assert_hit_entry(
+        &[("/out/b", b"b"), ("/out/a.b", b"x"), ("/out/a", b"a")],
+        None,
+    );
+    assert_hit_entry(&[("/.gitignore", b"g"), ("/x.git/y", b"y")], None);
+    assert_hit_entry(&[("/.cachet/x", b"x")], None);
+    assert_hit_entry(
+        &[("/.cachetx", b"x"), ("/.haz/other", b"o")],
+        Some(".haz/cache"),
+    );
+}
+
+#[test]
+fn safe_5_an_entry_listing_a_path_twice_is_corrupt() {
+    assert_corrupt_entry(&[("/out/a", b"a"), ("/out/a", b"a")], None);
+    assert_corrupt_entry(&[("/out/a", b"a"), ("/out/a", b"other")], None);
+    // Out of order, so the reader has to sort to see it.
+    assert_corrupt_entry(
+        &[("/out/b", b"b"), ("/out/a", b"a"), ("/out/b", b"b")],
+        None,
+    );
+}
+
+#[test]
+fn safe_6_an_entry_listing_a_path_below_another_output_is_corrupt() {
+    assert_corrupt_entry(&[("/out/a", b"a"), ("/out/a/b", b"b")], None);
+    assert_corrupt_entry(
+        &[("/out/a", b"a"), ("/out/a!x", b"x"), ("/out/a/b/c", b"c")],
+        None,
+    );
+    assert_corrupt_entry(
+        &[("/out/a/b", b"b"), ("/out/z", b"z"), ("/out/a", b"a")],
+        None,
+    );
+}
+
+#[test]
+fn safe_7_an_entry_with_an_output_in_a_git_directory_is_corrupt() {
+    assert_corrupt_entry(&[("/.git/hooks/pre-commit", b"#!/bin/sh\n")], None);
+    assert_corrupt_entry(
+        &[("/out/a", b"a"), ("/vendor/lib/.git", b"gitdir: x\n")],
+        None,
+    );
+}
+
+#[test]
+fn safe_8_an_entry_with_an_output_in_or_above_the_cache_directory_is_corrupt() {
+    assert_corrupt_entry(&[("/.cachet/ab/planted", b"x")], Some(".cachet"));
+    assert_corrupt_entry(&[("/.cachet", b"x")], Some(".cachet"));
+    assert_corrupt_entry(&[("/.haz", b"x")], Some(".haz/cache"));
+    assert_corrupt_entry(
+        &[("/out/a", b"a"), ("/.haz/cache/x", b"x")],
+        Some(".haz/cache"),
+    );
+}
+
+#[test]
+fn safe_5_to_8_a_store_refuses_outputs_it_could_not_list_together() {
+    let (fs, cache) = machine_with_cache_dir(Some(".cachet"));
+    let mut ctx = ctx();
+    fs.write_file(W, "a", b"a", 0o644).unwrap();
+    fs.write_file(W, ".git/config", b"c", 0o644).unwrap();
+    fs.write_file(W, ".cachet/x", b"x", 0o644).unwrap();
+    fs.write_file(W, "d/e", b"e", 0o644).unwrap();
+    let refused = |outputs: &[&str], ctx: &mut DeterministicContext| {
+        store(&cache, &key(1), outputs, ctx).unwrap_err()
+    };
+    assert_eq!(
+        refused(&["/d/e", "/d"], &mut ctx),
+        CacheError::ConflictingOutput {
+            path: String::from("/d/e"),
+            conflict: OutputConflict::Nested
+        }
+    );
+    assert_eq!(
+        refused(&["/a", "/.git/config"], &mut ctx),
+        CacheError::ConflictingOutput {
+            path: String::from("/.git/config"),
+            conflict: OutputConflict::InGitDir
+        }
+    );
+    assert_eq!(
+        refused(&["/a", "/.cachet/x"], &mut ctx),
+        CacheError::ConflictingOutput {
+            path: String::from("/.cachet/x"),
+            conflict: OutputConflict::InCacheDir
+        }
+    );
+    assert_eq!(cache.lookup_status(&key(1)), Ok(LookupStatus::MissNoEntry));
+    assert!(scratch_left(&fs).is_empty());
+}

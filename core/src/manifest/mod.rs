@@ -26,7 +26,11 @@
 //!   looked at, so `"/\u002e\u002e/x"` is validated as `/../x` (PATH-3).
 //!   Hex is accepted in either case, exactly 64 digits. A duplicate output
 //!   path is *not* a parse error (haz-cache accepts it); refusing to store
-//!   one is the store's business (OP-2).
+//!   one is the store's business (OP-2), and a lookup takes an entry that
+//!   lists one for corrupt (SAFE-5).
+//! - **The set of outputs (SAFE-5..8).** [`OutputSetCheck`] judges which
+//!   paths an entry may list together: none twice, none below another,
+//!   none in `.git` or the cache directory.
 //!
 //! The parser holds no stack of open containers: the manifest has a fixed
 //! shape (object, array, objects) and each level is a loop in its own
@@ -61,6 +65,7 @@
 //! into small fixed buffers whose overflow is itself a verdict (unknown
 //! member, unknown hash function, wrong hex length).
 
+mod output_set;
 mod read;
 mod write;
 
@@ -72,6 +77,9 @@ use crate::hex::HexError;
 use crate::key::Key;
 use crate::path::{MAX_PATH_BYTES, PathError};
 
+#[cfg(feature = "alloc")]
+pub use output_set::check_outputs;
+pub use output_set::{OutputConflict, OutputSetCheck};
 pub use read::Outputs;
 pub use write::{ManifestWriter, write_manifest};
 

@@ -17,7 +17,7 @@ use crate::fs::{Filesystem, Read, Root};
 use crate::hash::{Digest, HashFunction, Hasher};
 use crate::key::{CHAPTER_REVISION, Key};
 use crate::layout;
-use crate::manifest::Manifest;
+use crate::manifest::{Manifest, OutputConflict, OutputSetCheck};
 
 /// Which request to a remote failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -91,6 +91,14 @@ pub enum RemoteMiss {
     BadRecord(RecordError),
     /// The record's signature was refused (REMOTE-13).
     Signature(SignatureMiss),
+    /// The record lists outputs no store writes together (SAFE-5..9):
+    /// nothing entered the local cache.
+    ConflictingOutputs {
+        /// The first output found in conflict, by position in the record.
+        index: usize,
+        /// The rule it breaks.
+        conflict: OutputConflict,
+    },
     /// A content is missing, unreadable or not what the record says
     /// (REMOTE-4); nothing entered the local cache.
     Content(Rejection),
@@ -108,6 +116,9 @@ impl core::fmt::Display for RemoteMiss {
             RemoteMiss::RecordTooLarge => f.write_str("record too large"),
             RemoteMiss::BadRecord(error) => write!(f, "corrupt record: {error}"),
             RemoteMiss::Signature(miss) => write!(f, "record refused: {miss}"),
+            RemoteMiss::ConflictingOutputs { index, conflict } => {
+                write!(f, "corrupt record: output {index} {conflict}")
+            }
             RemoteMiss::Content(Rejection::Missing { hash }) => write!(f, "blob {hash} is missing"),
             RemoteMiss::Content(Rejection::Unreadable { hash }) => {
                 write!(f, "blob {hash} is unreadable")
@@ -353,6 +364,16 @@ pub fn pull<F: Filesystem, R: RemoteStore>(
     }
     if record.key != *key {
         return Ok(PullOutcome::Miss(RemoteMiss::OtherKey));
+    }
+    // SAFE-9: a record lists its outputs sorted, so one pass judges them.
+    let mut set = OutputSetCheck::new(cache.options().cache_dir_in_workspace.as_deref());
+    for (index, output) in record.outputs.iter().enumerate() {
+        if let Err(conflict) = set.check(output.path) {
+            return Ok(PullOutcome::Miss(RemoteMiss::ConflictingOutputs {
+                index,
+                conflict,
+            }));
+        }
     }
     let mut source = RemoteSource {
         store: &remote.store,

@@ -939,3 +939,111 @@ fn remote_13_unsigned_other_key_bad_mac_other_tenant_or_other_key_records_are_mi
     );
     assert_restores(&fs, &b, &genuine, MAIN_BIG);
 }
+
+#[test]
+fn safe_9_a_record_listing_outputs_no_store_writes_together_is_a_miss_and_enters_nothing() {
+    use crate::manifest::OutputConflict;
+    use crate::remote::record::Record;
+
+    let k = key(9);
+    let options = RemoteOptions::default();
+    let record_name = names::record(HashFunction::Blake3, &Tenant::local(), &k);
+    // The record of `stored_machine` lists `/out/big.bin` then `/out/small`;
+    // each case renames the second, keeping the order REMOTE-7 demands.
+    let cases: [(&str, Option<&str>, OutputConflict); 4] = [
+        ("/out/big.bin/small", None, OutputConflict::Nested),
+        ("/out/small/.git/config", None, OutputConflict::InGitDir),
+        (
+            "/out/x/.cachet/ab/small",
+            Some("out/x/.cachet"),
+            OutputConflict::InCacheDir,
+        ),
+        ("/out/x", Some("out/x/.cachet"), OutputConflict::InCacheDir),
+    ];
+    for (path, cache_dir, conflict) in cases {
+        let store = MemoryRemote::new();
+        let (_, a) = stored_machine(&k, BIG);
+        push_to(&a, &[remote(&store, "mem://1")], &k, &options);
+        let bytes = store.object(&record_name).unwrap();
+        let mut record = Record::decode(&bytes).unwrap();
+        assert_eq!(record.outputs[1].path, "/out/small");
+        record.outputs[1].path = path;
+        store.set_object(&record_name, record.encode().unwrap());
+
+        let fs = MemFs::new();
+        let b = Cache::with_options(
+            fs.clone(),
+            crate::cache::Options {
+                cache_dir_in_workspace: cache_dir.map(String::from),
+                ..crate::cache::Options::default()
+            },
+        );
+        let report = lookup(
+            &b,
+            &[remote(&store, "mem://1")],
+            &[Tenant::local()],
+            &k,
+            &options,
+            &mut ctx(),
+        )
+        .unwrap();
+        assert_eq!(report.found, None, "{path}");
+        assert_eq!(
+            report.misses,
+            alloc::vec![(
+                0,
+                Tenant::local(),
+                RemoteMiss::ConflictingOutputs { index: 1, conflict }
+            )],
+            "{path}"
+        );
+        assert!(report.failures.is_empty(), "{path}");
+        assert!(fs.tree(C).is_empty(), "{path}: {:?}", fs.tree(C));
+        assert!(fs.tree(W).is_empty(), "{path}");
+    }
+
+    // A record listing a path twice is refused by the codec already
+    // (REMOTE-7): the same miss, nothing written.
+    let store = MemoryRemote::new();
+    let (_, a) = stored_machine(&k, BIG);
+    push_to(&a, &[remote(&store, "mem://1")], &k, &options);
+    let bytes = store.object(&record_name).unwrap();
+    let mut record = Record::decode(&bytes).unwrap();
+    record.outputs[1].path = "/out/big.bin";
+    assert!(record.encode().is_err());
+    let (fs, b) = machine();
+    // Rewrite the second path (its length prefix too) and the checksum by
+    // hand, as a hostile writer would.
+    let small = bytes
+        .windows(b"/out/small".len())
+        .position(|w| w == b"/out/small")
+        .unwrap();
+    let mut forged = bytes[..small - 4].to_vec();
+    forged.extend_from_slice(&12u32.to_be_bytes());
+    forged.extend_from_slice(b"/out/big.bin");
+    forged.extend_from_slice(&bytes[small + 10..bytes.len() - 32]);
+    let checksum = hash::digest(HashFunction::Blake3, &forged);
+    forged.extend_from_slice(&checksum.0);
+    store.set_object(&record_name, forged);
+    let report = lookup(
+        &b,
+        &[remote(&store, "mem://1")],
+        &[Tenant::local()],
+        &k,
+        &options,
+        &mut ctx(),
+    )
+    .unwrap();
+    assert!(
+        matches!(
+            report.misses.as_slice(),
+            [(
+                0,
+                _,
+                RemoteMiss::BadRecord(record::RecordError::UnsortedOutputs { index: 1 })
+            )]
+        ),
+        "{report:?}"
+    );
+    assert!(cache_files(&fs).is_empty());
+}

@@ -17,7 +17,7 @@ use std::io::{self, IsTerminal};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use cachet_core::cache::{Cache, Step};
+use cachet_core::cache::{Cache, Options, Step};
 use cachet_core::fs::{self as core_fs, ErrorKind};
 use cachet_core::hash::{Digest, HashFunction};
 use clap::{Parser, Subcommand};
@@ -213,14 +213,18 @@ fn open(globals: &GlobalArgs) -> Result<Opened, NativeError> {
     if cache_dir == workspace {
         return Err(NativeError::CacheIsWorkspace { path: cache_dir });
     }
-    let excluded = cli::parse::excluded_dir(&workspace, &cache_dir)
-        .into_iter()
-        .collect();
+    let excluded = cli::parse::excluded_dir(&workspace, &cache_dir);
+    // SEL-2 leaves the cache directory out of every selection; SAFE-8
+    // keeps entries from restoring into it.
+    let options = Options {
+        cache_dir_in_workspace: excluded.clone(),
+        ..globals.cache_options()
+    };
     Ok(Opened {
         workspace,
         cache_dir,
-        excluded_dirs: excluded,
-        cache: Cache::with_options(fs, globals.cache_options()).with_tasks(Threads::new()),
+        excluded_dirs: excluded.into_iter().collect(),
+        cache: Cache::with_options(fs, options).with_tasks(Threads::new()),
         settings,
     })
 }

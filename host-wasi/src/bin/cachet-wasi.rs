@@ -34,7 +34,7 @@ mod guest {
     use std::io::{self, BufWriter, Write as _};
 
     use cachet_cli::{self as cli, Host, PlumbingCli, SystemContext, exit};
-    use cachet_core::cache::Cache;
+    use cachet_core::cache::{Cache, Options};
     use cachet_core::fs::{FileWriter, Filesystem, Root, Write as _};
     use cachet_wasi::fs::WasiFilesystem;
     use cachet_wasi::modes::{DEFAULT_FILE_MODE, MODE_LOG_ENV, MODES_ENV, ModeTable};
@@ -79,8 +79,13 @@ mod guest {
             .filter(|dir| cachet_wasi::modes::is_relative_path(dir))
             .into_iter()
             .collect();
+        // SAFE-8: the same cache directory the selection leaves out.
+        let options = Options {
+            cache_dir_in_workspace: excluded.first().cloned(),
+            ..line.globals.cache_options()
+        };
         let host = Host::new(Some(WORKSPACE_PREOPEN.into()), excluded);
-        let cache = Cache::with_options(fs, line.globals.cache_options());
+        let cache = Cache::with_options(fs, options);
         let mut code = cli::run_plumbing(
             &line.command,
             &host,
