@@ -34,14 +34,17 @@ pub const MANIFEST_CAP: u64 = 64 * 1024 * 1024;
 /// Outputs in the huge-count manifest (about 37 MB, under the cap).
 pub const HUGE_OUTPUT_COUNT: usize = 200_000;
 
-/// The three directories of one case, side by side under `root`.
+/// The three directories of one case under `root`: side by side, or with
+/// the cache directory inside the workspace for the cases that need it
+/// there ([`Build::CacheInWorkspace`]).
 #[derive(Debug)]
 pub struct Layout {
     /// The temporary directory holding the other three.
     pub root: PathBuf,
     /// The workspace (`--workspace`).
     pub workspace: PathBuf,
-    /// The cache directory (`--cache-dir`), outside the workspace.
+    /// The cache directory (`--cache-dir`), outside the workspace unless
+    /// the case asks for it inside.
     pub cache: PathBuf,
     /// A directory no command may change; secrets and planted targets live
     /// here.
@@ -62,6 +65,40 @@ impl Layout {
             fs::create_dir_all(dir).unwrap();
         }
         layout
+    }
+
+    /// As [`Layout::create`], but with the cache directory at
+    /// `workspace/.cachet`, where `cachet` puts it by default.
+    pub fn create_with_cache_in_workspace(root: &Path) -> Layout {
+        let layout = Layout {
+            cache: root.join("ws").join(".cachet"),
+            ..Layout::create(root)
+        };
+        fs::remove_dir(root.join("cache")).unwrap();
+        fs::create_dir_all(&layout.cache).unwrap();
+        layout
+    }
+
+    /// The cache directory relative to the workspace (`.cachet`), when it
+    /// lies inside it: what a host passes to the cache as
+    /// `Options::cache_dir_in_workspace` (SAFE-8).
+    pub fn cache_in_workspace(&self) -> Option<String> {
+        let relative = self.cache.strip_prefix(&self.workspace).ok()?;
+        Some(relative.to_str()?.to_owned())
+    }
+
+    /// [`snapshot`] of the workspace, leaving out the cache directory when
+    /// it lies inside: the workspace a restore may change, not the cache
+    /// the maintenance steps may.
+    pub fn workspace_snapshot(&self) -> BTreeMap<String, Node> {
+        let mut nodes = snapshot(&self.workspace);
+        if let Some(cache) = self.cache_in_workspace() {
+            nodes.retain(|path, _| {
+                path.strip_prefix(&cache)
+                    .is_none_or(|rest| !rest.is_empty() && !rest.starts_with('/'))
+            });
+        }
+        nodes
     }
 }
 
@@ -343,6 +380,9 @@ pub enum Build {
     /// The standard entry with the first number member `.0` replaced by the
     /// literal `.1`.
     BadNumber(&'static str, &'static str),
+    /// Arbitrary construction in a layout whose cache directory lies
+    /// inside the workspace ([`Layout::create_with_cache_in_workspace`]).
+    CacheInWorkspace(fn(&Layout) -> Expect),
 }
 
 /// One hostile situation.
@@ -357,10 +397,19 @@ pub struct Case {
 }
 
 impl Case {
-    /// Builds the situation in `layout` and returns the verdict.
+    /// Creates the directories the case is built in, under `root`.
+    pub fn layout(&self, root: &Path) -> Layout {
+        match self.build {
+            Build::CacheInWorkspace(_) => Layout::create_with_cache_in_workspace(root),
+            _ => Layout::create(root),
+        }
+    }
+
+    /// Builds the situation in `layout` (made by [`Case::layout`]) and
+    /// returns the verdict.
     pub fn build(&self, layout: &Layout) -> Expect {
         match self.build {
-            Build::Fn(build) => build(layout),
+            Build::Fn(build) | Build::CacheInWorkspace(build) => build(layout),
             Build::BadPath(literal) => {
                 let entry = Entry::standard(self.name);
                 let dir = entry.write(layout);
@@ -632,6 +681,41 @@ pub static ALL: &[Case] = &[
         name: "deep-directory-debris",
         rules: "SAFE-1 SAFE-4 OP-5",
         build: Build::Fn(deep_directory_debris),
+    },
+    Case {
+        name: "output-path-twice",
+        rules: "SAFE-5 SAFE-9 OP-1",
+        build: Build::Fn(output_path_twice),
+    },
+    Case {
+        name: "output-path-twice-out-of-order",
+        rules: "SAFE-5 SAFE-9 OP-1 MAN-1",
+        build: Build::Fn(output_path_twice_out_of_order),
+    },
+    Case {
+        name: "output-below-another-output",
+        rules: "SAFE-6 SAFE-9 OP-1",
+        build: Build::Fn(output_below_another_output),
+    },
+    Case {
+        name: "output-in-git-dir",
+        rules: "SAFE-7 SAFE-9 OP-1",
+        build: Build::Fn(output_in_git_dir),
+    },
+    Case {
+        name: "output-in-cache-dir",
+        rules: "SAFE-8 SAFE-9 OP-1",
+        build: Build::CacheInWorkspace(output_in_cache_dir),
+    },
+    Case {
+        name: "output-above-cache-dir",
+        rules: "SAFE-8 SAFE-9 OP-1",
+        build: Build::CacheInWorkspace(output_above_cache_dir),
+    },
+    Case {
+        name: "valid-control-with-cache-in-workspace",
+        rules: "OP-1 OP-3 SAFE-8",
+        build: Build::CacheInWorkspace(valid_with_cache_in_workspace),
     },
 ];
 
@@ -996,6 +1080,72 @@ fn blob_is_a_directory(layout: &Layout) -> Expect {
     fs::create_dir(&blob).unwrap();
     fs::write(blob.join("x"), &entry.outputs[1].1).unwrap();
     Expect::corrupt(&entry.key)
+}
+
+/// The standard entry of `name` with its second output (`/out/x`) listed
+/// at `path` instead, and `expect` about it. The blob stays, so nothing
+/// but the set of paths is wrong.
+fn second_output_at(layout: &Layout, name: &str, path: &str) -> Expect {
+    let entry = Entry::standard(name);
+    let dir = entry.write(layout);
+    edit_file(&dir.join("manifest.json"), |text| {
+        replace_once(&text, "\"/out/x\"", &format!("\"{path}\""))
+    });
+    Expect::corrupt(&entry.key)
+}
+
+fn output_path_twice(layout: &Layout) -> Expect {
+    // Restored naively, the second copy would silently win over the first.
+    second_output_at(layout, "output-path-twice", "/out/sub/run.sh")
+}
+
+fn output_path_twice_out_of_order(layout: &Layout) -> Expect {
+    // Listed as `/out/z`, `/out/sub/run.sh`, `/out/z`: not sorted, so the
+    // repeat is not next to its twin (MAN-1 lets a manifest list outputs
+    // in any order, and `Entry::manifest` keeps the order given).
+    let mut entry = Entry::standard("output-path-twice-out-of-order");
+    entry
+        .outputs
+        .insert(0, (String::from("/out/z"), b"z\n".to_vec(), 0o644));
+    let dir = entry.write(layout);
+    edit_file(&dir.join("manifest.json"), |text| {
+        replace_once(&text, "\"/out/x\"", "\"/out/z\"")
+    });
+    Expect::corrupt(&entry.key)
+}
+
+fn output_below_another_output(layout: &Layout) -> Expect {
+    // `/out/sub/run.sh` would have to be a file and a directory at once.
+    second_output_at(layout, "output-below-another-output", "/out/sub/run.sh/x")
+}
+
+fn output_in_git_dir(layout: &Layout) -> Expect {
+    // A hook git would run: restoring it would run code on the next
+    // checkout.
+    second_output_at(layout, "output-in-git-dir", "/.git/hooks/post-checkout")
+}
+
+fn output_in_cache_dir(layout: &Layout) -> Expect {
+    // The entry's own manifest, as a workspace path: restored, it would
+    // rewrite the cache from the workspace side.
+    let key = key_for("output-in-cache-dir");
+    let target = format!("/.cachet/{}/{key}/manifest.json", &key[..2]);
+    let expect = second_output_at(layout, "output-in-cache-dir", &target);
+    assert_eq!(layout.cache_in_workspace().as_deref(), Some(".cachet"));
+    expect
+}
+
+fn output_above_cache_dir(layout: &Layout) -> Expect {
+    // A file where the cache directory is.
+    second_output_at(layout, "output-above-cache-dir", "/.cachet")
+}
+
+fn valid_with_cache_in_workspace(layout: &Layout) -> Expect {
+    // The control of the two above: the same layout, paths a store could
+    // write, a hit.
+    let entry = Entry::standard("valid-control-with-cache-in-workspace");
+    entry.write(layout);
+    Expect::hit(&entry)
 }
 
 /// Levels of `deep_directory_debris`, about 400 named [`DEEP_NAME`]:

@@ -39,7 +39,7 @@ use std::process::Command;
 
 use cachet::fs::CapStdFilesystem;
 use cachet_cli::{StdWrite, SystemContext};
-use cachet_core::cache::{Cache, CleanModes, RestoreOutcome};
+use cachet_core::cache::{Cache, CleanModes, Options, RestoreOutcome};
 use cachet_core::key::Key;
 
 use cases::{Case, Layout, Ran, Restore, Step};
@@ -169,12 +169,12 @@ fn measure<T>(f: impl FnOnce() -> T) -> (T, i64, u64) {
 
 // -------------------------------------------------------------- runner
 
-/// A fresh layout in a temporary directory (canonical, so no symlink in
-/// its own path muddles the snapshots).
-fn fresh() -> (tempfile::TempDir, Layout) {
+/// A fresh layout for `case` in a temporary directory (canonical, so no
+/// symlink in its own path muddles the snapshots).
+fn fresh(case: &Case) -> (tempfile::TempDir, Layout) {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().canonicalize().unwrap();
-    let layout = Layout::create(&root);
+    let layout = case.layout(&root);
     (dir, layout)
 }
 
@@ -194,7 +194,7 @@ fn cachet(layout: &Layout, args: &[String]) -> proc::Finished {
 /// Runs one case through the binary and returns every violation found
 /// (empty when the case passes).
 fn violations(case: &Case) -> Vec<String> {
-    let (_dir, layout) = fresh();
+    let (_dir, layout) = fresh(case);
     let expect = case.build(&layout);
     let outside = cases::snapshot(&layout.outside);
     let rss_bound = if LARGE_CASES.contains(&case.name) {
@@ -205,7 +205,7 @@ fn violations(case: &Case) -> Vec<String> {
     let mut found = Vec::new();
     let (mut peak_rss, mut slowest) = (0, Duration::ZERO);
     for step in Step::SEQUENCE {
-        let before = cases::snapshot(&layout.workspace);
+        let before = layout.workspace_snapshot();
         let finished = cachet(&layout, &step.args(&expect.key));
         let ran = Ran {
             code: finished.code,
@@ -228,7 +228,7 @@ fn violations(case: &Case) -> Vec<String> {
                 rss_bound >> 10
             ));
         }
-        let after = cases::snapshot(&layout.workspace);
+        let after = layout.workspace_snapshot();
         if let Err(problem) = cases::judge_workspace(step, &expect, &before, &after) {
             problems.push(problem);
         }
@@ -401,6 +401,30 @@ fn safe_1_deep_directory_debris_is_reported_by_path_without_overflow() {
 }
 
 #[test]
+fn safe_5_an_entry_listing_a_path_twice_is_a_miss() {
+    run_named(&["output-path-twice", "output-path-twice-out-of-order"]);
+}
+
+#[test]
+fn safe_6_an_entry_listing_a_path_below_another_output_is_a_miss() {
+    run_named(&["output-below-another-output"]);
+}
+
+#[test]
+fn safe_7_an_entry_with_an_output_in_a_git_directory_is_a_miss() {
+    run_named(&["output-in-git-dir"]);
+}
+
+#[test]
+fn safe_8_an_entry_with_an_output_in_or_above_the_cache_directory_is_a_miss() {
+    run_named(&[
+        "output-in-cache-dir",
+        "output-above-cache-dir",
+        "valid-control-with-cache-in-workspace",
+    ]);
+}
+
+#[test]
 fn every_case_is_run_by_some_test() {
     // The named lists above must cover the whole reusable list, so a case
     // added to `cases.rs` cannot be forgotten here.
@@ -421,7 +445,7 @@ fn safe_1_every_case_stays_within_bounded_allocation_in_process() {
     let mut report = Vec::new();
     let mut found = Vec::new();
     for case in cases::every_case() {
-        let (_dir, layout) = fresh();
+        let (_dir, layout) = fresh(&case);
         let expect = case.build(&layout);
         let key = Key::from_hex(&expect.key).unwrap();
         let manifest = layout
@@ -441,7 +465,11 @@ fn safe_1_every_case_stays_within_bounded_allocation_in_process() {
         // copy buffer (`MAX_DEFAULT_PARALLELISM` bounds them); the binary,
         // threads and all, is held to RSS_BOUND above.
         let fs = CapStdFilesystem::open_ambient(&layout.workspace, &layout.cache).unwrap();
-        let cache = Cache::new(fs);
+        let options = Options {
+            cache_dir_in_workspace: layout.cache_in_workspace(),
+            ..Options::default()
+        };
+        let cache = Cache::with_options(fs, options);
         let mut ctx = SystemContext::new();
 
         let (status, lookup_peak, lookup_allocations) = measure(|| cache.lookup_status(&key));
@@ -509,8 +537,9 @@ fn safe_1_the_address_space_limit_bites() {
     // The limit must be real, or the 1 GiB case would prove nothing: with
     // room for the binary but not for a manifest at the cap, the same
     // `status` that succeeds under ADDRESS_SPACE_LIMIT dies.
-    let (_dir, layout) = fresh();
-    let expect = Case::named("manifest-at-the-cap").build(&layout);
+    let case = Case::named("manifest-at-the-cap");
+    let (_dir, layout) = fresh(case);
+    let expect = case.build(&layout);
     let args = Step::Status.args(&expect.key);
     let roomy = cachet(&layout, &args);
     assert_eq!(roomy.code, Some(1), "{roomy:?}");
@@ -528,8 +557,9 @@ fn safe_1_the_address_space_limit_bites() {
         TIGHT_LIMIT >> 20
     );
     // And the binary itself fits in the tight limit.
-    let (_dir, small) = fresh();
-    let expect = Case::named("valid-control").build(&small);
+    let case = Case::named("valid-control");
+    let (_dir, small) = fresh(case);
+    let expect = case.build(&small);
     let mut command = Command::new(env!("CARGO_BIN_EXE_cachet"));
     command
         .arg("--workspace")

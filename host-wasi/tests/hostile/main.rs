@@ -82,12 +82,12 @@ fn embedding() -> &'static Embedding {
     })
 }
 
-/// A fresh layout in a temporary directory (canonical, so no symlink in
-/// its own path muddles the snapshots).
-fn fresh() -> (tempfile::TempDir, Layout) {
+/// A fresh layout for `case` in a temporary directory (canonical, so no
+/// symlink in its own path muddles the snapshots).
+fn fresh(case: &Case) -> (tempfile::TempDir, Layout) {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().canonicalize().unwrap();
-    let layout = Layout::create(&root);
+    let layout = case.layout(&root);
     (dir, layout)
 }
 
@@ -188,13 +188,13 @@ fn run_guest(layout: &Layout, args: Vec<String>) -> Finished {
 /// Runs one case through the guest and returns every violation found
 /// (empty when the case passes).
 fn violations(case: &Case) -> Vec<String> {
-    let (temp, layout) = fresh();
+    let (temp, layout) = fresh(case);
     let expect = case.build(&layout);
     let outside = cases::snapshot(&layout.outside);
     let mut found = Vec::new();
     let mut slowest = Duration::ZERO;
     for step in Step::SEQUENCE {
-        let before = cases::snapshot(&layout.workspace);
+        let before = layout.workspace_snapshot();
         let finished = run_guest(&layout, step.args(&expect.key));
         slowest = slowest.max(finished.elapsed);
         let mut problems = Vec::new();
@@ -210,7 +210,7 @@ fn violations(case: &Case) -> Vec<String> {
         // so far, nor may later steps run beside it.
         let timed_out = finished.timed_out;
         if !timed_out {
-            let after = cases::snapshot(&layout.workspace);
+            let after = layout.workspace_snapshot();
             if let Err(problem) = cases::judge_workspace(step, &expect, &before, &after) {
                 problems.push(problem);
             }
@@ -372,6 +372,30 @@ fn safe_1_a_fifo_blob_is_a_miss_without_hanging_in_the_guest() {
 #[test]
 fn safe_1_deep_directory_debris_is_reported_by_path_without_overflow_in_the_guest() {
     run_named(&["deep-directory-debris"]);
+}
+
+#[test]
+fn safe_5_an_entry_listing_a_path_twice_is_a_miss_in_the_guest() {
+    run_named(&["output-path-twice", "output-path-twice-out-of-order"]);
+}
+
+#[test]
+fn safe_6_an_entry_listing_a_path_below_another_output_is_a_miss_in_the_guest() {
+    run_named(&["output-below-another-output"]);
+}
+
+#[test]
+fn safe_7_an_entry_with_an_output_in_a_git_directory_is_a_miss_in_the_guest() {
+    run_named(&["output-in-git-dir"]);
+}
+
+#[test]
+fn safe_8_an_entry_with_an_output_in_or_above_the_cache_directory_is_a_miss_in_the_guest() {
+    run_named(&[
+        "output-in-cache-dir",
+        "output-above-cache-dir",
+        "valid-control-with-cache-in-workspace",
+    ]);
 }
 
 #[test]
