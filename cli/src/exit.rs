@@ -9,7 +9,7 @@
 //! | 66 | [`NOT_FOUND`] | Something named on the command line does not exist: the workspace, a `--stdout-file`/`--stderr-file`, or an `--after` predecessor that is not a hit in the cache. Nothing was done. |
 //! | 69 | [`CACHE_UNAVAILABLE`] | The cache directory cannot be created or opened. Nothing was done. |
 //! | 70 | [`FAILURE`] | An I/O or internal failure while working: reading inputs, storing, restoring, writing the report. `info`, `clean`, `clear` and `verify` also exit 70 when some items could not be handled; their report lists them. |
-//! | 73 | [`NOT_STORED`] | `run` and `store`: the command succeeded but its result was not cached, because an output is a symlink or a special file, or its path is not a valid workspace path (PATH-2). The outputs are left as the command wrote them. |
+//! | 73 | [`NOT_STORED`] | `run` and `store`: the command succeeded but its result was not cached, because an output is a symlink or a special file, its path is not a valid workspace path (PATH-2), or the outputs cannot be stored together (SAFE-5..8: a path twice, one below another, in `.git` or in the cache directory). The outputs are left as the command wrote them. |
 //! | 126 | [`CANNOT_EXECUTE`] | `run`: the command exists but could not be started. |
 //! | 127 | [`COMMAND_NOT_FOUND`] | `run`: the command was not found. |
 //! | 128+N | [`SIGNAL_BASE`] + N | `run`: the command was killed by signal N; nothing was stored. |

@@ -17,6 +17,7 @@ use std::time::Instant;
 
 use cachet::remote::{OpendalRemote, open_remotes};
 use cachet_cli::remote::{RemoteConfig, parse_url};
+use cachet_core::hash::{HashFunction, digest};
 use cachet_core::remote::names::Tenant;
 use cachet_core::remote::{Remote, RemoteRead, RemoteStore, RemoteWrite};
 
@@ -468,6 +469,82 @@ fn damaged_objects_are_misses(store: Store) {
     assert_eq!(again.runs(), 0);
 }
 
+/// `record` (REMOTE-7) with the output path `from` renamed `to` and the
+/// checksum made right again, as a hostile writer would forge it.
+fn rename_output(record: &[u8], from: &str, to: &str) -> Vec<u8> {
+    let mut old = (from.len() as u32).to_be_bytes().to_vec();
+    old.extend_from_slice(from.as_bytes());
+    let at = record
+        .windows(old.len())
+        .position(|window| window == old.as_slice())
+        .unwrap_or_else(|| panic!("{from} is not in the record"));
+    let mut forged = record[..at].to_vec();
+    forged.extend_from_slice(&(to.len() as u32).to_be_bytes());
+    forged.extend_from_slice(to.as_bytes());
+    forged.extend_from_slice(&record[at + old.len()..record.len() - 32]);
+    let checksum = digest(HashFunction::Blake3, &forged);
+    forged.extend_from_slice(&checksum.0);
+    forged
+}
+
+/// SAFE-9 through a remote: a record whose outputs no store writes
+/// together is a miss on that remote; the command runs and nothing of the
+/// record enters the workspace or the local cache (REMOTE-4).
+fn conflicting_records_are_misses(store: Store) {
+    let big = big_bytes(4);
+    let first = workspace(&big);
+    assert_eq!(run(&first, &store, &store.url, &[], &[]).code, 0);
+    let record = store
+        .names("cachet-v1-blake3/tenants/local/entries/")
+        .remove(0);
+    let record_bytes = store.get(&record).unwrap();
+    // The record lists `/out/big.bin`, then `/out/small`; every forgery
+    // keeps that order, so only SAFE-5..8 can refuse it. The sandbox's
+    // cache directory is `<workspace>/.cachet`.
+    let cases = [
+        ("SAFE-5", "/out/small", "/out/big.bin"),
+        ("SAFE-6", "/out/small", "/out/big.bin/small"),
+        ("SAFE-7", "/out/big.bin", "/.git/hooks/post-checkout"),
+        ("SAFE-7", "/out/small", "/out/vendored/.git/config"),
+        ("SAFE-8", "/out/big.bin", "/.cachet/planted"),
+        ("SAFE-8", "/out/big.bin", "/.cachet"),
+    ];
+    for (rule, from, to) in cases {
+        store.put(&record, &rename_output(&record_bytes, from, to));
+        let other = workspace(&big);
+        fs::create_dir(other.ws.join(".git")).unwrap();
+        let outcome = run(&other, &store, &store.url, &["-v"], &[("FAIL", "1")]);
+        let what = format!("{rule} {to}");
+        assert_eq!(outcome.code, 3, "{what}: the task's exit code: {outcome:?}");
+        assert_eq!(other.runs(), 1, "{what}: a miss runs the command");
+        // SAFE-5 is refused by the record codec (an unsorted or repeated
+        // path), the others by the rules; both say the record is corrupt.
+        let stderr = outcome.stderr_text();
+        assert!(
+            stderr.contains(": miss (corrupt record: "),
+            "{what}: {stderr}"
+        );
+        if rule != "SAFE-5" {
+            assert!(stderr.contains(&format!("({rule})")), "{what}: {stderr}");
+        }
+        assert_eq!(
+            snapshot(&other.ws, &[".cachet"]).keys().collect::<Vec<_>>(),
+            ["src/big"],
+            "{what}: nothing restored"
+        );
+        assert!(!other.ws.join(".cachet/planted").exists(), "{what}");
+        let info = other.run(&["info", "--json"]);
+        assert_eq!(info.json()["valid_entries"], 0, "{what}: {info:?}");
+        assert_eq!(info.json()["corrupt_entries"], 0, "{what}: {info:?}");
+        assert_eq!(info.json()["scratch_items"], 0, "{what}: {info:?}");
+    }
+    // The record as pushed is a hit.
+    store.put(&record, &record_bytes);
+    let again = workspace(&big);
+    assert_eq!(run(&again, &store, &store.url, &[], &[]).code, 0);
+    assert_eq!(again.runs(), 0);
+}
+
 /// REMOTE-3: a remote that refuses connections costs a miss and one
 /// warning line, never the exit code.
 fn refused_connections_cost_a_miss(url: &str) {
@@ -783,6 +860,12 @@ fn remote_6_directory_two_entries_with_the_same_output_bytes_share_the_blob() {
 fn remote_4_directory_a_tampered_truncated_or_missing_object_is_a_miss_and_enters_nothing() {
     let dir = tempfile::tempdir().unwrap();
     damaged_objects_are_misses(directory_store(dir.path()));
+}
+
+#[test]
+fn safe_9_directory_a_record_listing_outputs_no_store_writes_together_is_a_miss() {
+    let dir = tempfile::tempdir().unwrap();
+    conflicting_records_are_misses(directory_store(dir.path()));
 }
 
 #[test]

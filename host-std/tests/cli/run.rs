@@ -434,3 +434,82 @@ fn cache_dir_defaults_to_the_environment_variable() {
     assert_eq!(hit.code, 0);
     assert_eq!(sandbox.runs(), 1);
 }
+
+/// A task writing one output, `out/a`, from its input.
+const FRESH_TASK: &str = r#"echo run >> "$RUNS"; mkdir -p out; cat src/in.txt > out/a; echo ran"#;
+
+/// The key flags of [`FRESH_TASK`], for `run` and `key` alike.
+const FRESH_ARGS: [&str; 6] = [
+    "--input", "src/**", "--output", "out", "--script", FRESH_TASK,
+];
+
+#[test]
+fn safe_9_run_over_an_entry_no_store_writes_runs_the_command_and_replaces_it() {
+    use cachet_tests::hostile::Entry;
+
+    let planted = b"planted, never to be restored\n".to_vec();
+    // Each under the key `cachet run` derives, with the cache directory at
+    // its default, `<workspace>/.cachet` (SAFE-8).
+    let cases: [(&str, &[&str]); 6] = [
+        ("SAFE-5", &["/out/a", "/out/a"]),
+        ("SAFE-5 out of order", &["/out/b", "/out/a", "/out/b"]),
+        ("SAFE-6", &["/out/a", "/out/a/b"]),
+        ("SAFE-7", &["/.git/hooks/post-checkout", "/out/a"]),
+        ("SAFE-8", &["/.cachet/planted", "/out/a"]),
+        ("SAFE-8 above", &["/.cachet", "/out/a"]),
+    ];
+    for (rule, paths) in cases {
+        let sandbox = Sandbox::new();
+        sandbox.write("src/in.txt", b"fresh\n");
+        fs::create_dir(sandbox.ws.join(".git")).unwrap();
+        let key = sandbox.key(&FRESH_ARGS);
+        let entry = Entry {
+            key: key.clone(),
+            outputs: paths
+                .iter()
+                .map(|path| (String::from(*path), planted.clone(), 0o755))
+                .collect(),
+            stdout: b"planted stdout\n".to_vec(),
+            stderr: Vec::new(),
+        };
+        let cache = sandbox.ws.join(".cachet");
+        entry.write_at(&entry.dir(&cache));
+        let status = sandbox.run(&["status", "--json", "--key", &key]);
+        assert_eq!(status.code, 1, "{rule}: {status:?}");
+        assert_eq!(status.json()["status"], "miss-corrupt", "{rule}");
+
+        let mut run_args = vec!["run", "-v"];
+        run_args.extend_from_slice(&FRESH_ARGS);
+        let ran = sandbox.run(&run_args);
+        assert_eq!(ran.code, 0, "{rule}: {ran:?}");
+        assert!(
+            ran.stderr_text().contains("miss (miss-corrupt)"),
+            "{rule}: {ran:?}"
+        );
+        assert_eq!(ran.stdout, b"ran\n", "{rule}");
+        assert_eq!(sandbox.runs(), 1, "{rule}");
+        // Nothing of the planted entry was written: only what the command
+        // wrote is there.
+        let workspace = snapshot(&sandbox.ws, &[".cachet"]);
+        assert_eq!(
+            workspace.keys().collect::<Vec<_>>(),
+            ["out/a", "src/in.txt"],
+            "{rule}"
+        );
+        assert_eq!(fs::read(sandbox.ws.join("out/a")).unwrap(), b"fresh\n");
+        assert!(!cache.join("planted").exists(), "{rule}");
+
+        // The store replaced the corrupt entry: a hit from now on.
+        let stored = manifest(&cache, &key);
+        let outputs = stored["outputs"].as_array().unwrap();
+        assert_eq!(outputs.len(), 1, "{rule}: {stored}");
+        assert_eq!(outputs[0]["workspace_absolute_path"], "/out/a", "{rule}");
+        fs::remove_dir_all(sandbox.ws.join("out")).unwrap();
+        let hit = sandbox.run(&run_args);
+        assert_eq!(hit.code, 0, "{rule}: {hit:?}");
+        assert!(hit.was_hit(), "{rule}: {hit:?}");
+        assert_eq!(sandbox.runs(), 1, "{rule}");
+        assert_eq!(hit.stdout, b"ran\n", "{rule}");
+        assert_eq!(fs::read(sandbox.ws.join("out/a")).unwrap(), b"fresh\n");
+    }
+}
