@@ -48,9 +48,9 @@ fn free_port() -> u16 {
 
 /// A remote the tests can reach: its URL and the environment the
 /// `cachet` process needs for it.
-struct Store {
-    url: String,
-    env: Vec<(String, String)>,
+pub(crate) struct Store {
+    pub(crate) url: String,
+    pub(crate) env: Vec<(String, String)>,
     _server: Option<Server>,
 }
 
@@ -107,7 +107,7 @@ impl Store {
         }
     }
 
-    fn names(&self, prefix: &str) -> Vec<String> {
+    pub(crate) fn names(&self, prefix: &str) -> Vec<String> {
         let mut names = Vec::new();
         self.handle()
             .store
@@ -145,7 +145,7 @@ impl Store {
     }
 }
 
-fn directory_store(dir: &Path) -> Store {
+pub(crate) fn directory_store(dir: &Path) -> Store {
     Store {
         url: format!("file://{}", dir.display()),
         env: Vec::new(),
@@ -230,7 +230,7 @@ fn garage_binary() -> PathBuf {
     )
 }
 
-fn garage_store() -> Store {
+pub(crate) fn garage_store() -> Store {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
     let (rpc, api) = (free_port(), free_port());

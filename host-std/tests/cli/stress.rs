@@ -23,8 +23,17 @@
 //! [`op_8_a_concurrent_clear_costs_at_most_a_miss`] adds `clear` (OP-4),
 //! which the main test leaves out: stores, restores and `run`s while
 //! another process keeps clearing the cache directory.
+//!
+//! [`processes_share_a_remote`] runs [`REMOTE_WORKERS`] processes, each with
+//! its own workspace and local cache, on one shared remote (a `file://`
+//! directory, and Garage over S3): `cachet run` pushes and pulls the same
+//! keys at once, and every run must be a hit from one tier or run the
+//! command, with exactly the key's bytes in the end and nothing said but
+//! what a hit or a miss says; afterwards every record on the remote is a
+//! hit for a fresh cache.
 
 use crate::proc;
+use crate::remote::{Store, directory_store, garage_store};
 
 use alloc::collections::BTreeMap;
 use core::time::Duration;
@@ -622,4 +631,272 @@ fn op_8_a_concurrent_clear_costs_at_most_a_miss() {
     let failures = failures.into_inner().unwrap();
     println!("{clears} clears ran alongside; {} failures", failures.len());
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+/// Workers of [`op_8_remote_1_processes_with_their_own_caches_share_a_remote_without_a_torn_restore`].
+const REMOTE_WORKERS: usize = 6;
+/// Rounds per worker of that test; each round clears the worker's local
+/// cache (every other round) and runs one `cachet run`.
+const REMOTE_ROUNDS: usize = 12;
+
+/// What the shared-remote workers run for key `index`: copies the key's
+/// outputs out of `fixtures` (modes kept) and prints its streams; exits 3
+/// without writing anything when `$FAIL` is set, so a run that must be a
+/// hit proves it by succeeding.
+fn remote_task(fixtures: &Path, index: usize) -> String {
+    let fixture = fixtures.join(format!("k{index}"));
+    let fixture = fixture.display();
+    format!(
+        r#"test -n "$FAIL" && exit 3
+echo run >> "$RUNS"
+cp -Rp '{fixture}/out' .
+cat '{fixture}/stdout'
+cat '{fixture}/stderr' >&2"#
+    )
+}
+
+/// Writes key `index`'s outputs and streams ([`content`]) under
+/// `fixtures/k<index>/`, for [`remote_task`] to copy.
+fn write_fixture(fixtures: &Path, index: usize) {
+    let dir = fixtures.join(format!("k{index}"));
+    let content = content(index);
+    for (path, (bytes, mode)) in &content.files {
+        let path = dir.join(path);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(&path, bytes).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(*mode)).unwrap();
+    }
+    fs::write(dir.join("stdout"), &content.stdout).unwrap();
+    fs::write(dir.join("stderr"), &content.stderr).unwrap();
+}
+
+/// `cachet`'s own stderr lines (`cachet: ...`) that a `-v run` against a
+/// healthy remote may print. Anything else (a warning, a remote failure, a
+/// damaged or corrupt record, a contended store) is not a miss but an
+/// error or damage, which OP-8 rules out.
+const FINE_LINES: &[&str] = &[
+    "cachet: inputs: ",
+    ": miss (no entry)",
+    ": hit, ",
+    "cachet: hit ",
+    "cachet: miss (miss-no-entry) ",
+    "cachet: stored ",
+    ": pushed ",
+];
+
+/// How a shared-remote run went, for the tally.
+#[derive(Default)]
+struct RemoteTally {
+    runs: usize,
+    local_hits: usize,
+    remote_hits: usize,
+    commands_run: usize,
+    pushes: usize,
+}
+
+impl Worker {
+    /// `cachet -v run --remote URL` of `task` against `store`, with
+    /// `$RUNS` at `runs` and `$FAIL` set if `fail`.
+    fn run_remote(&self, store: &Store, task: &str, runs: &Path, fail: bool) -> Ran {
+        let url = store.url.as_str();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_cachet"));
+        command.envs(store.env.iter().map(|(name, value)| (name, value)));
+        command
+            .current_dir(&self.workspace)
+            .env_remove("CACHET_CACHE_DIR")
+            .env_remove("CACHET_REMOTE")
+            .env_remove("CACHET_TENANT")
+            .env_remove("CACHET_REMOTE_READ_ONLY")
+            .env("RUNS", runs)
+            .args(["--workspace"])
+            .arg(&self.workspace)
+            .arg("--cache-dir")
+            .arg(&self.cache)
+            .args([
+                "-v", "run", "--remote", url, "--output", "out", "--script", task,
+            ]);
+        if fail {
+            command.env("FAIL", "1");
+        } else {
+            command.env_remove("FAIL");
+        }
+        Ran {
+            what: format!("worker {}: cachet -v run --remote {url} {task:?}", self.id),
+            finished: proc::run(&mut command, None, DEADLINE),
+        }
+    }
+
+    /// Runs key `index` through the shared remote from a workspace without
+    /// outputs and checks every byte that ends up there: the key's files
+    /// and modes, and its streams, whether they were restored or the
+    /// command ran; and that `cachet` said nothing but what a hit or a
+    /// miss says.
+    fn remote_round(
+        &self,
+        store: &Store,
+        fixtures: &Path,
+        index: usize,
+        fail: bool,
+        tally: &mut RemoteTally,
+    ) -> Result<(), String> {
+        let out = self.workspace.join("out");
+        if out.exists() {
+            fs::remove_dir_all(&out).unwrap();
+        }
+        let runs = self.workspace.with_extension("runs");
+        let before = fs::read_to_string(&runs).map_or(0, |text| text.lines().count());
+        let ran = self.run_remote(store, &remote_task(fixtures, index), &runs, fail);
+        if ran.code()? != 0 {
+            return Err(format!("run failed: {ran:?}"));
+        }
+        let content = content(index);
+        let files =
+            files_below(&self.workspace, &out).map_err(|e| format!("outputs: {e}: {ran:?}"))?;
+        if files != content.files {
+            let differing: Vec<&String> = content
+                .files
+                .keys()
+                .chain(files.keys())
+                .filter(|k| content.files.get(*k) != files.get(*k))
+                .collect();
+            return Err(format!(
+                "TORN OR WRONG OUTPUTS of key {index}: {differing:?} differ: {ran:?}"
+            ));
+        }
+        let mut stderr = Vec::new();
+        for line in ran.finished.stderr.split_inclusive(|b| *b == b'\n') {
+            if !line.starts_with(b"cachet: ") {
+                stderr.extend_from_slice(line);
+                continue;
+            }
+            let line = String::from_utf8_lossy(line);
+            if !FINE_LINES.iter().any(|fine| line.contains(fine)) {
+                return Err(format!("neither a hit nor a miss: {line:?}: {ran:?}"));
+            }
+            tally.remote_hits += usize::from(line.contains(": hit, "));
+            tally.local_hits +=
+                usize::from(line.contains("cachet: hit ") && line.contains("(local)"));
+            tally.pushes += usize::from(line.contains(": pushed "));
+        }
+        if ran.finished.stdout != content.stdout || stderr != content.stderr {
+            return Err(format!("wrong streams for key {index}: {ran:?}"));
+        }
+        let after = fs::read_to_string(&runs).map_or(0, |text| text.lines().count());
+        tally.commands_run += after - before;
+        tally.runs += 1;
+        Ok(())
+    }
+}
+
+/// REMOTE_WORKERS processes at a time, each with its own workspace and
+/// local cache, all on one remote `store` and KEYS shared keys: stores push
+/// while others pull the same records and blobs. The worst outcome of any
+/// race must be a miss (OP-8): no error, no warning, no damaged record or
+/// blob seen, and no restore that is not exactly the key's outputs and
+/// streams (REMOTE-1, REMOTE-4). Afterwards every record on the remote is a
+/// complete hit for a fresh cache (REMOTE-8: a record only ever names blobs
+/// that are there).
+fn processes_share_a_remote(store: &Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().canonicalize().unwrap();
+    let fixtures = root.join("fixtures");
+    for index in 0..KEYS {
+        write_fixture(&fixtures, index);
+    }
+    let worker = |id: usize| {
+        let workspace = root.join(format!("worker-{id}"));
+        fs::create_dir_all(&workspace).unwrap();
+        Worker {
+            id,
+            workspace,
+            cache: root.join(format!("cache-{id}")),
+        }
+    };
+    let workers: Vec<Worker> = (0..REMOTE_WORKERS).map(worker).collect();
+
+    let start = Instant::now();
+    let failures = Mutex::new(Vec::new());
+    let totals = Mutex::new(RemoteTally::default());
+    std::thread::scope(|scope| {
+        for worker in &workers {
+            let (failures, totals, fixtures) = (&failures, &totals, &fixtures);
+            scope.spawn(move || {
+                let mut tally = RemoteTally::default();
+                let result = (0..REMOTE_ROUNDS).try_for_each(|round| {
+                    // Every other round starts from an empty local cache,
+                    // so the remote is asked while others push to it; the
+                    // round after it runs the same key again, a local hit.
+                    if round % 2 == 0 {
+                        let clear = worker.cachet(&["clear", "--json"]);
+                        if clear.code()? != 0 {
+                            return Err(format!("clear: {clear:?}"));
+                        }
+                    }
+                    // Half the workers a key ahead of the others: three
+                    // processes race to store a key nobody has pushed yet
+                    // while three pull the one being pushed.
+                    let index = (round / 2 + worker.id % 2) % KEYS;
+                    worker.remote_round(store, fixtures, index, false, &mut tally)
+                });
+                if let Err(failure) = result {
+                    failures.lock().unwrap().push(failure);
+                }
+                let mut totals = totals.lock().unwrap();
+                totals.runs += tally.runs;
+                totals.local_hits += tally.local_hits;
+                totals.remote_hits += tally.remote_hits;
+                totals.commands_run += tally.commands_run;
+                totals.pushes += tally.pushes;
+            });
+        }
+    });
+    let elapsed = start.elapsed();
+    let totals = totals.into_inner().unwrap();
+    println!(
+        "{}: {} runs by {REMOTE_WORKERS} processes in {elapsed:?}: {} hits from the remote, {} local hits, {} commands run, {} pushes",
+        store.url,
+        totals.runs,
+        totals.remote_hits,
+        totals.local_hits,
+        totals.commands_run,
+        totals.pushes
+    );
+    let failures = failures.into_inner().unwrap();
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+    assert_eq!(totals.runs, REMOTE_WORKERS * REMOTE_ROUNDS);
+    assert_eq!(
+        totals.runs,
+        totals.remote_hits + totals.local_hits + totals.commands_run,
+        "every run is a hit from one tier or runs the command"
+    );
+    assert!(
+        totals.remote_hits > 0 && totals.local_hits > 0 && totals.pushes > 0,
+        "the run never exercised both tiers"
+    );
+
+    // Quiet now: every record on the remote is a complete, verified hit
+    // for a cache that has never seen it, and the command does not run.
+    let records = store.names("cachet-v1-blake3/tenants/local/entries/");
+    assert_eq!(records.len(), KEYS, "{records:?}");
+    let fresh = worker(99);
+    let mut tally = RemoteTally::default();
+    for index in 0..KEYS {
+        fs::remove_dir_all(&fresh.cache).ok();
+        fresh
+            .remote_round(store, &fixtures, index, true, &mut tally)
+            .unwrap();
+    }
+    assert_eq!(tally.remote_hits, KEYS);
+    assert_eq!(tally.commands_run, 0);
+}
+
+#[test]
+fn op_8_remote_1_processes_with_their_own_caches_share_a_directory_remote_without_a_torn_restore() {
+    let dir = tempfile::tempdir().unwrap();
+    processes_share_a_remote(&directory_store(dir.path()));
+}
+
+#[test]
+fn op_8_remote_1_processes_with_their_own_caches_share_an_s3_remote_without_a_torn_restore() {
+    processes_share_a_remote(&garage_store());
 }
