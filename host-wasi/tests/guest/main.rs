@@ -22,7 +22,7 @@ use std::sync::OnceLock;
 use cachet::fs::CapStdFilesystem;
 use cachet::tasks::Threads;
 use cachet_cli::{self as cli, Host, PlumbingCli, SystemContext};
-use cachet_core::cache::Cache;
+use cachet_core::cache::{Cache, Options};
 use cachet_wasi::embed::{Embedding, GuestOutput, is_read_only};
 
 fn guest_path() -> PathBuf {
@@ -77,8 +77,13 @@ fn native(workspace: &Path, cache: &Path, args: &[&str]) -> GuestOutput {
     let excluded: Vec<String> = cli::parse::excluded_dir(&workspace, &cache_dir)
         .into_iter()
         .collect();
+    // As the native binary does (SAFE-8).
+    let options = Options {
+        cache_dir_in_workspace: excluded.first().cloned(),
+        ..line.globals.cache_options()
+    };
     let host = Host::new(Some(workspace), excluded);
-    let cache = Cache::with_options(fs, line.globals.cache_options()).with_tasks(Threads::new());
+    let cache = Cache::with_options(fs, options).with_tasks(Threads::new());
     let status = cli::run_plumbing(
         &line.command,
         &host,
