@@ -942,14 +942,47 @@ fn remote_13_unsigned_other_key_bad_mac_other_tenant_or_other_key_records_are_mi
 
 #[test]
 fn safe_9_a_record_listing_outputs_no_store_writes_together_is_a_miss_and_enters_nothing() {
+    use crate::cache::Options;
     use crate::manifest::OutputConflict;
-    use crate::remote::record::Record;
+    use crate::remote::record::{Record, RecordError};
 
     let k = key(9);
     let options = RemoteOptions::default();
     let record_name = names::record(HashFunction::Blake3, &Tenant::local(), &k);
-    // The record of `stored_machine` lists `/out/big.bin` then `/out/small`;
-    // each case renames the second, keeping the order REMOTE-7 demands.
+    // A remote holding `stored_machine`'s entry, and its record's bytes:
+    // `/out/big.bin`, then `/out/small`.
+    let pushed = || {
+        let store = MemoryRemote::new();
+        let (_, a) = stored_machine(&k, BIG);
+        push_to(&a, &[remote(&store, "mem://1")], &k, &options);
+        let bytes = store.object(&record_name).unwrap();
+        (store, bytes)
+    };
+    // What a fresh machine whose cache directory is `cache_dir` finds.
+    let look_up = |store: &MemoryRemote, cache_dir: Option<&str>| {
+        let fs = MemFs::new();
+        let options_b = Options {
+            cache_dir_in_workspace: cache_dir.map(String::from),
+            ..Options::default()
+        };
+        let b = Cache::with_options(fs.clone(), options_b);
+        let report = lookup(
+            &b,
+            &[remote(store, "mem://1")],
+            &[Tenant::local()],
+            &k,
+            &options,
+            &mut ctx(),
+        )
+        .unwrap();
+        assert_eq!(report.found, None, "{report:?}");
+        assert!(report.failures.is_empty(), "{report:?}");
+        assert!(fs.tree(C).is_empty(), "{:?}", fs.tree(C));
+        assert!(fs.tree(W).is_empty(), "{:?}", fs.tree(W));
+        report.misses
+    };
+
+    // Each renames the second output, keeping the order REMOTE-7 demands.
     let cases: [(&str, Option<&str>, OutputConflict); 4] = [
         ("/out/big.bin/small", None, OutputConflict::Nested),
         ("/out/small/.git/config", None, OutputConflict::InGitDir),
@@ -961,35 +994,13 @@ fn safe_9_a_record_listing_outputs_no_store_writes_together_is_a_miss_and_enters
         ("/out/x", Some("out/x/.cachet"), OutputConflict::InCacheDir),
     ];
     for (path, cache_dir, conflict) in cases {
-        let store = MemoryRemote::new();
-        let (_, a) = stored_machine(&k, BIG);
-        push_to(&a, &[remote(&store, "mem://1")], &k, &options);
-        let bytes = store.object(&record_name).unwrap();
+        let (store, bytes) = pushed();
         let mut record = Record::decode(&bytes).unwrap();
         assert_eq!(record.outputs[1].path, "/out/small");
         record.outputs[1].path = path;
         store.set_object(&record_name, record.encode().unwrap());
-
-        let fs = MemFs::new();
-        let b = Cache::with_options(
-            fs.clone(),
-            crate::cache::Options {
-                cache_dir_in_workspace: cache_dir.map(String::from),
-                ..crate::cache::Options::default()
-            },
-        );
-        let report = lookup(
-            &b,
-            &[remote(&store, "mem://1")],
-            &[Tenant::local()],
-            &k,
-            &options,
-            &mut ctx(),
-        )
-        .unwrap();
-        assert_eq!(report.found, None, "{path}");
         assert_eq!(
-            report.misses,
+            look_up(&store, cache_dir),
             alloc::vec![(
                 0,
                 Tenant::local(),
@@ -997,23 +1008,15 @@ fn safe_9_a_record_listing_outputs_no_store_writes_together_is_a_miss_and_enters
             )],
             "{path}"
         );
-        assert!(report.failures.is_empty(), "{path}");
-        assert!(fs.tree(C).is_empty(), "{path}: {:?}", fs.tree(C));
-        assert!(fs.tree(W).is_empty(), "{path}");
     }
 
-    // A record listing a path twice is refused by the codec already
-    // (REMOTE-7): the same miss, nothing written.
-    let store = MemoryRemote::new();
-    let (_, a) = stored_machine(&k, BIG);
-    push_to(&a, &[remote(&store, "mem://1")], &k, &options);
-    let bytes = store.object(&record_name).unwrap();
+    // A path twice is refused by the codec already (REMOTE-7), which will
+    // not encode it either: forged by hand, length prefix and checksum
+    // included, it is the same miss, with nothing written.
+    let (store, bytes) = pushed();
     let mut record = Record::decode(&bytes).unwrap();
     record.outputs[1].path = "/out/big.bin";
     assert!(record.encode().is_err());
-    let (fs, b) = machine();
-    // Rewrite the second path (its length prefix too) and the checksum by
-    // hand, as a hostile writer would.
     let small = bytes
         .windows(b"/out/small".len())
         .position(|w| w == b"/out/small")
@@ -1025,25 +1028,12 @@ fn safe_9_a_record_listing_outputs_no_store_writes_together_is_a_miss_and_enters
     let checksum = hash::digest(HashFunction::Blake3, &forged);
     forged.extend_from_slice(&checksum.0);
     store.set_object(&record_name, forged);
-    let report = lookup(
-        &b,
-        &[remote(&store, "mem://1")],
-        &[Tenant::local()],
-        &k,
-        &options,
-        &mut ctx(),
-    )
-    .unwrap();
-    assert!(
-        matches!(
-            report.misses.as_slice(),
-            [(
-                0,
-                _,
-                RemoteMiss::BadRecord(record::RecordError::UnsortedOutputs { index: 1 })
-            )]
-        ),
-        "{report:?}"
+    assert_eq!(
+        look_up(&store, None),
+        alloc::vec![(
+            0,
+            Tenant::local(),
+            RemoteMiss::BadRecord(RecordError::UnsortedOutputs { index: 1 })
+        )]
     );
-    assert!(cache_files(&fs).is_empty());
 }

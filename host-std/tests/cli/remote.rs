@@ -449,17 +449,7 @@ fn damaged_objects_are_misses(store: Store) {
         tamper(&store);
         let other = workspace(&big);
         let outcome = run(&other, &store, &store.url, &["-v"], &[("FAIL", "1")]);
-        assert_eq!(outcome.code, 3, "{what}: the task's exit code: {outcome:?}");
-        assert_eq!(
-            other.runs(),
-            1,
-            "{what}: a miss runs the command: {outcome:?}"
-        );
-        assert!(!other.ws.join("out").exists(), "{what}: nothing restored");
-        let info = other.run(&["info", "--json"]);
-        assert_eq!(info.json()["valid_entries"], 0, "{what}: {info:?}");
-        assert_eq!(info.json()["corrupt_entries"], 0, "{what}: {info:?}");
-        assert_eq!(info.json()["scratch_items"], 0, "{what}: {info:?}");
+        assert_missed_and_entered_nothing(&other, &outcome, what);
     }
     // Repaired objects are a hit again.
     store.put(&blob, &blob_bytes);
@@ -467,6 +457,30 @@ fn damaged_objects_are_misses(store: Store) {
     let again = workspace(&big);
     assert_eq!(run(&again, &store, &store.url, &[], &[]).code, 0);
     assert_eq!(again.runs(), 0);
+}
+
+/// After a remote miss by `outcome`, a `run` of [`SCRIPT`] with `$FAIL`
+/// set in `sandbox`: the command ran (and failed with its own code), and
+/// nothing of the remote's entry entered the workspace or the local cache
+/// (REMOTE-4).
+fn assert_missed_and_entered_nothing(sandbox: &Sandbox, outcome: &Outcome, what: &str) {
+    assert_eq!(outcome.code, 3, "{what}: the task's exit code: {outcome:?}");
+    assert_eq!(
+        sandbox.runs(),
+        1,
+        "{what}: a miss runs the command: {outcome:?}"
+    );
+    assert_eq!(
+        snapshot(&sandbox.ws, &[".cachet"])
+            .keys()
+            .collect::<Vec<_>>(),
+        ["src/big"],
+        "{what}: nothing restored"
+    );
+    let info = sandbox.run(&["info", "--json"]);
+    assert_eq!(info.json()["valid_entries"], 0, "{what}: {info:?}");
+    assert_eq!(info.json()["corrupt_entries"], 0, "{what}: {info:?}");
+    assert_eq!(info.json()["scratch_items"], 0, "{what}: {info:?}");
 }
 
 /// `record` (REMOTE-7) with the output path `from` renamed `to` and the
@@ -515,8 +529,7 @@ fn conflicting_records_are_misses(store: Store) {
         fs::create_dir(other.ws.join(".git")).unwrap();
         let outcome = run(&other, &store, &store.url, &["-v"], &[("FAIL", "1")]);
         let what = format!("{rule} {to}");
-        assert_eq!(outcome.code, 3, "{what}: the task's exit code: {outcome:?}");
-        assert_eq!(other.runs(), 1, "{what}: a miss runs the command");
+        assert_missed_and_entered_nothing(&other, &outcome, &what);
         // SAFE-5 is refused by the record codec (an unsorted or repeated
         // path), the others by the rules; both say the record is corrupt.
         let stderr = outcome.stderr_text();
@@ -527,16 +540,7 @@ fn conflicting_records_are_misses(store: Store) {
         if rule != "SAFE-5" {
             assert!(stderr.contains(&format!("({rule})")), "{what}: {stderr}");
         }
-        assert_eq!(
-            snapshot(&other.ws, &[".cachet"]).keys().collect::<Vec<_>>(),
-            ["src/big"],
-            "{what}: nothing restored"
-        );
         assert!(!other.ws.join(".cachet/planted").exists(), "{what}");
-        let info = other.run(&["info", "--json"]);
-        assert_eq!(info.json()["valid_entries"], 0, "{what}: {info:?}");
-        assert_eq!(info.json()["corrupt_entries"], 0, "{what}: {info:?}");
-        assert_eq!(info.json()["scratch_items"], 0, "{what}: {info:?}");
     }
     // The record as pushed is a hit.
     store.put(&record, &record_bytes);

@@ -142,6 +142,21 @@ fn files_below(base: &Path, dir: &Path) -> Result<BTreeMap<String, (Vec<u8>, u32
     Ok(files)
 }
 
+/// The paths at which two trees of [`files_below`] differ.
+fn differing<'a>(
+    wanted: &'a BTreeMap<String, (Vec<u8>, u32)>,
+    got: &'a BTreeMap<String, (Vec<u8>, u32)>,
+) -> Vec<&'a String> {
+    let mut paths: Vec<&String> = wanted
+        .keys()
+        .chain(got.keys())
+        .filter(|k| wanted.get(*k) != got.get(*k))
+        .collect();
+    paths.sort();
+    paths.dedup();
+    paths
+}
+
 /// One worker's workspace, next to the shared cache.
 struct Worker {
     id: usize,
@@ -326,12 +341,7 @@ impl Worker {
                 let restored = files_below(&self.workspace, &out)
                     .map_err(|e| format!("restored tree: {e}: {ran:?}"))?;
                 if restored != content.files {
-                    let differing: Vec<&String> = content
-                        .files
-                        .keys()
-                        .chain(restored.keys())
-                        .filter(|k| content.files.get(*k) != restored.get(*k))
-                        .collect();
+                    let differing = differing(&content.files, &restored);
                     return Err(format!(
                         "TORN OR WRONG RESTORE of key {index}: {differing:?} differ: {ran:?}"
                     ));
@@ -753,12 +763,7 @@ impl Worker {
         let files =
             files_below(&self.workspace, &out).map_err(|e| format!("outputs: {e}: {ran:?}"))?;
         if files != content.files {
-            let differing: Vec<&String> = content
-                .files
-                .keys()
-                .chain(files.keys())
-                .filter(|k| content.files.get(*k) != files.get(*k))
-                .collect();
+            let differing = differing(&content.files, &files);
             return Err(format!(
                 "TORN OR WRONG OUTPUTS of key {index}: {differing:?} differ: {ran:?}"
             ));
