@@ -34,8 +34,9 @@ pub enum LookupStatus {
     /// function.
     MissSchema,
     /// The entry is damaged: its manifest is unreadable or invalid, names
-    /// another key, or a blob or stream is missing, not a regular file or of
-    /// the wrong size.
+    /// another key, lists outputs no store writes together (SAFE-5..9), or
+    /// a blob or stream is missing, not a regular file or of the wrong
+    /// size.
     MissCorrupt,
 }
 
