@@ -104,23 +104,34 @@ impl<F: Filesystem> Cache<F> {
     /// OP-10: the statistics of `key`'s entry when it is a hit, `None` on
     /// any miss, without writing anything (not even the last use).
     pub fn stats(&self, key: &Key) -> Result<Option<EntryStats>, CacheError> {
+        self.lookup_stats(key).map(|(_, stats)| stats)
+    }
+
+    /// OP-1 and OP-10 from one look at the entry: its status and, on a
+    /// hit, its statistics, so that the two cannot disagree when another
+    /// process removes the entry in between. Writes nothing.
+    pub fn lookup_stats(
+        &self,
+        key: &Key,
+    ) -> Result<(LookupStatus, Option<EntryStats>), CacheError> {
         let inspection = self.inspect(key)?;
         if inspection.status != LookupStatus::Hit {
-            return Ok(None);
+            return Ok((inspection.status, None));
         }
         let bytes = inspection.manifest.unwrap_or_default();
         let Ok(manifest) = Manifest::parse(&bytes) else {
-            return Ok(None);
+            return Ok((LookupStatus::MissCorrupt, None));
         };
         let size = self.tree_bytes(&layout::entry_dir(key))?;
-        Ok(Some(EntryStats {
+        let stats = Some(EntryStats {
             key: *key,
             hash_function: manifest.head.hash_function,
             outputs: manifest.output_count() as u64,
             bytes: size,
             created_at_unix: manifest.tail.created_at_unix,
             last_used: inspection.manifest_modified,
-        }))
+        });
+        Ok((LookupStatus::Hit, stats))
     }
 
     /// OP-11: removes `key`'s entry, whatever state it is in (a hit, a

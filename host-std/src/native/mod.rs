@@ -241,9 +241,35 @@ pub fn main() -> ExitCode {
     ExitCode::from(dispatch(&cli))
 }
 
+/// The roots a command works on: for `restore --into DIR` (OP-12), DIR
+/// in the workspace's place, with the cache directory still found from
+/// the real workspace.
+fn roots(cli: &Cli) -> Result<alloc::borrow::Cow<'_, GlobalArgs>, NativeError> {
+    let Command::Plumbing(command) = &cli.command else {
+        return Ok(alloc::borrow::Cow::Borrowed(&cli.globals));
+    };
+    let Some(into) = command.restore_root() else {
+        return Ok(alloc::borrow::Cow::Borrowed(&cli.globals));
+    };
+    let workspace = match &cli.globals.workspace {
+        Some(path) => path.clone(),
+        None => std::env::current_dir().map_err(NativeError::CurrentDir)?,
+    };
+    let workspace = workspace
+        .canonicalize()
+        .map_err(|source| NativeError::Workspace {
+            path: workspace.clone(),
+            source,
+        })?;
+    let mut globals = cli.globals.clone();
+    globals.cache_dir = Some(cli.globals.cache_dir(&workspace));
+    globals.workspace = Some(into.to_path_buf());
+    Ok(alloc::borrow::Cow::Owned(globals))
+}
+
 /// Runs a parsed command line and returns the exit code.
 pub fn dispatch(cli: &Cli) -> u8 {
-    let opened = match open(&cli.globals) {
+    let opened = match roots(cli).and_then(|globals| open(&globals)) {
         Ok(opened) => opened,
         Err(error) => {
             cli::report_error(&mut io::stderr(), &error);
