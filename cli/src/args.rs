@@ -173,7 +173,11 @@ impl PlumbingCommand {
 }
 
 /// Everything that makes a key (SPEC §2), as `run` and `key` take it.
-#[derive(Args, Clone, Debug, PartialEq, Eq)]
+///
+/// [`KeyArgs::default`] is an empty set of flags (no action yet), for
+/// callers that fill the fields in code instead of parsing a command
+/// line, as `cachet::task::Task` does.
+#[derive(Args, Clone, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct KeyArgs {
     /// Input files: a glob over workspace paths (`src/**/*.rs`; `*` stays

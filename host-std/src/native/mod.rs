@@ -195,14 +195,28 @@ fn open(globals: &GlobalArgs) -> Result<Opened, NativeError> {
         Some(path) => path.clone(),
         None => std::env::current_dir().map_err(NativeError::CurrentDir)?,
     };
+    open_at(
+        &given,
+        &|workspace, settings| globals.cache_dir(workspace, settings),
+        globals.cache_options(),
+    )
+}
+
+/// Opens the workspace `given` and the cache directory `cache_dir_of`
+/// names for its canonical path and configuration (created when missing).
+pub(crate) fn open_at(
+    given: &Path,
+    cache_dir_of: &dyn Fn(&Path, &Settings) -> PathBuf,
+    options: cachet_core::cache::Options,
+) -> Result<Opened, NativeError> {
     let workspace = given
         .canonicalize()
         .map_err(|source| NativeError::Workspace {
-            path: given.clone(),
+            path: given.to_path_buf(),
             source,
         })?;
     let settings = crate::config::load_settings(&workspace)?;
-    let cache_dir = globals.cache_dir(&workspace, &settings);
+    let cache_dir = cache_dir_of(&workspace, &settings);
     let fs = CapStdFilesystem::open_ambient(&workspace, &cache_dir).map_err(NativeError::Open)?;
     let cache_dir = cache_dir.canonicalize().map_err(|source| {
         NativeError::Open(OpenError::CacheDir {
@@ -220,7 +234,7 @@ fn open(globals: &GlobalArgs) -> Result<Opened, NativeError> {
         workspace,
         cache_dir,
         excluded_dirs: excluded,
-        cache: Cache::with_options(fs, globals.cache_options()).with_tasks(Threads::new()),
+        cache: Cache::with_options(fs, options).with_tasks(Threads::new()),
         settings,
     })
 }
@@ -262,7 +276,8 @@ fn roots(cli: &Cli) -> Result<alloc::borrow::Cow<'_, GlobalArgs>, NativeError> {
             source,
         })?;
     let mut globals = cli.globals.clone();
-    globals.cache_dir = Some(cli.globals.cache_dir(&workspace));
+    let settings = crate::config::load_settings(&workspace)?;
+    globals.cache_dir = Some(cli.globals.cache_dir(&workspace, &settings));
     globals.workspace = Some(into.to_path_buf());
     Ok(alloc::borrow::Cow::Owned(globals))
 }

@@ -495,3 +495,211 @@ fn op_12_restore_into_keeps_the_workspace_cache_directory() {
     assert!(!into.join(".cachet").exists());
     assert!(Path::new(&sandbox.ws.join(".cachet")).is_dir());
 }
+
+// ------------------------------------------------------------ task API
+
+mod task_api {
+    use std::fs;
+
+    use cachet::cachet_core::cache::{LookupStatus, Options, StoreOutcome};
+    use cachet::task::{Lookup, Ran, Task, TaskCache};
+
+    use super::key;
+    use crate::support::Sandbox;
+
+    fn open(sandbox: &Sandbox) -> TaskCache {
+        TaskCache::open(&sandbox.ws, None, Options::default()).unwrap()
+    }
+
+    /// SPEC §2 (KEY-4 to KEY-7): the task API derives the key `cachet key`
+    /// prints for the same description, every component included.
+    #[test]
+    fn key_4_to_7_a_task_has_the_key_cachet_key_prints() {
+        let sandbox = Sandbox::new();
+        sandbox.write("src/a.rs", b"fn a() {}");
+        sandbox.write("src/b.rs", b"fn b() {}");
+        sandbox.write("notes.txt", b"not an input");
+        sandbox.write("out/old", b"x");
+        sandbox.write("log", b"predecessor stdout");
+        let stored = sandbox.run(&["store", "--key", &key('e'), "--stdout-file", "log"]);
+        assert_eq!(stored.code, 0, "{stored:?}");
+        let cache = open(&sandbox);
+        let task = Task::script("cargo build --release")
+            .shell("bash")
+            .input("src/**/*.rs")
+            .output("out")
+            .env("HOME")
+            .env("CACHET_TEST_UNSET_VARIABLE")
+            .set("MODE", "release=fast")
+            .after(
+                "proj",
+                "gen",
+                &cachet::cachet_core::key::Key::from_hex(&key('e')).unwrap(),
+            );
+        let report = cache.key(&task).unwrap();
+        let cli = sandbox.key(&[
+            "--input",
+            "src/**/*.rs",
+            "--output",
+            "out",
+            "--env",
+            "HOME",
+            "--env",
+            "CACHET_TEST_UNSET_VARIABLE",
+            "--set",
+            "MODE=release=fast",
+            "--after",
+            &format!("proj:gen={}", key('e')),
+            "--shell",
+            "bash",
+            "--script",
+            "cargo build --release",
+        ]);
+        assert_eq!(report.key.to_hex().as_str(), cli);
+        assert_eq!(report.input_files.len(), 2);
+        assert_eq!(report.predecessors.len(), 1);
+
+        // A command task, and the default inputs (SEL-6): every file but
+        // the outputs.
+        let command = Task::command(["make", "all"]).output("out");
+        assert_eq!(
+            cache.key(&command).unwrap().key.to_hex().as_str(),
+            sandbox.key(&["--output", "out", "--", "make", "all"])
+        );
+    }
+
+    /// SEL-1: an explicit input file is taken literally, glob characters
+    /// and all.
+    #[test]
+    fn sel_1_an_explicit_input_file_is_not_a_glob() {
+        let sandbox = Sandbox::new();
+        sandbox.write("a*b.txt", b"star");
+        sandbox.write("axb.txt", b"x");
+        sandbox.write("a[b].txt", b"brackets");
+        let cache = open(&sandbox);
+        let task = Task::command(["true"])
+            .input_file("a*b.txt")
+            .input_file("/a[b].txt");
+        let inputs: Vec<String> = cache
+            .key(&task)
+            .unwrap()
+            .input_files
+            .into_iter()
+            .map(|input| input.path)
+            .collect();
+        assert_eq!(inputs, ["/a*b.txt", "/a[b].txt"]);
+    }
+
+    /// OP-1, OP-2, OP-3: a runner that runs the task itself: a miss hands
+    /// back the key and writes nothing, the runner stores its result, and
+    /// the next lookup restores it and replays the streams.
+    #[test]
+    fn op_3_lookup_miss_then_store_then_hit() {
+        let sandbox = Sandbox::new();
+        sandbox.write("in.txt", b"input");
+        let cache = open(&sandbox);
+        let task = Task::command(["my-own-runner"])
+            .input_file("in.txt")
+            .output("out");
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let Lookup::Miss {
+            key,
+            status: LookupStatus::MissNoEntry,
+            restore_error: None,
+        } = cache.lookup(&task, &mut out, &mut err).unwrap()
+        else {
+            panic!("expected a miss");
+        };
+        assert!((out.is_empty(), err.is_empty()) == (true, true));
+        sandbox.write("out/result.bin", b"\x00result");
+        let stored = cache
+            .store(&key, &task, &b"what it printed\n"[..], &b"warnings\n"[..])
+            .unwrap();
+        assert_eq!(stored, StoreOutcome::Stored);
+        fs::remove_dir_all(sandbox.ws.join("out")).unwrap();
+        assert_eq!(
+            cache.lookup(&task, &mut out, &mut err).unwrap(),
+            Lookup::Hit { key, outputs: 1 }
+        );
+        assert_eq!(
+            (out.as_slice(), err.as_slice()),
+            (&b"what it printed\n"[..], &b"warnings\n"[..])
+        );
+        assert_eq!(
+            fs::read(sandbox.ws.join("out/result.bin")).unwrap(),
+            b"\x00result"
+        );
+        // The `cachet` command sees the same entry.
+        assert_eq!(
+            sandbox
+                .run(&["status", "--key", key.to_hex().as_str()])
+                .code,
+            0
+        );
+    }
+
+    /// CLAIM-1, OP-2: `run` passes a miss's streams through to the writers,
+    /// stores only a run that exits 0, and passes the exit code on.
+    #[test]
+    fn claim_1_run_stores_only_success_and_streams_go_to_the_writers() {
+        let sandbox = Sandbox::new();
+        let cache = open(&sandbox);
+        let failing =
+            Task::script("echo partial > out.txt; echo oops >&2; exit 3").output("out.txt");
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let ran = cache.run(&failing, &mut out, &mut err).unwrap();
+        assert!(
+            matches!(
+                ran,
+                Ran::Executed {
+                    exit_code: Some(3),
+                    stored: false,
+                    restore_error: None,
+                    ..
+                }
+            ),
+            "{ran:?}"
+        );
+        assert_eq!(err, b"oops\n");
+        assert!(cache.cache().list().unwrap().entries.is_empty());
+
+        let task = Task::script("echo \"$GREETING\" | tee out.txt")
+            .set("GREETING", "hi")
+            .output("out.txt");
+        out.clear();
+        let ran = cache.run(&task, &mut out, &mut err).unwrap();
+        assert!(
+            matches!(
+                ran,
+                Ran::Executed {
+                    exit_code: Some(0),
+                    stored: true,
+                    ..
+                }
+            ),
+            "{ran:?}"
+        );
+        assert_eq!(out, b"hi\n", "passed through live");
+        out.clear();
+        assert!(matches!(
+            cache.run(&task, &mut out, &mut err).unwrap(),
+            Ran::Restored { outputs: 1, .. }
+        ));
+        assert_eq!(out, b"hi\n", "replayed");
+    }
+
+    /// SAFE-4: what the builder cannot express is an error naming it when
+    /// the key is computed, not a wrong key.
+    #[test]
+    fn safe_4_bad_task_descriptions_are_errors() {
+        let sandbox = Sandbox::new();
+        let cache = open(&sandbox);
+        let message = |task: Task| cache.key(&task).unwrap_err().to_string();
+        let k = cachet::cachet_core::key::Key::from_hex(&key('a')).unwrap();
+        assert!(message(Task::command(["true"]).set("A=B", "c")).contains("'='"));
+        assert!(message(Task::command(["true"]).after("a:b", "t", &k)).contains("':'"));
+        assert!(message(Task::command(Vec::<String>::new())).contains("no command"));
+        assert!(message(Task::command(["true"]).input("[")).contains("glob"));
+        assert!(message(Task::script("true").shell("no/slash")).contains("no/slash"));
+    }
+}
