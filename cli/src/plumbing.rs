@@ -52,6 +52,16 @@ pub fn run_plumbing<F: Filesystem>(
     }
 }
 
+/// The exit code of a maintenance walk: a failure on any item is one
+/// (OP-5), whatever else the walk did.
+fn walk_exit(failures: &[cachet_core::cache::Failure]) -> u8 {
+    if failures.is_empty() {
+        exit::SUCCESS
+    } else {
+        exit::FAILURE
+    }
+}
+
 /// Prints `error` for people: `cachet: ` and the message, on one or more
 /// lines.
 pub fn report_error(stderr: &mut dyn io::Write, error: &dyn core::fmt::Display) {
@@ -88,31 +98,19 @@ pub fn execute<F: Filesystem>(
         PlumbingCommand::Info(args) => {
             let info = cache.info()?;
             report::write_info(stdout, &info, args.json).map_err(to_stdout)?;
-            Ok(if info.failures.is_empty() {
-                exit::SUCCESS
-            } else {
-                exit::FAILURE
-            })
+            Ok(walk_exit(&info.failures))
         }
         PlumbingCommand::Clean(args) => clean(args, host, cache, ctx, stdout),
         PlumbingCommand::Clear(args) => {
             let cleared = cache.clear(ctx)?;
             report::write_clear(stdout, &cleared, args.json).map_err(to_stdout)?;
-            Ok(if cleared.failures.is_empty() {
-                exit::SUCCESS
-            } else {
-                exit::FAILURE
-            })
+            Ok(walk_exit(&cleared.failures))
         }
         PlumbingCommand::Verify(args) => verify(args, cache, ctx, stdout),
         PlumbingCommand::List(args) => {
             let listed = cache.list()?;
             report::write_list(stdout, &listed, args.json).map_err(to_stdout)?;
-            Ok(if listed.failures.is_empty() {
-                exit::SUCCESS
-            } else {
-                exit::FAILURE
-            })
+            Ok(walk_exit(&listed.failures))
         }
         PlumbingCommand::Remove(args) => {
             let key = parse::key("--key", &args.key)?;
@@ -305,11 +303,7 @@ fn clean<F: Filesystem>(
     };
     let cleaned = cache.clean(&modes, ctx)?;
     report::write_clean(stdout, &cleaned, args.json).map_err(to_stdout)?;
-    Ok(if cleaned.failures.is_empty() {
-        exit::SUCCESS
-    } else {
-        exit::FAILURE
-    })
+    Ok(walk_exit(&cleaned.failures))
 }
 
 fn verify<F: Filesystem>(

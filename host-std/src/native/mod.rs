@@ -191,15 +191,30 @@ impl Opened {
 }
 
 fn open(globals: &GlobalArgs) -> Result<Opened, NativeError> {
-    let given = match &globals.workspace {
-        Some(path) => path.clone(),
-        None => std::env::current_dir().map_err(NativeError::CurrentDir)?,
-    };
+    let given = given_workspace(globals)?;
     open_at(
         &given,
         &|workspace, settings| globals.cache_dir(workspace, settings),
         globals.cache_options(),
     )
+}
+
+/// `--workspace`, else the current directory.
+fn given_workspace(globals: &GlobalArgs) -> Result<PathBuf, NativeError> {
+    match &globals.workspace {
+        Some(path) => Ok(path.clone()),
+        None => std::env::current_dir().map_err(NativeError::CurrentDir),
+    }
+}
+
+/// The workspace `given`, canonical: it must exist.
+fn canonical_workspace(given: &Path) -> Result<PathBuf, NativeError> {
+    given
+        .canonicalize()
+        .map_err(|source| NativeError::Workspace {
+            path: given.to_path_buf(),
+            source,
+        })
 }
 
 /// Opens the workspace `given` and the cache directory `cache_dir_of`
@@ -209,12 +224,7 @@ pub(crate) fn open_at(
     cache_dir_of: &dyn Fn(&Path, &Settings) -> PathBuf,
     options: cachet_core::cache::Options,
 ) -> Result<Opened, NativeError> {
-    let workspace = given
-        .canonicalize()
-        .map_err(|source| NativeError::Workspace {
-            path: given.to_path_buf(),
-            source,
-        })?;
+    let workspace = canonical_workspace(given)?;
     let settings = crate::config::load_settings(&workspace)?;
     let cache_dir = cache_dir_of(&workspace, &settings);
     let fs = CapStdFilesystem::open_ambient(&workspace, &cache_dir).map_err(NativeError::Open)?;
@@ -265,16 +275,7 @@ fn roots(cli: &Cli) -> Result<alloc::borrow::Cow<'_, GlobalArgs>, NativeError> {
     let Some(into) = command.restore_root() else {
         return Ok(alloc::borrow::Cow::Borrowed(&cli.globals));
     };
-    let workspace = match &cli.globals.workspace {
-        Some(path) => path.clone(),
-        None => std::env::current_dir().map_err(NativeError::CurrentDir)?,
-    };
-    let workspace = workspace
-        .canonicalize()
-        .map_err(|source| NativeError::Workspace {
-            path: workspace.clone(),
-            source,
-        })?;
+    let workspace = canonical_workspace(&given_workspace(&cli.globals)?)?;
     let mut globals = cli.globals.clone();
     let settings = crate::config::load_settings(&workspace)?;
     globals.cache_dir = Some(cli.globals.cache_dir(&workspace, &settings));
