@@ -110,6 +110,12 @@ pub enum PlumbingCommand {
     /// Re-hash every entry's contents and report the damaged ones (exit 1
     /// when there are any)
     Verify(VerifyArgs),
+    /// List every valid entry: key, hash function, outputs, bytes, when
+    /// created and when last used
+    List(ListArgs),
+    /// Remove one entry, safely for concurrent readers (exit 0 if it was
+    /// there, 1 if not)
+    Remove(RemoveArgs),
 }
 
 impl PlumbingCommand {
@@ -118,12 +124,16 @@ impl PlumbingCommand {
     /// `verify` without `--evict`.
     pub fn is_read_only(&self) -> bool {
         match self {
-            PlumbingCommand::Key(_) | PlumbingCommand::Status(_) | PlumbingCommand::Info(_) => true,
+            PlumbingCommand::Key(_)
+            | PlumbingCommand::Status(_)
+            | PlumbingCommand::Info(_)
+            | PlumbingCommand::List(_) => true,
             PlumbingCommand::Verify(args) => !args.evict,
             PlumbingCommand::Store(_)
             | PlumbingCommand::Restore(_)
             | PlumbingCommand::Clean(_)
-            | PlumbingCommand::Clear(_) => false,
+            | PlumbingCommand::Clear(_)
+            | PlumbingCommand::Remove(_) => false,
         }
     }
 
@@ -138,6 +148,17 @@ impl PlumbingCommand {
             PlumbingCommand::Clean(_) => "clean",
             PlumbingCommand::Clear(_) => "clear",
             PlumbingCommand::Verify(_) => "verify",
+            PlumbingCommand::List(_) => "list",
+            PlumbingCommand::Remove(_) => "remove",
+        }
+    }
+
+    /// The directory `restore --into` restores under instead of the
+    /// workspace (OP-12): the host opens it as the workspace root.
+    pub fn restore_root(&self) -> Option<&std::path::Path> {
+        match self {
+            PlumbingCommand::Restore(args) => args.into.as_deref(),
+            _ => None,
         }
     }
 
@@ -152,7 +173,11 @@ impl PlumbingCommand {
 }
 
 /// Everything that makes a key (SPEC §2), as `run` and `key` take it.
-#[derive(Args, Clone, Debug, PartialEq, Eq)]
+///
+/// [`KeyArgs::default`] is an empty set of flags (no action yet), for
+/// callers that fill the fields in code instead of parsing a command
+/// line, as `cachet::task::Task` does.
+#[derive(Args, Clone, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct KeyArgs {
     /// Input files: a glob over workspace paths (`src/**/*.rs`; `*` stays
@@ -279,6 +304,34 @@ pub struct RestoreArgs {
     /// stderr (the outputs are restored either way)
     #[arg(long)]
     pub json: bool,
+
+    /// Restore under this directory instead of the workspace: each output's
+    /// workspace path is taken relative to DIR, and nothing is written
+    /// outside it or through a symlink below it (native only)
+    #[arg(long, value_name = "DIR")]
+    pub into: Option<PathBuf>,
+}
+
+/// `cachet list`.
+#[derive(Args, Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ListArgs {
+    /// Print JSON instead of text
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `cachet remove`.
+#[derive(Args, Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RemoveArgs {
+    /// The key, as 64 hex digits
+    #[arg(long, value_name = "HEX")]
+    pub key: String,
+
+    /// Print JSON instead of text
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `cachet info`.
@@ -293,10 +346,15 @@ pub struct InfoArgs {
 /// `cachet clean`.
 #[derive(Args, Clone, Debug, PartialEq, Eq)]
 #[command(group(
+    ArgGroup::new("size_bound")
+        .multiple(true)
+        .args(["max_size", "percent"])
+))]
+#[command(group(
     ArgGroup::new("mode")
         .required(true)
         .multiple(true)
-        .args(["soft", "max_age", "max_size"])
+        .args(["soft", "max_age", "max_size", "percent"])
 ))]
 #[non_exhaustive]
 pub struct CleanArgs {
@@ -308,10 +366,24 @@ pub struct CleanArgs {
     #[arg(long, value_name = "DURATION")]
     pub max_age: Option<String>,
 
-    /// Then remove least recently used entries until the rest fit: `10G`
-    /// (10^9 bytes), `512MiB` (2^20 bytes each), `4096`
+    /// Then remove least recently used entries until the rest fit: `4096`
+    /// (bytes), `10G` (10^9 bytes; K, M, G, T are powers of 1000), `512MiB`
+    /// (2^20 bytes each; Ki, Mi, Gi, Ti are powers of 1024)
     #[arg(long, value_name = "SIZE")]
     pub max_size: Option<String>,
+
+    /// Also keep at most P percent (0 to 100) of the bytes the valid
+    /// entries held before the clean; with --max-size, the smaller bound
+    /// applies
+    #[arg(long, value_name = "P")]
+    pub percent: Option<String>,
+
+    /// The keys still in use, 64 hex digits each, separated by whitespace:
+    /// a workspace file, or `-` for stdin. Size cleaning removes entries
+    /// not listed first (oldest use first), then the listed ones by least
+    /// recent use
+    #[arg(long, value_name = "FILE", requires = "size_bound")]
+    pub in_use: Option<String>,
 
     /// Only report what would be removed
     #[arg(long)]

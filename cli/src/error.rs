@@ -113,6 +113,13 @@ pub enum CliError {
     },
     /// A cache operation failed.
     Cache(CacheError),
+    /// Reading a list from this process's stdin (`--in-use -`) failed.
+    Input {
+        /// The flag that asked for stdin.
+        flag: &'static str,
+        /// The error.
+        source: std::io::Error,
+    },
     /// Writing to this process's stdout or stderr failed.
     Output {
         /// `stdout` or `stderr`.
@@ -143,9 +150,10 @@ impl CliError {
                 | CacheError::DuplicateOutput { .. }
                 | CacheError::ConflictingOutput { .. },
             ) => exit::NOT_STORED,
-            CliError::Workspace { .. } | CliError::Cache(_) | CliError::Output { .. } => {
-                exit::FAILURE
-            }
+            CliError::Workspace { .. }
+            | CliError::Cache(_)
+            | CliError::Input { .. }
+            | CliError::Output { .. } => exit::FAILURE,
         }
     }
 }
@@ -250,6 +258,9 @@ impl core::fmt::Display for CliError {
                 ),
                 _ => write!(f, "{error}"),
             },
+            CliError::Input { flag, source } => {
+                write!(f, "{flag} -: could not read stdin: {source}")
+            }
             CliError::Output { stream, source } => {
                 write!(f, "could not write to {stream}: {source}")
             }
@@ -263,7 +274,7 @@ impl core::error::Error for CliError {
             CliError::Key(error) => Some(error),
             CliError::Workspace { source, .. } => Some(source),
             CliError::Cache(error) => Some(error),
-            CliError::Output { source, .. } => Some(source),
+            CliError::Input { source, .. } | CliError::Output { source, .. } => Some(source),
             _ => None,
         }
     }

@@ -3,7 +3,7 @@
 //! | Code | Name | Meaning |
 //! |---:|---|---|
 //! | 0 | [`SUCCESS`] | Done. `run`: a hit was restored, or the command exited 0 (and its result was stored). `status`: hit. `restore`: restored. |
-//! | 1 | [`MISS`] | A negative answer, not a failure. `status`: a miss of any kind. `restore`: a miss, nothing was written. `verify`: damaged entries were found (and, with `--evict`, evicted). |
+//! | 1 | [`MISS`] | A negative answer, not a failure. `status`: a miss of any kind. `restore`: a miss, nothing was written. `remove`: there was no such entry. `verify`: damaged entries were found (and, with `--evict`, evicted). |
 //! | 64 | [`USAGE`] | The command line does not parse: unknown flag, missing argument, conflicting flags. Nothing was done. |
 //! | 65 | [`BAD_VALUE`] | A value is malformed or refused: a key that is not 64 hex digits, a glob, a size, a duration, `NAME=VALUE`, `PROJECT:TASK=KEY`, a shell name, a host variable that is not UTF-8, a duplicated name, an input that is a symlink, an unreadable `.gitignore` pattern, a malformed `cachet.toml`. Nothing was done. |
 //! | 66 | [`NOT_FOUND`] | Something named on the command line does not exist: the workspace, a `--stdout-file`/`--stderr-file`, or an `--after` predecessor that is not a hit in the cache. Nothing was done. |

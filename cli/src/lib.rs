@@ -59,14 +59,23 @@
 //! - `store --key HEX [--stdout-file F] [--stderr-file F] [--output
 //!   GLOB]... [--json]`: stream files are workspace paths (relative to the
 //!   workspace, or absolute below it); an absent one is an empty stream.
-//! - `restore --key HEX [--json]`: restores the outputs and replays stdout
-//!   and stderr; with `--json`, prints the report instead of replaying the
-//!   streams. Exit 1 on a miss, with nothing written.
+//! - `restore --key HEX [--into DIR] [--json]`: restores the outputs and
+//!   replays stdout and stderr; with `--json`, prints the report instead of
+//!   replaying the streams. Exit 1 on a miss, with nothing written. With
+//!   `--into` (native only, OP-12) the outputs go under DIR instead of the
+//!   workspace, with every SAFE-2 check relative to DIR.
+//! - `list [--json]`: every valid entry with its statistics (OP-9).
+//! - `remove --key HEX [--json]`: removes one entry, renamed aside before
+//!   it is deleted (OP-11); exit 0 if it was there, 1 if not.
 //! - `info [--json]`, `clear [--json]`.
-//! - `clean (--soft | --max-age DURATION | --max-size SIZE)... [--dry-run]
-//!   [--json]`: durations such as `7d`, `12h`, `1h 30m`; sizes such as
-//!   `4096`, `512MiB`, `10G` (`K`/`M`/`G`/`T` are powers of 1000, `Ki`/
-//!   `KiB`... powers of 1024), see [`parse`].
+//! - `clean (--soft | --max-age DURATION | --max-size SIZE | --percent
+//!   P)... [--in-use FILE] [--dry-run] [--json]`: durations such as `7d`,
+//!   `12h`, `1h 30m`; sizes such as `4096`, `512MiB`, `10G` (`K`/`M`/`G`/`T`
+//!   are powers of 1000, `Ki`/`KiB`... powers of 1024), see [`parse`].
+//!   `--percent` bounds the size to P % of what the valid entries held
+//!   before the clean (the smaller bound wins); `--in-use` names a
+//!   workspace file (or `-`, stdin) of keys still in use, whose entries
+//!   the size bound removes last (OP-15).
 //! - `verify [--evict] [--json]`: exit 1 when damage was found.
 //!
 //! Inputs and outputs are selected by [`select`] (its docs give the glob
@@ -109,7 +118,15 @@
 //! shadows (the derivation leaves them out, KEY-7); `null` means unset.
 //!
 //! `status`: `{"key": "<hex>", "status": "hit" | "miss-no-entry" |
-//! "miss-schema" | "miss-corrupt"}`.
+//! "miss-schema" | "miss-corrupt", "entry"}` where `entry` is `null` on a
+//! miss and on a hit the entry's statistics (OP-10): `{"hash_function",
+//! "outputs", "bytes", "created_at_unix", "last_used_unix"}`.
+//!
+//! `list`: `{"entries": [{"key", "hash_function", "outputs", "bytes",
+//! "created_at_unix", "last_used_unix"}], "failures"}`, entries sorted by
+//! key.
+//!
+//! `remove`: `{"key", "removed"}`, `removed` a boolean.
 //!
 //! `store`: `{"key", "outcome": "stored" | "already-present" | "contended",
 //! "entry"}` where `entry` is the entry as published (`null` for
@@ -171,8 +188,9 @@ use cachet_core::cache::Options;
 use cachet_core::layout::CACHET_CACHE_DIR;
 
 pub use args::{
-    CleanArgs, ClearArgs, GlobalArgs, InfoArgs, KeyArgs, KeyCommand, PlumbingCli, PlumbingCommand,
-    RestoreArgs, StatusArgs, StoreArgs, VerifyArgs, report_usage_error,
+    CleanArgs, ClearArgs, GlobalArgs, InfoArgs, KeyArgs, KeyCommand, ListArgs, PlumbingCli,
+    PlumbingCommand, RemoveArgs, RestoreArgs, StatusArgs, StoreArgs, VerifyArgs,
+    report_usage_error,
 };
 pub use context::SystemContext;
 pub use error::CliError;

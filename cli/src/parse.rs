@@ -45,6 +45,48 @@ pub fn size(flag: &'static str, text: &str) -> Result<u64, CliError> {
         })
 }
 
+/// Parses a percentage: a whole number from 0 to 100 (`--percent`, OP-15).
+pub fn percent(flag: &'static str, text: &str) -> Result<u8, CliError> {
+    match text.trim_end_matches('%').parse::<u8>() {
+        Ok(percent) if percent <= 100 => Ok(percent),
+        _ => Err(CliError::InvalidValue {
+            flag,
+            value: text.to_owned(),
+            reason: String::from("expected a whole number from 0 to 100, such as 50"),
+        }),
+    }
+}
+
+/// Parses the keys listed in an in-use file (`clean --in-use`, OP-15): 64
+/// hex digits each, separated by any whitespace. `source` names the file
+/// in errors; a word that is not a key names its line.
+pub fn key_list(
+    flag: &'static str,
+    source: &str,
+    bytes: &[u8],
+) -> Result<alloc::collections::BTreeSet<Key>, CliError> {
+    let invalid = |reason: String| CliError::InvalidValue {
+        flag,
+        value: source.to_owned(),
+        reason,
+    };
+    let text = core::str::from_utf8(bytes)
+        .map_err(|_| invalid(String::from("the file is not UTF-8 text; list keys as hex")))?;
+    let mut keys = alloc::collections::BTreeSet::new();
+    for (index, line) in text.lines().enumerate() {
+        for word in line.split_whitespace() {
+            let key = Key::from_hex(word).map_err(|error| {
+                invalid(format!(
+                    "line {}: {word:?} is not a key ({error}); list one key of 64 hex digits per line",
+                    index + 1
+                ))
+            })?;
+            keys.insert(key);
+        }
+    }
+    Ok(keys)
+}
+
 /// Parses a human-readable duration into whole seconds: `7d`, `12h`,
 /// `1h 30m`, `90s`, `2w` (units as in the `humantime` crate).
 pub fn duration(flag: &'static str, text: &str) -> Result<u64, CliError> {

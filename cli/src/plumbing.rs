@@ -4,6 +4,7 @@ use std::io;
 
 use cachet_core::cache::{Cache, CleanModes, Context, RestoreOutcome};
 use cachet_core::fs::{ErrorKind, Filesystem, Root};
+use cachet_core::key::Key;
 use cachet_core::manifest::Manifest;
 
 use crate::args::{CleanArgs, PlumbingCommand, RestoreArgs, StatusArgs, StoreArgs, VerifyArgs};
@@ -51,6 +52,16 @@ pub fn run_plumbing<F: Filesystem>(
     }
 }
 
+/// The exit code of a maintenance walk: a failure on any item is one
+/// (OP-5), whatever else the walk did.
+fn walk_exit(failures: &[cachet_core::cache::Failure]) -> u8 {
+    if failures.is_empty() {
+        exit::SUCCESS
+    } else {
+        exit::FAILURE
+    }
+}
+
 /// Prints `error` for people: `cachet: ` and the message, on one or more
 /// lines.
 pub fn report_error(stderr: &mut dyn io::Write, error: &dyn core::fmt::Display) {
@@ -87,24 +98,76 @@ pub fn execute<F: Filesystem>(
         PlumbingCommand::Info(args) => {
             let info = cache.info()?;
             report::write_info(stdout, &info, args.json).map_err(to_stdout)?;
-            Ok(if info.failures.is_empty() {
-                exit::SUCCESS
-            } else {
-                exit::FAILURE
-            })
+            Ok(walk_exit(&info.failures))
         }
-        PlumbingCommand::Clean(args) => clean(args, cache, ctx, stdout),
+        PlumbingCommand::Clean(args) => clean(args, host, cache, ctx, stdout),
         PlumbingCommand::Clear(args) => {
             let cleared = cache.clear(ctx)?;
             report::write_clear(stdout, &cleared, args.json).map_err(to_stdout)?;
-            Ok(if cleared.failures.is_empty() {
-                exit::SUCCESS
-            } else {
-                exit::FAILURE
-            })
+            Ok(walk_exit(&cleared.failures))
         }
         PlumbingCommand::Verify(args) => verify(args, cache, ctx, stdout),
+        PlumbingCommand::List(args) => {
+            let listed = cache.list()?;
+            report::write_list(stdout, &listed, args.json).map_err(to_stdout)?;
+            Ok(walk_exit(&listed.failures))
+        }
+        PlumbingCommand::Remove(args) => {
+            let key = parse::key("--key", &args.key)?;
+            let removed = cache.remove(&key, ctx)?;
+            report::write_remove(stdout, &key, removed, args.json).map_err(to_stdout)?;
+            Ok(if removed { exit::SUCCESS } else { exit::MISS })
+        }
     }
+}
+
+/// The most an in-use file may hold: a million keys and their newlines.
+const MAX_IN_USE_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Reads the keys of `clean --in-use`: a workspace file, or stdin for `-`.
+fn in_use_keys<F: Filesystem>(
+    fs: &F,
+    path: &str,
+    host: &Host<'_>,
+) -> Result<alloc::collections::BTreeSet<Key>, CliError> {
+    const FLAG: &str = "--in-use";
+    let too_large = || CliError::InvalidValue {
+        flag: FLAG,
+        value: path.to_owned(),
+        reason: format!("the file is larger than {MAX_IN_USE_BYTES} bytes"),
+    };
+    let bytes = if path == "-" {
+        let mut bytes = Vec::new();
+        io::Read::read_to_end(
+            &mut io::Read::take(io::stdin().lock(), MAX_IN_USE_BYTES + 1),
+            &mut bytes,
+        )
+        .map_err(|source| CliError::Input { flag: FLAG, source })?;
+        if bytes.len() as u64 > MAX_IN_USE_BYTES {
+            return Err(too_large());
+        }
+        bytes
+    } else {
+        let relative = parse::workspace_file(FLAG, path, host.workspace_dir.as_deref())?;
+        match cachet_core::fs::read_capped(fs, Root::Workspace, &relative, MAX_IN_USE_BYTES, 0) {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => return Err(too_large()),
+            Err(error) if error.kind == ErrorKind::NotFound => {
+                return Err(CliError::FileNotFound {
+                    flag: FLAG,
+                    path: format!("/{relative}"),
+                });
+            }
+            Err(source) => {
+                return Err(CliError::Workspace {
+                    step: cachet_core::cache::Step::Read,
+                    path: format!("/{relative}"),
+                    source,
+                });
+            }
+        }
+    };
+    parse::key_list(FLAG, path, &bytes)
 }
 
 fn status<F: Filesystem>(
@@ -113,8 +176,12 @@ fn status<F: Filesystem>(
     stdout: &mut dyn io::Write,
 ) -> Result<u8, CliError> {
     let key = parse::key("--key", &args.key)?;
-    let status = cache.lookup_status(&key)?;
-    report::write_status(stdout, &key, status, args.json).map_err(to_stdout)?;
+    let (status, stats) = if args.json {
+        cache.lookup_stats(&key)?
+    } else {
+        (cache.lookup_status(&key)?, None)
+    };
+    report::write_status(stdout, &key, status, stats.as_ref(), args.json).map_err(to_stdout)?;
     Ok(if status.is_hit() {
         exit::SUCCESS
     } else {
@@ -205,6 +272,7 @@ fn restore<F: Filesystem>(
 
 fn clean<F: Filesystem>(
     args: &CleanArgs,
+    host: &Host<'_>,
     cache: &Cache<F>,
     ctx: &mut dyn Context,
     stdout: &mut dyn io::Write,
@@ -221,15 +289,21 @@ fn clean<F: Filesystem>(
             .as_deref()
             .map(|text| parse::size("--max-size", text))
             .transpose()?,
+        max_size_percent: args
+            .percent
+            .as_deref()
+            .map(|text| parse::percent("--percent", text))
+            .transpose()?,
+        in_use: args
+            .in_use
+            .as_deref()
+            .map(|path| in_use_keys(cache.filesystem(), path, host))
+            .transpose()?,
         dry_run: args.dry_run,
     };
     let cleaned = cache.clean(&modes, ctx)?;
     report::write_clean(stdout, &cleaned, args.json).map_err(to_stdout)?;
-    Ok(if cleaned.failures.is_empty() {
-        exit::SUCCESS
-    } else {
-        exit::FAILURE
-    })
+    Ok(walk_exit(&cleaned.failures))
 }
 
 fn verify<F: Filesystem>(

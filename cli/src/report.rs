@@ -11,8 +11,8 @@ use std::io::{self, Write};
 
 use bytesize::ByteSize;
 use cachet_core::cache::{
-    CacheError, CleanReason, CleanReport, ClearReport, Damage, Failure, InfoReport, LookupStatus,
-    RemovedItem, RestoreOutcome, StoreOutcome, VerifyReport,
+    CacheError, CleanReason, CleanReport, ClearReport, Damage, EntryStats, Failure, InfoReport,
+    ListReport, LookupStatus, RemovedItem, RestoreOutcome, StoreOutcome, VerifyReport,
 };
 use cachet_core::hash::Digest;
 use cachet_core::key::Key;
@@ -232,13 +232,36 @@ pub fn write_key(out: &mut dyn Write, report: &KeyReport, json: bool) -> io::Res
 struct StatusJson {
     key: String,
     status: &'static str,
+    entry: Option<StatsJson>,
 }
 
-/// Writes `cachet status`'s report.
+/// An entry's statistics (OP-10), in `status` and `list`.
+#[derive(Serialize)]
+struct StatsJson {
+    hash_function: &'static str,
+    outputs: u64,
+    bytes: u64,
+    created_at_unix: u64,
+    last_used_unix: u64,
+}
+
+fn stats_json(stats: &EntryStats) -> StatsJson {
+    StatsJson {
+        hash_function: stats.hash_function.name(),
+        outputs: stats.outputs,
+        bytes: stats.bytes,
+        created_at_unix: stats.created_at_unix,
+        last_used_unix: stats.last_used.seconds,
+    }
+}
+
+/// Writes `cachet status`'s report; `stats` are those of a hit (OP-10),
+/// shown in JSON only.
 pub fn write_status(
     out: &mut dyn Write,
     key: &Key,
     status: LookupStatus,
+    stats: Option<&EntryStats>,
     json: bool,
 ) -> io::Result<()> {
     if json {
@@ -247,10 +270,80 @@ pub fn write_status(
             &StatusJson {
                 key: key_hex(key),
                 status: status.as_str(),
+                entry: stats.map(stats_json),
             },
         );
     }
     writeln!(out, "{status}")
+}
+
+// ---------------------------------------------------------------- list
+
+#[derive(Serialize)]
+struct ListedJson {
+    key: String,
+    #[serde(flatten)]
+    stats: StatsJson,
+}
+
+#[derive(Serialize)]
+struct ListJson {
+    entries: Vec<ListedJson>,
+    failures: Vec<FailureJson>,
+}
+
+/// Writes `cachet list`'s report (OP-9): one entry per line in text, key
+/// first, sorted by key.
+pub fn write_list(out: &mut dyn Write, report: &ListReport, json: bool) -> io::Result<()> {
+    if json {
+        let value = ListJson {
+            entries: report
+                .entries
+                .iter()
+                .map(|entry| ListedJson {
+                    key: key_hex(&entry.key),
+                    stats: stats_json(entry),
+                })
+                .collect(),
+            failures: failures_json(&report.failures),
+        };
+        return write_json(out, &value);
+    }
+    for entry in &report.entries {
+        writeln!(
+            out,
+            "{}  {}  {} outputs  {}  created {}  used {}",
+            entry.key,
+            entry.hash_function,
+            entry.outputs,
+            size(entry.bytes),
+            entry.created_at_unix,
+            entry.last_used.seconds
+        )?;
+    }
+    write_failures_text(out, &report.failures)
+}
+
+// ---------------------------------------------------------------- remove
+
+#[derive(Serialize)]
+struct RemoveJson {
+    key: String,
+    removed: bool,
+}
+
+/// Writes `cachet remove`'s report (OP-11): `removed` or `absent`.
+pub fn write_remove(out: &mut dyn Write, key: &Key, removed: bool, json: bool) -> io::Result<()> {
+    if json {
+        return write_json(
+            out,
+            &RemoveJson {
+                key: key_hex(key),
+                removed,
+            },
+        );
+    }
+    writeln!(out, "{}", if removed { "removed" } else { "absent" })
 }
 
 // ---------------------------------------------------------------- store

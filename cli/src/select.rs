@@ -137,6 +137,20 @@ struct Prefix {
     complete: bool,
 }
 
+/// A pattern that matches exactly the workspace path `path` (`src/a.rs`
+/// or `/src/a.rs`) and nothing else: every glob metacharacter in it is
+/// escaped with `\`. A directory's path still selects every file below it.
+pub fn literal_pattern(path: &str) -> String {
+    let mut pattern = String::with_capacity(path.len());
+    for c in path.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '{' | '}' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern
+}
+
 fn compile(flag: &'static str, patterns: &[String]) -> Result<Patterns, CliError> {
     let mut builder = GlobSetBuilder::new();
     let mut prefixes = Vec::with_capacity(patterns.len());

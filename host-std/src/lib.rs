@@ -1,6 +1,87 @@
 //! `cachet`: the std binding of the cachet cache engine, and the `cachet`
 //! command.
 //!
+//! A task runner asks it "have I already run this task?" and gets the
+//! outputs back when the answer is yes:
+//!
+//! ```
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use cachet::task::{Ran, Task, TaskCache};
+//! use cachet::cachet_core::cache::Options;
+//!
+//! let workspace = tempfile::tempdir()?;
+//! std::fs::write(workspace.path().join("src.txt"), "cached")?;
+//! let cache = TaskCache::open(workspace.path(), None, Options::default())?;
+//! let task = Task::command(["cp", "src.txt", "out.txt"])
+//!     .input_file("src.txt")
+//!     .output("out.txt");
+//!
+//! let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+//! // A miss: the command runs, and its result is stored.
+//! let ran = cache.run(&task, &mut stdout, &mut stderr)?;
+//! assert!(matches!(ran, Ran::Executed { exit_code: Some(0), stored: true, .. }));
+//!
+//! // A hit: the output comes back from the cache, the command does not run.
+//! std::fs::remove_file(workspace.path().join("out.txt"))?;
+//! let ran = cache.run(&task, &mut stdout, &mut stderr)?;
+//! assert!(matches!(ran, Ran::Restored { outputs: 1, .. }));
+//! assert_eq!(std::fs::read(workspace.path().join("out.txt"))?, b"cached");
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Which API do I use?
+//!
+//! | you want to | use | spec |
+//! |---|---|---|
+//! | run a task through the cache, or ask whether it is a hit and run it yourself | [`task::Task`], [`task::TaskCache::run`], [`task::TaskCache::lookup`] and [`task::TaskCache::store`] | §2, OP-1..3 |
+//! | look after entries: list them, their statistics, remove one, find its files, restore them to paths you choose, trim the cache by size with keys in use | [`task::TaskCache::cache`], then [`Cache::list`](cachet_core::cache::Cache::list), [`stats`](cachet_core::cache::Cache::stats), [`remove`](cachet_core::cache::Cache::remove), [`find`](cachet_core::cache::Cache::find), [`revive`](cachet_core::cache::Cache::revive), [`clean`](cachet_core::cache::Cache::clean) with [`CleanModes`](cachet_core::cache::CleanModes) | OP-4..15 |
+//! | restore under another root than the workspace | a [`task::TaskCache`] opened with that root as its workspace and the same cache directory | OP-12 |
+//! | derive keys yourself, or run the cache over your own filesystem (in memory, in a sandbox) | [`cachet_core`]: [`key::derive_key`](cachet_core::key::derive_key), [`Cache`](cachet_core::cache::Cache) over a [`Filesystem`](cachet_core::fs::Filesystem) | §2..7 |
+//! | the `cachet` command line in another host | [`cachet_cli`] | §8 |
+//!
+//! The operations on entries, over the cache the example above filled:
+//!
+//! ```
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # use cachet::task::{Task, TaskCache};
+//! # use cachet::cachet_core::cache::Options;
+//! # let workspace = tempfile::tempdir()?;
+//! # std::fs::write(workspace.path().join("src.txt"), "cached")?;
+//! # let cache = TaskCache::open(workspace.path(), None, Options::default())?;
+//! # let task = Task::command(["cp", "src.txt", "out.txt"]).input_file("src.txt").output("out.txt");
+//! # cache.run(&task, &mut Vec::new(), &mut Vec::new())?;
+//! use cachet::cachet_cli::SystemContext;
+//! use cachet::cachet_core::cache::{CleanModes, RestoreOutcome};
+//!
+//! let key = cache.key(&task)?.key;
+//! let entries = cache.cache().list()?.entries;
+//! assert_eq!(entries.len(), 1);
+//! assert_eq!((entries[0].key, entries[0].outputs), (key, 1));
+//!
+//! // Where the entry's files are, relative to the cache directory.
+//! let files = cache.cache().find(&key)?.expect("a hit");
+//! assert_eq!(files.outputs[0].path, "/out.txt");
+//! assert!(cache.cache_dir().join(files.outputs[0].blob.as_str()).is_file());
+//!
+//! // Its outputs at other paths of the workspace, in the entry's order.
+//! let mut ctx = SystemContext::new();
+//! let revived = cache.cache().revive(&key, &["/copies/out.txt"], Vec::new(), Vec::new(), &mut ctx)?;
+//! assert!(matches!(revived, RestoreOutcome::Restored { outputs: 1, .. }));
+//! assert_eq!(std::fs::read(workspace.path().join("copies/out.txt"))?, b"cached");
+//!
+//! // Trim to 0 bytes, entries whose keys are not in use first.
+//! let modes = CleanModes {
+//!     max_size_bytes: Some(0),
+//!     in_use: Some([key].into_iter().collect()),
+//!     ..CleanModes::default()
+//! };
+//! assert_eq!(cache.cache().clean(&modes, &mut ctx)?.removed.len(), 1);
+//! assert!(!cache.cache().remove(&key, &mut ctx)?, "already gone");
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! It implements nothing that decides anything about the cache: the rules
 //! live in [`cachet_core`], the command line in [`cachet_cli`] (both
 //! re-exported under their own names). This crate only moves bytes between
@@ -19,6 +100,7 @@
 //! - [`exec`]: runs a task's command on a miss, passing its stdout and
 //!   stderr through live while capturing both to files (the streams of
 //!   DISK-3 and CLAIM-1), never buffering them whole in memory.
+//! - [`task`]: the task API above; `cachet run` is built on it.
 //! - [`native`]: the `cachet` binary's entry point and the `run`
 //!   subcommand.
 //! - [`tasks`]: [`tasks::Threads`], the core's
@@ -52,4 +134,5 @@ pub mod inputs;
 pub mod memo;
 pub mod native;
 pub mod remote;
+pub mod task;
 pub mod tasks;

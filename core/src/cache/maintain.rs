@@ -32,7 +32,7 @@ pub struct Failure {
 }
 
 /// What the cache directory holds, as one walk classifies it.
-enum Item {
+pub(super) enum Item {
     /// A directory named after its key, inside its shard.
     Entry { key: Key, path: String },
     /// A name starting with `.`, at the top or inside a shard (DISK-5).
@@ -58,6 +58,16 @@ pub struct CleanModes {
     /// Then remove least-recently-used valid entries until the total size
     /// of valid entries fits.
     pub max_size_bytes: Option<u64>,
+    /// Also a size bound, as a percentage (0 to 100) of the bytes of the
+    /// valid entries the walk found before removing anything; with
+    /// `max_size_bytes`, the smaller bound applies (OP-15). Values above
+    /// 100 count as 100.
+    pub max_size_percent: Option<u8>,
+    /// The keys in use, sorted (OP-15): when given, the size phase removes
+    /// the valid entries whose keys are not in it first (least recently
+    /// used first), and only then the others. `None` treats every entry
+    /// alike.
+    pub in_use: Option<BTreeSet<Key>>,
     /// Report only; change nothing.
     pub dry_run: bool,
 }
@@ -212,7 +222,7 @@ pub(super) struct ValidEntry {
 impl<F: Filesystem> Cache<F> {
     /// Lists the cache directory and classifies every item. An absent root is an
     /// empty cache.
-    fn walk(&self, failures: &mut Vec<Failure>) -> Result<Vec<Item>, CacheError> {
+    pub(super) fn walk(&self, failures: &mut Vec<Failure>) -> Result<Vec<Item>, CacheError> {
         let mut top: Vec<(String, FileKind)> = Vec::new();
         match self.fs.read_dir(Root::Cache, "", &mut |name, kind| {
             top.push((String::from(name), kind));
@@ -261,7 +271,7 @@ impl<F: Filesystem> Cache<F> {
     }
 
     /// Sums the sizes of regular files at and below `path`, iteratively.
-    fn tree_bytes(&self, path: &str) -> Result<u64, CacheError> {
+    pub(super) fn tree_bytes(&self, path: &str) -> Result<u64, CacheError> {
         let meta = match self.fs.metadata(Root::Cache, path) {
             Ok(meta) => meta,
             Err(e) if e.kind == ErrorKind::NotFound => return Ok(0),
@@ -445,6 +455,7 @@ impl<F: Filesystem> Cache<F> {
             }
         }
 
+        let found_bytes: u64 = valid.iter().map(|e| e.bytes).sum();
         if let Some(max_age) = modes.max_age_seconds {
             let (expired, kept): (Vec<_>, Vec<_>) = valid
                 .into_iter()
@@ -459,8 +470,10 @@ impl<F: Filesystem> Cache<F> {
             }
         }
 
-        if let Some(max_size) = modes.max_size_bytes {
-            valid.sort_by_key(|e| (e.last_used, e.key));
+        if let Some(max_size) = size_bound(modes, found_bytes) {
+            // Keys in use sort after the others: `false` before `true`.
+            let in_use = |key: &Key| modes.in_use.as_ref().is_some_and(|keys| keys.contains(key));
+            valid.sort_by_key(|e| (in_use(&e.key), e.last_used, e.key));
             let mut total: u64 = valid.iter().map(|e| e.bytes).sum();
             let mut kept = Vec::new();
             for entry in valid {
@@ -752,6 +765,20 @@ impl<F: Filesystem> Cache<F> {
             }
         }
         Ok(None)
+    }
+}
+
+/// The size bound of OP-5's third mode and OP-15: `max_size_bytes`,
+/// `max_size_percent` of `found_bytes`, or the smaller of the two.
+fn size_bound(modes: &CleanModes, found_bytes: u64) -> Option<u64> {
+    let share = modes.max_size_percent.map(|percent| {
+        let percent = u128::from(percent.min(100));
+        // Rounded down: "at most P %".
+        u64::try_from(u128::from(found_bytes) * percent / 100).unwrap_or(found_bytes)
+    });
+    match (modes.max_size_bytes, share) {
+        (Some(bytes), Some(share)) => Some(bytes.min(share)),
+        (bytes, share) => bytes.or(share),
     }
 }
 

@@ -5,7 +5,11 @@
 //! own module: [`Cache::lookup`] and [`Cache::lookup_status`] (OP-1),
 //! [`Cache::store`] (OP-2), [`Cache::restore`] (OP-3), and the maintenance
 //! walks [`Cache::clear`], [`Cache::clean`], [`Cache::info`] and
-//! [`Cache::verify`] (OP-4..7). Every byte of output and stream content
+//! [`Cache::verify`] (OP-4..7), and the operations a task runner uses on
+//! single entries: [`Cache::list`], [`Cache::stats`], [`Cache::remove`],
+//! [`Cache::revive`] and [`Cache::find`] (OP-9..14; OP-12, restoring under
+//! another root, is [`Cache::restore`] over a filesystem whose workspace is
+//! that root). Every byte of output and stream content
 //! flows through a fixed buffer of [`Options::copy_buffer_bytes`] (one per
 //! task where restore's staging runs on several threads, see
 //! [`Cache::with_tasks`]), so memory does not grow with output sizes or
@@ -22,6 +26,7 @@
 //! anything missing or wrong reports a miss, never an error.
 
 mod import;
+mod inventory;
 mod lookup;
 mod maintain;
 mod restore;
@@ -43,6 +48,7 @@ use crate::tasks::{Sequential, Tasks};
 
 pub use import::Rejection;
 pub(crate) use import::{ContentSource, Imported, SourceError};
+pub use inventory::{EntryFiles, EntryStats, ListReport, OutputFile};
 pub use lookup::LookupStatus;
 pub use maintain::{
     CleanModes, CleanReason, CleanReport, ClearReport, Damage, DamagedEntry, Failure, InfoReport,
@@ -234,6 +240,23 @@ pub enum CacheError {
         /// What that component is.
         kind: FileKind,
     },
+    /// [`Cache::revive`] was given another number of targets than the
+    /// entry has outputs (OP-13). Nothing was written.
+    TargetCount {
+        /// Outputs the entry records.
+        outputs: u64,
+        /// Targets given.
+        targets: u64,
+    },
+    /// A target given to [`Cache::revive`] lies inside another target, which
+    /// would have to be a file and a directory at once (OP-13). Nothing was
+    /// written.
+    NestedTarget {
+        /// The inner target.
+        path: String,
+        /// The target it lies inside.
+        ancestor: String,
+    },
     /// Writing a replayed stream to the caller's sink failed.
     StreamWrite {
         /// `stdout` or `stderr`.
@@ -286,6 +309,14 @@ impl core::fmt::Display for CacheError {
                 f,
                 "refusing to restore '{path}': '{blocker}' is a {}, and writing through it could leave the workspace",
                 kind.name()
+            ),
+            CacheError::TargetCount { outputs, targets } => write!(
+                f,
+                "the entry has {outputs} outputs but {targets} target paths were given; give one path per output, in the entry's order"
+            ),
+            CacheError::NestedTarget { path, ancestor } => write!(
+                f,
+                "target '{path}' lies inside target '{ancestor}', which cannot be a file and a directory at once; choose paths that do not nest"
             ),
             CacheError::StreamWrite { stream, source } => {
                 write!(f, "could not replay the recorded {stream}: {source}")

@@ -100,12 +100,86 @@ fn as_workspace_path(record: &OutputRecord) -> Option<WorkspacePath<'_>> {
     WorkspacePath::new(record.path.as_str()).ok()
 }
 
+/// Where output `index` goes: the caller's chosen path when reviving
+/// (OP-13), else the path the manifest records (OP-3).
+fn target_path<'a>(
+    targets: Option<&[WorkspacePath<'a>]>,
+    index: usize,
+    record: &'a OutputRecord,
+) -> Option<WorkspacePath<'a>> {
+    match targets {
+        Some(targets) => targets.get(index).copied(),
+        None => as_workspace_path(record),
+    }
+}
+
+/// Checks the targets given to [`Cache::revive`] before the entry is
+/// looked at: each a valid workspace path, none given twice, and none
+/// inside another (one would have to be a file and a directory at once).
+fn validate_targets<'a>(targets: &[&'a str]) -> Result<Vec<WorkspacePath<'a>>, CacheError> {
+    let mut paths = Vec::with_capacity(targets.len());
+    let mut seen = BTreeSet::new();
+    for target in targets {
+        let path = WorkspacePath::new(target).map_err(|reason| CacheError::InvalidOutputPath {
+            path: String::from(*target),
+            reason,
+        })?;
+        if !seen.insert(path.relative()) {
+            return Err(CacheError::DuplicateOutput {
+                path: String::from(*target),
+            });
+        }
+        paths.push(path);
+    }
+    for path in &paths {
+        if let Some(ancestor) = path.ancestors().find(|a| seen.contains(a)) {
+            return Err(CacheError::NestedTarget {
+                path: String::from(path.as_str()),
+                ancestor: alloc::format!("/{ancestor}"),
+            });
+        }
+    }
+    Ok(paths)
+}
+
 impl<F: Filesystem> Cache<F> {
     /// OP-3: restores `key`'s outputs into the workspace and replays its
     /// streams into `stdout` and `stderr`.
     pub fn restore<O: Write, E: Write>(
         &self,
         key: &Key,
+        stdout: O,
+        stderr: E,
+        ctx: &mut dyn Context,
+    ) -> Result<RestoreOutcome, CacheError> {
+        self.restore_to(key, None, stdout, stderr, ctx)
+    }
+
+    /// OP-13 (b0's `revive`): restores `key`'s outputs to `targets`
+    /// instead of the paths its manifest records, the first output (in
+    /// manifest order, see [`Cache::find`]) to the first target and so
+    /// on, and replays its streams, with every guarantee of OP-3 (staged
+    /// and verified before anything is renamed, no write through a symlink,
+    /// SAFE-2). Targets are workspace paths (`/out/app.bin`); there must be
+    /// exactly one per output, none given twice and none inside another,
+    /// or nothing is written and the error says which. A miss writes
+    /// nothing.
+    pub fn revive<O: Write, E: Write>(
+        &self,
+        key: &Key,
+        targets: &[&str],
+        stdout: O,
+        stderr: E,
+        ctx: &mut dyn Context,
+    ) -> Result<RestoreOutcome, CacheError> {
+        let targets = validate_targets(targets)?;
+        self.restore_to(key, Some(&targets), stdout, stderr, ctx)
+    }
+
+    fn restore_to<O: Write, E: Write>(
+        &self,
+        key: &Key,
+        targets: Option<&[WorkspacePath<'_>]>,
         stdout: O,
         stderr: E,
         ctx: &mut dyn Context,
@@ -118,8 +192,16 @@ impl<F: Filesystem> Cache<F> {
         let Ok(manifest) = Manifest::parse(&bytes) else {
             return Ok(RestoreOutcome::Miss(LookupStatus::MissCorrupt));
         };
+        if let Some(targets) = targets
+            && targets.len() != manifest.output_count()
+        {
+            return Err(CacheError::TargetCount {
+                outputs: manifest.output_count() as u64,
+                targets: targets.len() as u64,
+            });
+        }
         let mut checked = CheckedDirs::new();
-        self.check_targets(&manifest, &mut checked)?;
+        self.check_targets(&manifest, targets, &mut checked)?;
 
         let scratch = layout::restore_scratch_dir(key, ctx.scratch_suffix());
         // `None`: restored outputs are not synced (Options::durable_restore).
@@ -132,7 +214,7 @@ impl<F: Filesystem> Cache<F> {
             .and_then(|verdict| match verdict {
                 Some(miss) => Ok(RestoreOutcome::Miss(miss)),
                 None => self
-                    .publish_outputs(&manifest, &scratch, &mut checked, ctx)
+                    .publish_outputs(&manifest, targets, &scratch, &mut checked, ctx)
                     .and_then(|()| self.replay(&manifest, &scratch, stdout, stderr)),
             });
         let outcome = match outcome {
@@ -163,11 +245,12 @@ impl<F: Filesystem> Cache<F> {
     fn check_targets(
         &self,
         manifest: &Manifest<'_>,
+        targets: Option<&[WorkspacePath<'_>]>,
         checked: &mut CheckedDirs,
     ) -> Result<(), CacheError> {
         let mut missing = CheckedDirs::new();
-        for record in manifest.outputs() {
-            let Some(path) = as_workspace_path(&record) else {
+        for (index, record) in manifest.outputs().enumerate() {
+            let Some(path) = target_path(targets, index, &record) else {
                 // The parser validated every path; a failure here would be a
                 // parser bug, and refusing is the safe answer.
                 return Err(CacheError::InvalidOutputPath {
@@ -315,6 +398,7 @@ impl<F: Filesystem> Cache<F> {
     fn publish_outputs(
         &self,
         manifest: &Manifest<'_>,
+        targets: Option<&[WorkspacePath<'_>]>,
         scratch: &str,
         checked: &mut CheckedDirs,
         ctx: &mut dyn Context,
@@ -322,7 +406,7 @@ impl<F: Filesystem> Cache<F> {
         let mut staged_dir: Option<(usize, F::Directory)> = None;
         let mut parent: Option<(String, F::Directory)> = None;
         for (index, record) in manifest.outputs().enumerate() {
-            let Some(path) = as_workspace_path(&record) else {
+            let Some(path) = target_path(targets, index, &record) else {
                 continue;
             };
             let staged_dir = match staged_dir {

@@ -191,18 +191,42 @@ impl Opened {
 }
 
 fn open(globals: &GlobalArgs) -> Result<Opened, NativeError> {
-    let given = match &globals.workspace {
-        Some(path) => path.clone(),
-        None => std::env::current_dir().map_err(NativeError::CurrentDir)?,
-    };
-    let workspace = given
+    let given = given_workspace(globals)?;
+    open_at(
+        &given,
+        &|workspace, settings| globals.cache_dir(workspace, settings),
+        globals.cache_options(),
+    )
+}
+
+/// `--workspace`, else the current directory.
+fn given_workspace(globals: &GlobalArgs) -> Result<PathBuf, NativeError> {
+    match &globals.workspace {
+        Some(path) => Ok(path.clone()),
+        None => std::env::current_dir().map_err(NativeError::CurrentDir),
+    }
+}
+
+/// The workspace `given`, canonical: it must exist.
+fn canonical_workspace(given: &Path) -> Result<PathBuf, NativeError> {
+    given
         .canonicalize()
         .map_err(|source| NativeError::Workspace {
-            path: given.clone(),
+            path: given.to_path_buf(),
             source,
-        })?;
+        })
+}
+
+/// Opens the workspace `given` and the cache directory `cache_dir_of`
+/// names for its canonical path and configuration (created when missing).
+pub(crate) fn open_at(
+    given: &Path,
+    cache_dir_of: &dyn Fn(&Path, &Settings) -> PathBuf,
+    options: cachet_core::cache::Options,
+) -> Result<Opened, NativeError> {
+    let workspace = canonical_workspace(given)?;
     let settings = crate::config::load_settings(&workspace)?;
-    let cache_dir = globals.cache_dir(&workspace, &settings);
+    let cache_dir = cache_dir_of(&workspace, &settings);
     let fs = CapStdFilesystem::open_ambient(&workspace, &cache_dir).map_err(NativeError::Open)?;
     let cache_dir = cache_dir.canonicalize().map_err(|source| {
         NativeError::Open(OpenError::CacheDir {
@@ -218,7 +242,7 @@ fn open(globals: &GlobalArgs) -> Result<Opened, NativeError> {
     // keeps entries from restoring into it.
     let options = Options {
         cache_dir_in_workspace: excluded.clone(),
-        ..globals.cache_options()
+        ..options
     };
     Ok(Opened {
         workspace,
@@ -245,9 +269,27 @@ pub fn main() -> ExitCode {
     ExitCode::from(dispatch(&cli))
 }
 
+/// The roots a command works on: for `restore --into DIR` (OP-12), DIR
+/// in the workspace's place, with the cache directory still found from
+/// the real workspace.
+fn roots(cli: &Cli) -> Result<alloc::borrow::Cow<'_, GlobalArgs>, NativeError> {
+    let Command::Plumbing(command) = &cli.command else {
+        return Ok(alloc::borrow::Cow::Borrowed(&cli.globals));
+    };
+    let Some(into) = command.restore_root() else {
+        return Ok(alloc::borrow::Cow::Borrowed(&cli.globals));
+    };
+    let workspace = canonical_workspace(&given_workspace(&cli.globals)?)?;
+    let mut globals = cli.globals.clone();
+    let settings = crate::config::load_settings(&workspace)?;
+    globals.cache_dir = Some(cli.globals.cache_dir(&workspace, &settings));
+    globals.workspace = Some(into.to_path_buf());
+    Ok(alloc::borrow::Cow::Owned(globals))
+}
+
 /// Runs a parsed command line and returns the exit code.
 pub fn dispatch(cli: &Cli) -> u8 {
-    let opened = match open(&cli.globals) {
+    let opened = match roots(cli).and_then(|globals| open(&globals)) {
         Ok(opened) => opened,
         Err(error) => {
             cli::report_error(&mut io::stderr(), &error);

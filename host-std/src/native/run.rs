@@ -1,5 +1,9 @@
 //! `cachet run`: a hit restores, a miss runs and stores.
 //!
+//! Every step is a function of the task API ([`crate::task`]), which a
+//! task runner calls as a library; this module adds only the remote
+//! stores and the `-v` messages.
+//!
 //! 1. The key is computed exactly as `cachet key` computes it
 //!    ([`cli::compute_key`]).
 //! 2. On a hit, the outputs are restored (OP-3) and the recorded stdout and
@@ -35,16 +39,13 @@
 use std::io::{self, Write};
 
 use cachet_cli::remote::RemoteArgs;
-use cachet_core::cache::{CacheError, RestoreOutcome, StoreOutcome};
+use cachet_core::cache::StoreOutcome;
 use cachet_core::remote::{self, Found, PullOutcome, PushOutcome, RemoteOptions};
 use clap::Args;
 
 use super::{NativeError, Opened};
-use crate::exec::{CommandSpec, ExecError, Program, RunResult, run_captured};
-use cachet_cli::{
-    self as cli, ActionSpec, CliError, GlobalArgs, Host, KeyArgs, StdRead, StdWrite, SystemContext,
-    exit,
-};
+use crate::task::{self, Lookup, Task};
+use cachet_cli::{self as cli, CliError, GlobalArgs, KeyArgs, SystemContext, exit};
 
 /// `cachet run`.
 #[derive(Args, Clone, Debug, PartialEq, Eq)]
@@ -86,10 +87,8 @@ pub(super) fn run(
         .resolve(&env)
         .map_err(|error| opened.settings.attribute(error))?;
     let cache = &opened.cache;
-    let hasher = opened.hasher(&args.key);
-    let host = Host::new(Some(opened.workspace.clone()), opened.excluded_dirs.clone())
-        .with_hasher(&hasher);
-    let report = cli::compute_key(&args.key, cache, &host)?;
+    let task = Task::from_key_args(args.key.clone());
+    let report = task::key(opened, &task)?;
     let key = report.key;
     let statistics = report.statistics;
     say(
@@ -159,35 +158,32 @@ pub(super) fn run(
         }
     }
     if status.is_hit() {
-        let restored = {
-            let mut stdout = io::stdout().lock();
-            let mut stderr = io::stderr().lock();
-            let outcome =
-                cache.restore(&key, StdWrite(&mut stdout), StdWrite(&mut stderr), &mut ctx);
-            let _ = stdout.flush();
-            let _ = stderr.flush();
-            outcome
-        };
+        let restored = task::restore(
+            opened,
+            &key,
+            &mut io::stdout().lock(),
+            &mut io::stderr().lock(),
+        )?;
         match restored {
-            Ok(RestoreOutcome::Restored { outputs, .. }) => {
+            Lookup::Hit { outputs, .. } => {
                 say(
                     verbose,
                     format_args!("hit {key} ({tier}): restored {outputs} outputs"),
                 );
                 return Ok(exit::SUCCESS);
             }
-            Ok(RestoreOutcome::Miss(status)) => say(
-                verbose,
-                format_args!("miss ({status}) {key} while restoring; running the command"),
-            ),
-            Err(error @ (CacheError::UnsafeTarget { .. } | CacheError::StreamWrite { .. })) => {
-                return Err(CliError::Cache(error).into());
-            }
-            Err(error) => cli::report_error(
+            Lookup::Miss {
+                restore_error: Some(error),
+                ..
+            } => cli::report_error(
                 &mut io::stderr(),
                 &format_args!(
                     "warning: could not restore {key} ({error}); running the command instead"
                 ),
+            ),
+            Lookup::Miss { status, .. } => say(
+                verbose,
+                format_args!("miss ({status}) {key} while restoring; running the command"),
             ),
         }
     } else {
@@ -197,16 +193,7 @@ pub(super) fn run(
         );
     }
 
-    let program = match &report.action {
-        ActionSpec::Command(argv) => Program::Argv(argv.clone()),
-        ActionSpec::Shell { shell, script } => Program::Shell {
-            shell: shell.clone(),
-            script: script.clone(),
-        },
-    };
-    let mut spec = CommandSpec::new(program);
-    spec.overrides = report.overrides.clone();
-    let result = capture(&spec, opened)?;
+    let result = task::execute(opened, &report, &mut io::stdout(), &mut io::stderr())?;
     if let Some(error) = &result.live_output_error {
         say(
             verbose,
@@ -229,28 +216,11 @@ pub(super) fn run(
         return Ok(code);
     }
 
-    let outputs =
-        cli::select::select_outputs(cache.filesystem(), &args.key.outputs, &opened.excluded_dirs)?;
-    let mut paths: Vec<&str> = outputs.iter().map(String::as_str).collect();
-    let open_capture = |capture: &crate::exec::Capture| {
-        capture.open().map_err(|source| {
-            NativeError::Exec(ExecError::Capture {
-                path: capture.path().to_path_buf(),
-                source,
-            })
-        })
-    };
-    let stdout = open_capture(&result.stdout)?;
-    let stderr = open_capture(&result.stderr)?;
-    let outcome = cache
-        .store(&key, &mut paths, StdRead(stdout), StdRead(stderr), &mut ctx)
-        .map_err(CliError::from)?;
+    let (stdout, stderr) = task::open_captures(&result)?;
+    let (outcome, outputs) = task::store(opened, &key, &task, stdout, stderr)?;
     let stored = matches!(outcome, StoreOutcome::Stored | StoreOutcome::AlreadyPresent);
     match outcome {
-        StoreOutcome::Stored => say(
-            verbose,
-            format_args!("stored {key} with {} outputs", outputs.len()),
-        ),
+        StoreOutcome::Stored => say(verbose, format_args!("stored {key} with {outputs} outputs")),
         StoreOutcome::AlreadyPresent => say(
             verbose,
             format_args!("{key} was stored meanwhile by another process; kept that entry"),
@@ -296,16 +266,4 @@ pub(super) fn run(
         }
     }
     Ok(exit::SUCCESS)
-}
-
-/// Runs the command, capturing into the cache directory (scratch that a
-/// soft clean removes after a crash) or, if that is not writable, into the
-/// system's temporary directory.
-fn capture(spec: &CommandSpec, opened: &Opened) -> Result<RunResult, NativeError> {
-    match run_captured(spec, &opened.workspace, &opened.cache_dir) {
-        Err(ExecError::CreateCapture { .. }) => {
-            run_captured(spec, &opened.workspace, &std::env::temp_dir()).map_err(NativeError::Exec)
-        }
-        other => other.map_err(NativeError::Exec),
-    }
 }

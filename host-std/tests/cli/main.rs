@@ -7,6 +7,7 @@ extern crate alloc;
 mod config;
 mod example;
 mod hostile;
+mod library;
 mod memo;
 mod plumbing;
 mod proc;

@@ -52,6 +52,15 @@ mod guest {
                 return code;
             }
         };
+        if line.command.restore_root().is_some() {
+            // OP-12: the guest sees only its two preopens, so it has no
+            // other root to restore under.
+            cli::report_error(
+                &mut stderr,
+                &"restore --into needs a directory the sandbox cannot open; run the native `cachet restore --into`, or preopen that directory as /workspace",
+            );
+            return exit::USAGE;
+        }
         let fs = match WasiFilesystem::from_preopens(WORKSPACE_PREOPEN, CACHE_PREOPEN) {
             Ok(fs) => fs,
             Err(error) => {

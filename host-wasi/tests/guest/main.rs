@@ -99,16 +99,20 @@ fn native(workspace: &Path, cache: &Path, args: &[&str]) -> GuestOutput {
     }
 }
 
-/// The output as text, with `key`'s `hash_seconds` blanked: the one JSON
-/// member that says how long this run took, not what it computed.
+/// The output as text, with `key`'s `hash_seconds` blanked (how long this
+/// run took, not what it computed), and an entry's `created_at_unix` and
+/// `last_used_unix` (OP-10: when each host stored and used its own copy).
 fn text(output: &GuestOutput) -> String {
     let stdout: String = String::from_utf8_lossy(&output.stdout)
         .split_inclusive('\n')
         .map(|line| {
-            if line.trim_start().starts_with("\"hash_seconds\": ") {
-                "  \"hash_seconds\": <blanked>\n"
-            } else {
-                line
+            let member = line.trim_start();
+            match ["hash_seconds", "created_at_unix", "last_used_unix"]
+                .into_iter()
+                .find(|name| member.starts_with(&format!("\"{name}\": ")))
+            {
+                Some(name) => format!("  \"{name}\": <blanked>\n"),
+                None => line.to_owned(),
             }
         })
         .collect();
@@ -285,6 +289,10 @@ fn conformance_scenario_matches_native() {
     pair.assert_same_trees();
     assert_eq!(pair.both(STORE).status, 0, "already present");
     assert_eq!(pair.both(&["status", "--key", KEY, "--json"]).status, 0);
+    // OP-9: the guest lists the same entry with the same statistics.
+    let listed = pair.both(&["list", "--json"]);
+    assert_eq!(listed.status, 0, "{}", text(&listed));
+    assert!(String::from_utf8_lossy(&listed.stdout).contains(KEY));
 
     for ws in [&pair.nw, &pair.gw] {
         fs::remove_dir_all(ws.join("out")).unwrap();
@@ -334,6 +342,18 @@ fn conformance_scenario_matches_native() {
     assert_eq!(pair.both(&["verify", "--json"]).status, 1);
     assert_eq!(pair.both(&["verify", "--evict", "--json"]).status, 1);
     assert_eq!(pair.both(&["status", "--key", KEY, "--json"]).status, 1);
+    // OP-11: remove agrees too, and says 1 once the entry is gone.
+    assert_eq!(pair.both(STORE).status, 0);
+    assert_eq!(pair.both(&["remove", "--key", KEY, "--json"]).status, 0);
+    assert_eq!(pair.both(&["remove", "--key", KEY, "--json"]).status, 1);
+    pair.assert_same_trees();
+    // OP-12: the guest has no other root to restore under.
+    let into = guest(
+        &pair.gw,
+        &pair.gc,
+        &["restore", "--key", KEY, "--into", "/elsewhere"],
+    );
+    assert_eq!(into.status, 64, "{}", text(&into));
     assert_eq!(pair.both(&["clear", "--json"]).status, 0);
     pair.assert_same_trees();
 
@@ -510,6 +530,8 @@ fn read_only_subcommands_get_a_read_only_cache() {
     assert!(is_read_only(&["info"]));
     assert!(is_read_only(&["verify", "--json"]));
     assert!(is_read_only(&["key", "--", "true"]));
+    assert!(is_read_only(&["list"]));
+    assert!(!is_read_only(&["remove", "--key", KEY]));
     assert!(!is_read_only(&["verify", "--evict"]));
     assert!(!is_read_only(&["--hash", "sha256", "store", "--key", KEY]));
     assert!(!is_read_only(&["restore", "--key", KEY]));

@@ -635,6 +635,7 @@ impl World {
                     max_age_seconds: max_age.map(u64::from),
                     max_size_bytes: max_size.map(u64::from),
                     dry_run: *dry_run,
+                    ..CleanModes::default()
                 };
                 Outcome::Clean(self.cache.clean(&modes, ctx).map(|report| {
                     (
