@@ -939,3 +939,35 @@ fn remote_13_unsigned_other_key_bad_mac_other_tenant_or_other_key_records_are_mi
     );
     assert_restores(&fs, &b, &genuine, MAIN_BIG);
 }
+
+#[test]
+fn remote_6_a_zstd_blob_on_a_host_that_does_not_decode_it_is_a_miss_left_in_place() {
+    // MemoryRemote keeps RemoteStore's defaults: it neither compresses nor
+    // decodes codec 1.
+    let k = key(40);
+    let options = blobs_options();
+    let (_, a) = stored_machine(&k, BIG);
+    let store = MemoryRemote::new();
+    let remotes = [remote(&store, "mem")];
+    push_to(&a, &remotes, &k, &options);
+    let hash = hash::digest(HashFunction::Blake3, BIG);
+    let blob = names::blob(HashFunction::Blake3, &hash);
+    let mut bytes = store.object(&blob).unwrap();
+    assert_eq!(bytes[9], 0, "no compressor: raw");
+    bytes[9] = 1;
+    store.set_object(&blob, bytes.clone());
+
+    let (_, b) = machine();
+    let report = lookup(&b, &remotes, &[Tenant::local()], &k, &options, &mut ctx()).unwrap();
+    assert_eq!(report.found, None);
+    assert_eq!(
+        report.misses,
+        alloc::vec![(
+            0,
+            Tenant::local(),
+            RemoteMiss::Content(Rejection::Unsupported { hash })
+        )]
+    );
+    assert_eq!(store.object(&blob), Some(bytes), "not deleted");
+    assert_eq!(b.lookup_status(&k).unwrap(), LookupStatus::MissNoEntry);
+}

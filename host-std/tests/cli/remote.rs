@@ -10,6 +10,7 @@
 
 use core::time::Duration;
 use std::fs;
+use std::io::Read as _;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -841,4 +842,153 @@ fn remote_9_a_malformed_remote_url_is_a_bad_value() {
     );
     let outcome = sandbox.run(&["run", "--tenant", "a/b", "--", "true"]);
     assert_eq!(outcome.code, 65, "{outcome:?}");
+}
+
+/// Bytes that zstd cannot shrink (a xorshift stream).
+fn incompressible_bytes(len: usize) -> Vec<u8> {
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect()
+}
+
+/// One zstd frame of `raw`, written as cachet writes them: the size
+/// pledged, so the window fits the content.
+fn zstd_frame(raw: &[u8]) -> Vec<u8> {
+    use std::io::Write as _;
+    let mut encoder = zstd::stream::write::Encoder::new(Vec::new(), 3).unwrap();
+    encoder
+        .set_pledged_src_size(Some(raw.len() as u64))
+        .unwrap();
+    encoder.include_contentsize(true).unwrap();
+    encoder.write_all(raw).unwrap();
+    encoder.finish().unwrap()
+}
+
+/// A codec-1 blob object holding `frame`.
+fn zstd_blob(frame: &[u8]) -> Vec<u8> {
+    let mut object = b"cachetB\0\x01\x01".to_vec();
+    object.extend_from_slice(frame);
+    object
+}
+
+/// REMOTE-6: a blob that zstd shrinks is stored as codec 1, smaller than
+/// its raw bytes, and decodes to a hit from an empty cache; a blob that
+/// zstd does not shrink stays raw (codec 0).
+fn compressible_blobs_are_zstd_and_others_raw(store: Store) {
+    let big = big_bytes(5);
+    let first = workspace(&big);
+    assert_eq!(run(&first, &store, &store.url, &[], &[]).code, 0);
+    let blob = store.names("cachet-v1-blake3/blobs/").remove(0);
+    let object = store.get(&blob).unwrap();
+    assert_eq!(&object[..10], b"cachetB\0\x01\x01", "codec 1");
+    assert!(object.len() < big.len() / 10, "{} bytes", object.len());
+    let second = workspace(&big);
+    let hit = run(&second, &store, &store.url, &[], &[]);
+    assert_eq!((hit.code, second.runs()), (0, 0), "{hit:?}");
+    assert_eq!(fs::read(second.ws.join("out/big.bin")).unwrap(), big);
+
+    let noise = incompressible_bytes(100_000);
+    let third = workspace(&noise);
+    assert_eq!(run(&third, &store, &store.url, &[], &[]).code, 0);
+    let blobs = store.names("cachet-v1-blake3/blobs/");
+    assert_eq!(blobs.len(), 2);
+    let raw = blobs.iter().find(|name| **name != blob).unwrap();
+    let object = store.get(raw).unwrap();
+    assert_eq!(&object[..10], b"cachetB\0\x01\x00", "codec 0");
+    assert_eq!(&object[10..], noise.as_slice());
+    let fourth = workspace(&noise);
+    let hit = run(&fourth, &store, &store.url, &[], &[]);
+    assert_eq!((hit.code, fourth.runs()), (0, 0), "{hit:?}");
+    assert_eq!(fs::read(fourth.ws.join("out/big.bin")).unwrap(), noise);
+}
+
+/// REMOTE-4, REMOTE-6: a codec-1 blob whose frame is corrupt, decodes to
+/// more or fewer bytes than recorded, is followed by other bytes, or
+/// claims a window larger than the content (a zstd bomb) is a miss;
+/// nothing enters the local cache and the damaged blob is deleted.
+fn bad_frames_are_misses(store: Store) {
+    let big = big_bytes(6);
+    let first = workspace(&big);
+    assert_eq!(run(&first, &store, &store.url, &[], &[]).code, 0);
+    let blob = store.names("cachet-v1-blake3/blobs/").remove(0);
+    let good = store.get(&blob).unwrap();
+    assert_eq!(good[9], 1, "codec 1");
+
+    let mut flipped = good.clone();
+    let middle = 10 + (good.len() - 10) / 2;
+    flipped[middle] ^= 0x55;
+    let mut longer = big.clone();
+    longer.extend_from_slice(&[7u8; 1000]);
+    let mut trailing = good.clone();
+    trailing.extend_from_slice(b"more");
+    // 64 MiB of zeros in a frame of a few KiB, with zstd's default window
+    // (no pledged size): far past the 100 000 bytes recorded.
+    let bomb = zstd::encode_all(std::io::repeat(0).take(64 << 20), 3).unwrap();
+    let cases: [(&str, Vec<u8>); 6] = [
+        ("corrupt frame", flipped),
+        ("frame of more bytes", zstd_blob(&zstd_frame(&longer))),
+        (
+            "frame of fewer bytes",
+            zstd_blob(&zstd_frame(&big[..50_000])),
+        ),
+        ("bytes after the frame", trailing),
+        ("truncated frame", good[..good.len() - 3].to_vec()),
+        ("zstd bomb", zstd_blob(&bomb)),
+    ];
+    for (what, object) in cases {
+        store.put(&blob, &object);
+        let other = workspace(&big);
+        let outcome = run(&other, &store, &store.url, &["-v"], &[("FAIL", "1")]);
+        assert_eq!(outcome.code, 3, "{what}: the task's exit code: {outcome:?}");
+        assert_eq!(other.runs(), 1, "{what}: a miss runs the command");
+        assert!(
+            outcome.stderr_text().contains("miss"),
+            "{what}: {outcome:?}"
+        );
+        let info = other.run(&["info", "--json"]);
+        assert_eq!(info.json()["valid_entries"], 0, "{what}: {info:?}");
+        assert_eq!(info.json()["scratch_items"], 0, "{what}: {info:?}");
+        assert_eq!(
+            store.get(&blob),
+            None,
+            "{what}: the damaged blob is deleted"
+        );
+    }
+    store.put(&blob, &good);
+    let again = workspace(&big);
+    assert_eq!(run(&again, &store, &store.url, &[], &[]).code, 0);
+    assert_eq!(again.runs(), 0);
+}
+
+#[test]
+fn remote_6_directory_compressible_blobs_are_zstd_and_incompressible_ones_raw() {
+    let dir = tempfile::tempdir().unwrap();
+    compressible_blobs_are_zstd_and_others_raw(directory_store(dir.path()));
+}
+
+#[test]
+fn remote_6_s3_compressible_blobs_are_zstd_and_incompressible_ones_raw() {
+    compressible_blobs_are_zstd_and_others_raw(garage_store());
+}
+
+#[test]
+fn remote_6_webdav_compressible_blobs_are_zstd_and_incompressible_ones_raw() {
+    compressible_blobs_are_zstd_and_others_raw(nginx_store());
+}
+
+#[test]
+fn remote_6_directory_a_bad_zstd_frame_is_a_miss_and_is_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    bad_frames_are_misses(directory_store(dir.path()));
+}
+
+#[test]
+fn remote_6_s3_a_bad_zstd_frame_is_a_miss_and_is_deleted() {
+    bad_frames_are_misses(garage_store());
 }
