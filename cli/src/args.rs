@@ -363,3 +363,48 @@ pub fn report_usage_error(
         exit::SUCCESS
     }
 }
+
+/// `cachet push` (native only).
+#[derive(Args, Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PushArgs {
+    /// The key of a local entry, as 64 hex digits
+    #[arg(long, value_name = "HEX")]
+    pub key: String,
+
+    /// Print JSON instead of text
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `cachet pull` (native only).
+#[derive(Args, Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PullArgs {
+    /// The key, as 64 hex digits
+    #[arg(long, value_name = "HEX")]
+    pub key: String,
+
+    /// Print JSON instead of text
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `cachet remote` (native only).
+#[derive(Subcommand, Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RemoteCommand {
+    /// Check each remote: reachable, latency, read and write permission,
+    /// and how many entries the tenant has there (exit 0 when every
+    /// remote works, 70 otherwise)
+    Status(RemoteStatusArgs),
+}
+
+/// `cachet remote status`.
+#[derive(Args, Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RemoteStatusArgs {
+    /// Print JSON instead of text
+    #[arg(long)]
+    pub json: bool,
+}

@@ -172,7 +172,8 @@ use cachet_core::layout::CACHET_CACHE_DIR;
 
 pub use args::{
     CleanArgs, ClearArgs, GlobalArgs, InfoArgs, KeyArgs, KeyCommand, PlumbingCli, PlumbingCommand,
-    RestoreArgs, StatusArgs, StoreArgs, VerifyArgs, report_usage_error,
+    PullArgs, PushArgs, RemoteCommand, RemoteStatusArgs, RestoreArgs, StatusArgs, StoreArgs,
+    VerifyArgs, report_usage_error,
 };
 pub use context::SystemContext;
 pub use error::CliError;
@@ -181,7 +182,9 @@ pub use keying::{
     ActionSpec, FileHasher, FsHasher, HashStatistics, HashedFiles, Host, InputReport, KeyReport,
     PredecessorReport, compute_key,
 };
-pub use plumbing::{execute, report_error, run_plumbing};
+pub use plumbing::{
+    execute, execute_with_chain, report_error, run_plumbing, run_plumbing_with_chain,
+};
 
 /// The environment variable that names the default cache directory.
 pub const CACHE_DIR_VARIABLE: &str = "CACHET_CACHE_DIR";

@@ -20,6 +20,7 @@ use cachet_core::manifest::Manifest;
 use serde::Serialize;
 
 use crate::keying::{ActionSpec, KeyReport};
+use crate::remote::ChainReport;
 
 fn hex(digest: &Digest) -> String {
     String::from(digest.to_hex().as_str())
@@ -229,9 +230,11 @@ pub fn write_key(out: &mut dyn Write, report: &KeyReport, json: bool) -> io::Res
 // ---------------------------------------------------------------- status
 
 #[derive(Serialize)]
-struct StatusJson {
+struct StatusJson<'a> {
     key: String,
     status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    remote: Option<&'a ChainReport>,
 }
 
 /// Writes `cachet status`'s report.
@@ -239,6 +242,7 @@ pub fn write_status(
     out: &mut dyn Write,
     key: &Key,
     status: LookupStatus,
+    remote: Option<&ChainReport>,
     json: bool,
 ) -> io::Result<()> {
     if json {
@@ -247,6 +251,7 @@ pub fn write_status(
             &StatusJson {
                 key: key_hex(key),
                 status: status.as_str(),
+                remote,
             },
         );
     }
@@ -256,10 +261,12 @@ pub fn write_status(
 // ---------------------------------------------------------------- store
 
 #[derive(Serialize)]
-struct StoreJson {
+struct StoreJson<'a> {
     key: String,
     outcome: &'static str,
     entry: Option<EntryJson>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    remote: Option<&'a ChainReport>,
 }
 
 #[derive(Serialize)]
@@ -313,6 +320,7 @@ pub fn write_store(
     key: &Key,
     outcome: StoreOutcome,
     manifest: Option<&Manifest<'_>>,
+    remote: Option<&ChainReport>,
     json: bool,
 ) -> io::Result<()> {
     if json {
@@ -322,6 +330,7 @@ pub fn write_store(
                 key: key_hex(key),
                 outcome: store_outcome_name(outcome),
                 entry: manifest.map(entry_json),
+                remote,
             },
         );
     }
@@ -364,10 +373,12 @@ pub fn write_store(
 // ---------------------------------------------------------------- restore
 
 #[derive(Serialize)]
-struct RestoreJson {
+struct RestoreJson<'a> {
     key: String,
     status: &'static str,
     restored: Option<RestoredJson>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    remote: Option<&'a ChainReport>,
 }
 
 #[derive(Serialize)]
@@ -383,6 +394,7 @@ pub fn write_restore_json(
     out: &mut dyn Write,
     key: &Key,
     outcome: &RestoreOutcome,
+    remote: Option<&ChainReport>,
 ) -> io::Result<()> {
     let value = match *outcome {
         RestoreOutcome::Restored {
@@ -397,11 +409,13 @@ pub fn write_restore_json(
                 stdout_len,
                 stderr_len,
             }),
+            remote,
         },
         RestoreOutcome::Miss(status) => RestoreJson {
             key: key_hex(key),
             status: status.as_str(),
             restored: None,
+            remote,
         },
     };
     write_json(out, &value)

@@ -33,6 +33,11 @@ pub enum RemoteOp {
     PutBlob,
     /// Writing an entry's record.
     PutRecord,
+    /// Reading, writing or removing the probe object of `cachet remote
+    /// status` (REMOTE-11).
+    Probe,
+    /// Listing records (REMOTE-11).
+    List,
 }
 
 impl core::fmt::Display for RemoteOp {
@@ -43,6 +48,8 @@ impl core::fmt::Display for RemoteOp {
             RemoteOp::HeadBlob => "look up blob",
             RemoteOp::PutBlob => "write blob",
             RemoteOp::PutRecord => "write record",
+            RemoteOp::Probe => "probe",
+            RemoteOp::List => "list",
         })
     }
 }
@@ -65,6 +72,7 @@ impl core::fmt::Display for RemoteFailure {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         let consequence = match self.op {
             RemoteOp::PutBlob | RemoteOp::PutRecord => "the entry is not stored there",
+            RemoteOp::Probe | RemoteOp::List => "reported by remote status",
             _ => "treated as a miss",
         };
         write!(

@@ -31,6 +31,7 @@
 
 pub mod blob;
 mod chain;
+pub mod health;
 #[cfg(any(test, feature = "memfs"))]
 pub mod memory;
 pub mod names;

@@ -992,3 +992,274 @@ fn remote_6_directory_a_bad_zstd_frame_is_a_miss_and_is_deleted() {
 fn remote_6_s3_a_bad_zstd_frame_is_a_miss_and_is_deleted() {
     bad_frames_are_misses(garage_store());
 }
+
+/// `cachet ARGS --remote URL` in `sandbox`, with the store's environment.
+fn cachet_with(sandbox: &Sandbox, store: &Store, url: &str, args: &[&str]) -> Outcome {
+    let mut command = sandbox.cachet();
+    command.env_remove("CACHET_REMOTE");
+    for (name, value) in &store.env {
+        command.env(name, value);
+    }
+    command.args(args).args(["--remote", url]);
+    Outcome::of(command.output().unwrap())
+}
+
+/// A workspace with outputs and a captured stdout, and the key they are
+/// stored under by `cachet store`.
+fn stored_by_hand(big: &[u8]) -> (Sandbox, String) {
+    let sandbox = workspace(big);
+    sandbox.write("out/big.bin", big);
+    sandbox.write("out/small", b"tiny");
+    sandbox.write("log", b"captured stdout\n");
+    let key = sandbox.key(&["--input", "src/**", "--", "build", &big.len().to_string()]);
+    (sandbox, key)
+}
+
+/// REMOTE-1, REMOTE-2, REMOTE-11: `store` pushes, `status` and `restore`
+/// look a local miss up in the remote, `pull` downloads without restoring,
+/// `push` uploads a local entry, `remote status` reports what the remote
+/// allows; `-v` says which tier hit, and each JSON report names the
+/// remotes it pushed to or hit.
+fn commands_through_the_chain(store: Store) {
+    let url = store.url.clone();
+    let big = big_bytes(7);
+    let (first, key) = stored_by_hand(&big);
+    let stored = cachet_with(
+        &first,
+        &store,
+        &url,
+        &[
+            "store",
+            "--key",
+            &key,
+            "--output",
+            "out",
+            "--stdout-file",
+            "log",
+            "--json",
+        ],
+    );
+    assert_eq!(stored.code, 0, "{stored:?}");
+    assert_eq!(stored.json()["remote"]["pushed_to"][0], url.as_str());
+    assert_eq!(
+        stored.json()["remote"]["failures"]
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
+    let record = store.names("cachet-v1-blake3/tenants/local/entries/");
+    assert_eq!(record.len(), 1);
+
+    // status from an empty cache: a hit through the remote.
+    let second = workspace(&big);
+    let status = cachet_with(
+        &second,
+        &store,
+        &url,
+        &["-v", "status", "--key", &key, "--json"],
+    );
+    assert_eq!(status.code, 0, "{status:?}");
+    assert_eq!(status.json()["status"], "hit");
+    assert_eq!(status.json()["remote"]["hit"], url.as_str());
+    assert!(
+        status
+            .stderr_text()
+            .contains(&format!("remote {url}, tenant local: hit {key}")),
+        "{status:?}"
+    );
+    let again = cachet_with(&second, &store, &url, &["-v", "status", "--key", &key]);
+    assert_eq!((again.code, again.stdout.as_slice()), (0, &b"hit\n"[..]));
+    assert!(again.stderr_text().contains("(local)"), "{again:?}");
+
+    // restore from an empty cache.
+    let third = workspace(&big);
+    let restored = cachet_with(&third, &store, &url, &["restore", "--key", &key]);
+    assert_eq!(restored.code, 0, "{restored:?}");
+    assert_eq!(restored.stdout, b"captured stdout\n");
+    assert_eq!(fs::read(third.ws.join("out/big.bin")).unwrap(), big);
+    assert_eq!(fs::read(third.ws.join("out/small")).unwrap(), b"tiny");
+
+    // pull: downloaded, not restored; then a local hit without the remote.
+    let fourth = workspace(&big);
+    let pulled = cachet_with(&fourth, &store, &url, &["pull", "--key", &key, "--json"]);
+    assert_eq!(pulled.code, 0, "{pulled:?}");
+    assert_eq!(pulled.json()["hit"], url.as_str());
+    assert!(!fourth.ws.join("out").exists(), "pull restores nothing");
+    let local = fourth.run(&["status", "--key", &key]);
+    assert_eq!((local.code, local.stdout.as_slice()), (0, &b"hit\n"[..]));
+    let already = cachet_with(&fourth, &store, &url, &["pull", "--key", &key]);
+    assert_eq!(already.code, 0, "{already:?}");
+    assert!(already.stdout_text().contains("already in the local cache"));
+    let other = "ab".repeat(32);
+    let missing = cachet_with(&fourth, &store, &url, &["pull", "--key", &other]);
+    assert_eq!(missing.code, 1, "a miss everywhere: {missing:?}");
+    let status = cachet_with(&fourth, &store, &url, &["status", "--key", &other]);
+    assert_eq!(status.code, 1, "{status:?}");
+
+    // push: the record removed from the remote comes back.
+    store.delete(&record[0]);
+    let pushed = cachet_with(&first, &store, &url, &["push", "--key", &key, "--json"]);
+    assert_eq!(pushed.code, 0, "{pushed:?}");
+    assert_eq!(pushed.json()["pushed_to"][0], url.as_str());
+    assert_eq!(
+        store.names("cachet-v1-blake3/tenants/local/entries/"),
+        record
+    );
+    let not_local = cachet_with(&first, &store, &url, &["push", "--key", &other]);
+    assert_eq!(not_local.code, 1, "{not_local:?}");
+    let read_only = cachet_with(
+        &first,
+        &store,
+        &url,
+        &["--remote-read-only", "push", "--key", &key],
+    );
+    assert_eq!(read_only.code, 64, "{read_only:?}");
+
+    // remote status.
+    let health = cachet_with(&first, &store, &url, &["remote", "status", "--json"]);
+    assert_eq!(health.code, 0, "{health:?}");
+    let remote = &health.json()["remotes"][0];
+    assert_eq!(remote["url"], url.as_str());
+    assert_eq!(remote["reachable"], true);
+    assert_eq!(remote["read"], true);
+    assert_eq!(remote["write"], true);
+    assert_eq!(remote["entries"], 1);
+    assert!(remote["latency_micros"].as_u64().is_some());
+    assert!(
+        store.names("cachet-v1-blake3/probes/").is_empty(),
+        "the probe object is removed"
+    );
+    let text = cachet_with(
+        &first,
+        &store,
+        &url,
+        &[
+            "--remote-read-only",
+            "--tenant",
+            "other",
+            "remote",
+            "status",
+        ],
+    );
+    assert_eq!(text.code, 0, "{text:?}");
+    assert!(
+        text.stdout_text().contains(&format!("{url}: reachable, "))
+            && text
+                .stdout_text()
+                .contains("read ok, write not tried (read-only), 0 entries of tenant other"),
+        "{text:?}"
+    );
+}
+
+#[test]
+fn remote_11_directory_status_restore_store_push_pull_and_remote_status_use_the_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    commands_through_the_chain(directory_store(dir.path()));
+}
+
+#[test]
+fn remote_11_webdav_status_restore_store_push_pull_and_remote_status_use_the_chain() {
+    commands_through_the_chain(nginx_store());
+}
+
+#[test]
+fn remote_11_s3_status_restore_store_push_pull_and_remote_status_use_the_chain() {
+    commands_through_the_chain(garage_store());
+}
+
+/// REMOTE-3, REMOTE-11: an unreachable remote is one warning line and an
+/// item of the JSON report's `remote.failures`, never the exit code of
+/// `status` or `store`; `remote status` says it is unreachable and exits
+/// 70; `push`, `pull` and `remote status` without a remote are usage
+/// errors.
+#[test]
+fn remote_3_commands_report_an_unreachable_remote_once_in_stderr_and_json() {
+    let url = format!("webdav+http://127.0.0.1:{}/cache", free_port());
+    let store = Store {
+        url: url.clone(),
+        env: Vec::new(),
+        _server: None,
+    };
+    let (sandbox, key) = stored_by_hand(&big_bytes(8));
+    let stored = cachet_with(
+        &sandbox,
+        &store,
+        &url,
+        &["store", "--key", &key, "--output", "out", "--json"],
+    );
+    assert_eq!(stored.code, 0, "{stored:?}");
+    assert_eq!(
+        stored.json()["remote"]["failures"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        stored.json()["remote"]["pushed_to"]
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
+    let warnings = stored
+        .stderr_text()
+        .lines()
+        .filter(|line| line.starts_with("cachet: warning: remote "))
+        .count();
+    assert_eq!(warnings, 1, "{stored:?}");
+
+    let other = "cd".repeat(32);
+    let status = cachet_with(
+        &sandbox,
+        &store,
+        &url,
+        &["status", "--key", &other, "--json"],
+    );
+    assert_eq!(status.code, 1, "a miss: {status:?}");
+    assert_eq!(status.json()["status"], "miss-no-entry");
+    let failures = status.json()["remote"]["failures"].clone();
+    assert_eq!(failures.as_array().unwrap().len(), 1, "{status:?}");
+    assert!(failures[0].as_str().unwrap().contains(&url), "{failures}");
+    let restore = cachet_with(
+        &sandbox,
+        &store,
+        &url,
+        &["restore", "--key", &other, "--json"],
+    );
+    assert_eq!(restore.code, 1, "{restore:?}");
+    assert_eq!(
+        restore.json()["remote"]["failures"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    let pull = cachet_with(&sandbox, &store, &url, &["pull", "--key", &other, "--json"]);
+    assert_eq!(pull.code, 1, "{pull:?}");
+    assert_eq!(pull.json()["failures"].as_array().unwrap().len(), 1);
+
+    let health = cachet_with(&sandbox, &store, &url, &["remote", "status"]);
+    assert_eq!(health.code, 70, "{health:?}");
+    assert!(
+        health
+            .stdout_text()
+            .contains(&format!("{url}: unreachable")),
+        "{health:?}"
+    );
+    for args in [
+        &["push", "--key", &key][..],
+        &["pull", "--key", &key],
+        &["remote", "status"],
+    ] {
+        let mut command = sandbox.cachet();
+        command.env_remove("CACHET_REMOTE").args(args);
+        let outcome = Outcome::of(command.output().unwrap());
+        assert_eq!(outcome.code, 64, "{args:?}: {outcome:?}");
+        assert!(
+            outcome.stderr_text().contains("--remote URL"),
+            "{outcome:?}"
+        );
+    }
+}
