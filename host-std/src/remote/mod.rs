@@ -7,9 +7,9 @@
 //! current-thread tokio runtime, shared by the stores of one command and
 //! entered only for the length of each call, so a remote costs no thread.
 //! Reads stream chunk by chunk and writes are sent as they come (S3 in
-//! multipart chunks of 8 MiB), so a blob is not held in memory whole,
-//! except by WebDAV, whose PUT OpenDAL 0.59.5 sends in one piece (its
-//! WebDAV writer is one-shot: it buffers the object until `close`).
+//! multipart chunks of 8 MiB; WebDAV as one streamed PUT, [`webdav`],
+//! because OpenDAL 0.59.5's WebDAV writer buffers the whole object), so a
+//! blob is never held in memory whole.
 //!
 //! Codec 1 (zstd, REMOTE-6) is [`zstd`]'s streaming encoder and decoder:
 //! a blob is compressed at level [`ZSTD_LEVEL`] into an anonymous
@@ -36,6 +36,8 @@ use tokio::runtime::Runtime;
 /// outputs.
 pub const ZSTD_LEVEL: i32 = 3;
 
+mod webdav;
+
 /// Multipart chunk of S3 uploads.
 const UPLOAD_CHUNK: usize = 8 * 1024 * 1024;
 
@@ -49,6 +51,8 @@ pub const DIRECTORY_STAGING: &str = ".cachet-staging";
 pub struct OpendalRemote {
     operator: Operator,
     runtime: Arc<Runtime>,
+    /// Streaming PUTs, for a WebDAV remote.
+    webdav: Option<webdav::WebdavPut>,
 }
 
 /// Why a remote could not even be set up; reported like any remote
@@ -101,16 +105,23 @@ pub fn open_remotes(
         }
     };
     for spec in &config.remotes {
-        match operator(spec, env) {
-            Ok(operator) => remotes.push(Remote {
+        let webdav = match &spec.location {
+            RemoteLocation::Webdav { endpoint, root } => {
+                Some(webdav::WebdavPut::new(endpoint, root))
+            }
+            _ => None,
+        };
+        match (operator(spec, env), webdav.transpose()) {
+            (Ok(operator), Ok(webdav)) => remotes.push(Remote {
                 store: OpendalRemote {
                     operator,
                     runtime: Arc::clone(&runtime),
+                    webdav,
                 },
                 writable: !config.read_only,
                 label: spec.url.clone(),
             }),
-            Err(error) => failures.push(SetupError {
+            (Err(error), _) | (_, Err(error)) => failures.push(SetupError {
                 url: spec.url.clone(),
                 error,
             }),
@@ -238,8 +249,30 @@ fn opendal_error(error: std::io::Error) -> opendal::Error {
 
 /// An object being written; aborted when dropped unfinished.
 pub struct OpendalWriter {
+    target: WriteTarget,
+}
+
+/// An OpenDAL writer (`None` once finished), aborted when dropped
+/// unfinished.
+struct DalWriter {
     writer: Option<opendal::Writer>,
     runtime: Arc<Runtime>,
+}
+
+impl Drop for DalWriter {
+    fn drop(&mut self) {
+        if let Some(mut writer) = self.writer.take() {
+            let _ = self.runtime.block_on(writer.abort());
+        }
+    }
+}
+
+/// Where the bytes of an [`OpendalWriter`] go.
+enum WriteTarget {
+    /// An OpenDAL writer.
+    Dal(DalWriter),
+    /// A streamed WebDAV PUT.
+    Webdav(webdav::StreamingPut),
 }
 
 impl core::fmt::Debug for OpendalWriter {
@@ -250,32 +283,34 @@ impl core::fmt::Debug for OpendalWriter {
 
 impl RemoteWrite for OpendalWriter {
     fn write_all(&mut self, buf: &[u8]) -> Result<(), Error> {
-        let Some(writer) = self.writer.as_mut() else {
-            return Err(Error::new(
-                ErrorKind::Other,
-                "the object was already finished",
-            ));
-        };
-        self.runtime
-            .block_on(writer.write(Bytes::copy_from_slice(buf)))
-            .map_err(|error| map_error(&error))
+        match &mut self.target {
+            WriteTarget::Dal(DalWriter { writer, runtime }) => {
+                let Some(writer) = writer.as_mut() else {
+                    return Err(Error::new(
+                        ErrorKind::Other,
+                        "the object was already finished",
+                    ));
+                };
+                runtime
+                    .block_on(writer.write(Bytes::copy_from_slice(buf)))
+                    .map_err(|error| map_error(&error))
+            }
+            WriteTarget::Webdav(put) => put.write_all(buf),
+        }
     }
 
-    fn finish(mut self) -> Result<(), Error> {
-        let Some(mut writer) = self.writer.take() else {
-            return Ok(());
-        };
-        self.runtime
-            .block_on(writer.close())
-            .map(|_| ())
-            .map_err(|error| map_error(&error))
-    }
-}
-
-impl Drop for OpendalWriter {
-    fn drop(&mut self) {
-        if let Some(mut writer) = self.writer.take() {
-            let _ = self.runtime.block_on(writer.abort());
+    fn finish(self) -> Result<(), Error> {
+        match self.target {
+            WriteTarget::Dal(mut dal) => {
+                let Some(mut writer) = dal.writer.take() else {
+                    return Ok(());
+                };
+                dal.runtime
+                    .block_on(writer.close())
+                    .map(|_| ())
+                    .map_err(|error| map_error(&error))
+            }
+            WriteTarget::Webdav(put) => put.finish(),
         }
     }
 }
@@ -315,14 +350,26 @@ impl RemoteStore for OpendalRemote {
         }
     }
 
-    fn put(&self, name: &str, _size_hint: Option<u64>) -> Result<OpendalWriter, Error> {
+    fn put(&self, name: &str, size_hint: Option<u64>) -> Result<OpendalWriter, Error> {
+        if let (Some(webdav), Some(size)) = (&self.webdav, size_hint) {
+            if let Some((parent, _)) = name.rsplit_once('/') {
+                self.runtime
+                    .block_on(self.operator.create_dir(&format!("{parent}/")))
+                    .map_err(|error| map_error(&error))?;
+            }
+            return Ok(OpendalWriter {
+                target: WriteTarget::Webdav(webdav.start(&self.runtime, name, size)),
+            });
+        }
         let writer = self
             .runtime
             .block_on(async { self.operator.writer_with(name).chunk(UPLOAD_CHUNK).await })
             .map_err(|error| map_error(&error))?;
         Ok(OpendalWriter {
-            writer: Some(writer),
-            runtime: Arc::clone(&self.runtime),
+            target: WriteTarget::Dal(DalWriter {
+                writer: Some(writer),
+                runtime: Arc::clone(&self.runtime),
+            }),
         })
     }
 

@@ -1263,3 +1263,65 @@ fn remote_3_commands_report_an_unreachable_remote_once_in_stderr_and_json() {
         );
     }
 }
+
+/// What a blob larger than memory should be: `push` and `pull` of a blob
+/// this size stay below [`STREAMING_RSS_BOUND`].
+const LARGE_BLOB_BYTES: usize = 96 << 20;
+
+/// Peak RSS allowed for moving a [`LARGE_BLOB_BYTES`] blob: well under
+/// its size, so a process that held it whole would fail.
+const STREAMING_RSS_BOUND: u64 = 48 << 20;
+
+/// REMOTE-6, issue #12: a blob is streamed both ways, never held whole in
+/// memory, on WebDAV (whose OpenDAL writer would buffer it) as on S3.
+fn a_large_blob_streams(store: Store) {
+    let noise = incompressible_bytes(LARGE_BLOB_BYTES);
+    let (sandbox, key) = stored_by_hand(&noise);
+    let stored = sandbox.run(&["store", "--key", &key, "--output", "out"]);
+    assert_eq!(stored.code, 0, "{stored:?}");
+    let measured = |sandbox: &Sandbox, args: &[&str]| {
+        let mut command = sandbox.cachet();
+        command.env_remove("CACHET_REMOTE");
+        for (name, value) in &store.env {
+            command.env(name, value);
+        }
+        command.args(args).args(["--remote", &store.url]);
+        crate::proc::run_measured(&mut command, None, Duration::from_secs(120))
+    };
+    let pushed = measured(&sandbox, &["push", "--key", &key]);
+    assert_eq!(pushed.code, Some(0), "{pushed:?}");
+    assert!(
+        pushed.max_rss_bytes < STREAMING_RSS_BOUND,
+        "push peaked at {} KiB",
+        pushed.max_rss_bytes >> 10
+    );
+    let blob = store
+        .names("cachet-v1-blake3/blobs/")
+        .into_iter()
+        .find(|name| {
+            store.handle().store.head(name).unwrap().unwrap().size == LARGE_BLOB_BYTES as u64 + 10
+        });
+    assert!(blob.is_some(), "the raw blob is on the remote");
+
+    let other = workspace(&noise);
+    let pulled = measured(&other, &["pull", "--key", &key]);
+    assert_eq!(pulled.code, Some(0), "{pulled:?}");
+    assert!(
+        pulled.max_rss_bytes < STREAMING_RSS_BOUND,
+        "pull peaked at {} KiB",
+        pulled.max_rss_bytes >> 10
+    );
+    let restored = other.run(&["restore", "--key", &key]);
+    assert_eq!(restored.code, 0, "{restored:?}");
+    assert!(fs::read(other.ws.join("out/big.bin")).unwrap() == noise);
+}
+
+#[test]
+fn remote_6_webdav_a_large_blob_is_streamed_not_held_in_memory() {
+    a_large_blob_streams(nginx_store());
+}
+
+#[test]
+fn remote_6_s3_a_large_blob_is_streamed_not_held_in_memory() {
+    a_large_blob_streams(garage_store());
+}
