@@ -43,7 +43,8 @@ pub struct GlobalArgs {
     )]
     pub hash: HashFunction,
 
-    /// Say on stderr whether `run` hit or missed, and the key
+    /// Say on stderr whether a lookup hit or missed, in which tier (local,
+    /// or which remote), and the key
     #[arg(short, long, global = true)]
     pub verbose: bool,
 

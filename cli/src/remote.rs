@@ -520,6 +520,7 @@ struct PullJson<'a> {
     key: String,
     status: &'static str,
     hit: Option<&'a str>,
+    tenant: Option<&'a str>,
     failures: &'a [String],
 }
 
@@ -552,6 +553,7 @@ pub fn pull_command<F: Filesystem, R: RemoteStore>(
             key: String::from(key.to_hex().as_str()),
             status: status.as_str(),
             hit: report.hit.as_deref(),
+            tenant: report.tenant.as_deref(),
             failures: &report.failures,
         };
         serde_json::to_writer_pretty(&mut *stdout, &value).map_err(|e| out(e.into()))?;
@@ -597,7 +599,7 @@ struct RemoteHealthJson<'a> {
 /// listing page or a few on every store, so the count stays cheap.
 pub const ENTRY_COUNT_CAP: u64 = 10_000;
 
-/// `cachet remote status` (REMOTE-11): checks every remote. Exit 0 when
+/// `cachet remote status` (REMOTE-15): checks every remote. Exit 0 when
 /// each is reachable, readable, and writable unless read-only; 70
 /// otherwise.
 pub fn remote_status_command<F: Filesystem, R: RemoteStore>(

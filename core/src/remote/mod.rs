@@ -1,4 +1,4 @@
-//! Remote stores (SPEC §11, REMOTE-1..10): sharing entries between machines
+//! Remote stores (SPEC §11, REMOTE-1..15): sharing entries between machines
 //! through object stores, written once against a small [`RemoteStore`]
 //! trait.
 //!

@@ -1,13 +1,14 @@
 //! The native remote stores: `cachet_core::remote::RemoteStore` over
 //! OpenDAL, for the three kinds of remote the command line names
 //! (docs/spec.md REMOTE-9): a shared directory, an S3-compatible bucket,
-//! and a WebDAV server. No HTTP, signing or retry code of cachet's own.
+//! and a WebDAV server. No signing or retry code of cachet's own; the only
+//! HTTP request cachet builds itself is the streamed WebDAV PUT.
 //!
 //! OpenDAL is asynchronous; every store here is driven from one
 //! current-thread tokio runtime, shared by the stores of one command and
 //! entered only for the length of each call, so a remote costs no thread.
 //! Reads stream chunk by chunk and writes are sent as they come (S3 in
-//! multipart chunks of 8 MiB; WebDAV as one streamed PUT, [`webdav`],
+//! multipart chunks of 8 MiB; WebDAV as one streamed PUT of our own,
 //! because OpenDAL 0.59.5's WebDAV writer buffers the whole object), so a
 //! blob is never held in memory whole.
 //!

@@ -1015,7 +1015,7 @@ fn stored_by_hand(big: &[u8]) -> (Sandbox, String) {
     (sandbox, key)
 }
 
-/// REMOTE-1, REMOTE-2, REMOTE-11: `store` pushes, `status` and `restore`
+/// REMOTE-1, REMOTE-2, REMOTE-15: `store` pushes, `status` and `restore`
 /// look a local miss up in the remote, `pull` downloads without restoring,
 /// `push` uploads a local entry, `remote status` reports what the remote
 /// allows; `-v` says which tier hit, and each JSON report names the
@@ -1153,22 +1153,22 @@ fn commands_through_the_chain(store: Store) {
 }
 
 #[test]
-fn remote_11_directory_status_restore_store_push_pull_and_remote_status_use_the_chain() {
+fn remote_15_directory_status_restore_store_push_pull_and_remote_status_use_the_chain() {
     let dir = tempfile::tempdir().unwrap();
     commands_through_the_chain(directory_store(dir.path()));
 }
 
 #[test]
-fn remote_11_webdav_status_restore_store_push_pull_and_remote_status_use_the_chain() {
+fn remote_15_webdav_status_restore_store_push_pull_and_remote_status_use_the_chain() {
     commands_through_the_chain(nginx_store());
 }
 
 #[test]
-fn remote_11_s3_status_restore_store_push_pull_and_remote_status_use_the_chain() {
+fn remote_15_s3_status_restore_store_push_pull_and_remote_status_use_the_chain() {
     commands_through_the_chain(garage_store());
 }
 
-/// REMOTE-3, REMOTE-11: an unreachable remote is one warning line and an
+/// REMOTE-3, REMOTE-15: an unreachable remote is one warning line and an
 /// item of the JSON report's `remote.failures`, never the exit code of
 /// `status` or `store`; `remote status` says it is unreachable and exits
 /// 70; `push`, `pull` and `remote status` without a remote are usage
