@@ -365,23 +365,10 @@ pub fn report_usage_error(
     }
 }
 
-/// `cachet push` (native only).
+/// `cachet push` and `cachet pull` (native only).
 #[derive(Args, Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct PushArgs {
-    /// The key of a local entry, as 64 hex digits
-    #[arg(long, value_name = "HEX")]
-    pub key: String,
-
-    /// Print JSON instead of text
-    #[arg(long)]
-    pub json: bool,
-}
-
-/// `cachet pull` (native only).
-#[derive(Args, Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct PullArgs {
     /// The key, as 64 hex digits
     #[arg(long, value_name = "HEX")]
     pub key: String,
@@ -390,6 +377,9 @@ pub struct PullArgs {
     #[arg(long)]
     pub json: bool,
 }
+
+/// `cachet pull` (native only): the same flags as `push`.
+pub type PullArgs = PushArgs;
 
 /// `cachet remote` (native only).
 #[derive(Subcommand, Clone, Debug, PartialEq, Eq)]

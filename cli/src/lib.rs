@@ -208,7 +208,8 @@ pub use keying::{
     PredecessorReport, compute_key,
 };
 pub use plumbing::{
-    execute, execute_with_chain, report_error, run_plumbing, run_plumbing_with_chain,
+    execute, execute_with_chain, finish_command, report_error, run_plumbing,
+    run_plumbing_with_chain,
 };
 
 /// The environment variable that names the default cache directory.

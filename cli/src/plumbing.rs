@@ -53,6 +53,17 @@ pub fn run_plumbing_with_chain<F: Filesystem, R: RemoteStore>(
     stderr: &mut dyn io::Write,
 ) -> u8 {
     let result = execute_with_chain(command, host, cache, chain, ctx, stdout, stderr);
+    finish_command(result, stdout, stderr)
+}
+
+/// The exit code of a command that ended with `result`, after flushing
+/// `stdout`; an error (the command's, or the flush's) is reported on
+/// `stderr`.
+pub fn finish_command(
+    result: Result<u8, CliError>,
+    stdout: &mut dyn io::Write,
+    stderr: &mut dyn io::Write,
+) -> u8 {
     let flushed = stdout.flush();
     match (result, flushed) {
         (Ok(code), Ok(())) => code,
@@ -78,7 +89,8 @@ pub fn report_error(stderr: &mut dyn io::Write, error: &dyn core::fmt::Display) 
     let _ = stderr.flush();
 }
 
-fn to_stdout(source: io::Error) -> CliError {
+/// A failed write of a report to stdout.
+pub(crate) fn to_stdout(source: io::Error) -> CliError {
     CliError::Output {
         stream: "stdout",
         source,

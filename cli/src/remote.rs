@@ -483,10 +483,7 @@ pub fn push_command<F: Filesystem, R: RemoteStore>(
     } else {
         ChainReport::default()
     };
-    let out = |error| CliError::Output {
-        stream: "stdout",
-        source: error,
-    };
+    let out = crate::plumbing::to_stdout;
     if args.json {
         let value = PushJson {
             key: String::from(key.to_hex().as_str()),
@@ -494,8 +491,7 @@ pub fn push_command<F: Filesystem, R: RemoteStore>(
             pushed_to: &report.pushed_to,
             failures: &report.failures,
         };
-        serde_json::to_writer_pretty(&mut *stdout, &value).map_err(|e| out(e.into()))?;
-        writeln!(stdout).map_err(out)?;
+        crate::report::write_json(stdout, &value).map_err(out)?;
     } else {
         for label in &report.pushed_to {
             writeln!(stdout, "pushed {key} to {label}").map_err(out)?;
@@ -544,10 +540,7 @@ pub fn pull_command<F: Filesystem, R: RemoteStore>(
     }
     let report = chain.fill(cache, &key, ctx, stderr)?.unwrap_or_default();
     let status = cache.lookup_status(&key)?;
-    let out = |error| CliError::Output {
-        stream: "stdout",
-        source: error,
-    };
+    let out = crate::plumbing::to_stdout;
     if args.json {
         let value = PullJson {
             key: String::from(key.to_hex().as_str()),
@@ -556,8 +549,7 @@ pub fn pull_command<F: Filesystem, R: RemoteStore>(
             tenant: report.tenant.as_deref(),
             failures: &report.failures,
         };
-        serde_json::to_writer_pretty(&mut *stdout, &value).map_err(|e| out(e.into()))?;
-        writeln!(stdout).map_err(out)?;
+        crate::report::write_json(stdout, &value).map_err(out)?;
     } else {
         match report.hit.as_deref() {
             Some("local") => writeln!(stdout, "{key} is already in the local cache"),
@@ -634,10 +626,7 @@ pub fn remote_status_command<F: Filesystem, R: RemoteStore>(
             (remote.label.as_str(), health)
         })
         .collect();
-    let out = |error| CliError::Output {
-        stream: "stdout",
-        source: error,
-    };
+    let out = crate::plumbing::to_stdout;
     if args.json {
         let value = RemoteStatusJson {
             tenant: chain.tenant.as_str(),
@@ -655,8 +644,7 @@ pub fn remote_status_command<F: Filesystem, R: RemoteStore>(
                 })
                 .collect(),
         };
-        serde_json::to_writer_pretty(&mut *stdout, &value).map_err(|e| out(e.into()))?;
-        writeln!(stdout).map_err(out)?;
+        crate::report::write_json(stdout, &value).map_err(out)?;
     } else {
         for (url, health) in &checked {
             write_health(stdout, url, chain.tenant.as_str(), health).map_err(out)?;

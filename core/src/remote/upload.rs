@@ -77,6 +77,23 @@ pub(super) fn upload_blob<F: Filesystem, R: RemoteStore>(
     put_raw(cache, store, name, content, buffer)
 }
 
+/// Starts the blob object `name` of `object_len` bytes and writes its
+/// header.
+fn start_blob<R: RemoteStore>(
+    store: &R,
+    name: &str,
+    object_len: u64,
+    codec: Codec,
+) -> Result<R::Writer, UploadError> {
+    let mut writer = store
+        .put(name, Some(object_len))
+        .map_err(UploadError::Remote)?;
+    writer
+        .write_all(&blob::header(codec))
+        .map_err(UploadError::Remote)?;
+    Ok(writer)
+}
+
 /// Sends a finished frame as a codec-1 blob; `Ok(None)` when the spool
 /// could not be read back (the raw bytes are sent instead).
 fn put_frame<R: RemoteStore>(
@@ -86,12 +103,7 @@ fn put_frame<R: RemoteStore>(
     mut frame: Box<dyn RemoteRead>,
 ) -> Result<Option<u64>, UploadError> {
     let object_len = frame_len + blob::HEADER_LEN as u64;
-    let mut writer = store
-        .put(name, Some(object_len))
-        .map_err(UploadError::Remote)?;
-    writer
-        .write_all(&blob::header(Codec::Zstd))
-        .map_err(UploadError::Remote)?;
+    let mut writer = start_blob(store, name, object_len, Codec::Zstd)?;
     let mut chunk = [0u8; 16 * 1024];
     let mut copied: u64 = 0;
     loop {
@@ -123,12 +135,7 @@ fn put_raw<F: Filesystem, R: RemoteStore>(
     buffer: &mut [u8],
 ) -> Result<Option<u64>, UploadError> {
     let object_len = content.size + blob::HEADER_LEN as u64;
-    let mut writer = store
-        .put(name, Some(object_len))
-        .map_err(UploadError::Remote)?;
-    writer
-        .write_all(&blob::header(Codec::Raw))
-        .map_err(UploadError::Remote)?;
+    let mut writer = start_blob(store, name, object_len, Codec::Raw)?;
     let mut sink = RemoteSink {
         writer: &mut writer,
         error: None,

@@ -357,22 +357,7 @@ pub fn dispatch(cli: &Cli) -> u8 {
         }
         _ => Ok(exit::USAGE),
     };
-    let flushed = io::Write::flush(&mut stdout);
-    match (result, flushed) {
-        (Ok(code), Ok(())) => code,
-        (Ok(_), Err(source)) => {
-            let error = CliError::Output {
-                stream: "stdout",
-                source,
-            };
-            cli::report_error(&mut stderr, &error);
-            error.exit_code()
-        }
-        (Err(error), _) => {
-            cli::report_error(&mut stderr, &error);
-            error.exit_code()
-        }
-    }
+    cli::finish_command(result, &mut stdout, &mut stderr)
 }
 
 /// Hashing shows a progress bar (on a terminal) from this many bytes...
