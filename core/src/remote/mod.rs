@@ -180,7 +180,9 @@ pub trait RemoteStore {
     /// The object's metadata, or `None` when there is none.
     fn head(&self, name: &str) -> Result<Option<ObjectMeta>, Error>;
 
-    /// Starts writing the object `name`, of `size_hint` bytes if known.
+    /// Starts writing the object `name`. `size_hint`, when given, is the
+    /// object's exact length: a host may announce it (an HTTP
+    /// `Content-Length`) and fail the object if it comes out otherwise.
     fn put(&self, name: &str, size_hint: Option<u64>) -> Result<Self::Writer, Error>;
 
     /// Removes the object `name`; removing an absent object is not an
