@@ -43,7 +43,8 @@ pub struct GlobalArgs {
     )]
     pub hash: HashFunction,
 
-    /// Say on stderr whether `run` hit or missed, and the key
+    /// Say on stderr whether a lookup hit or missed, in which tier (local,
+    /// or which remote), and the key
     #[arg(short, long, global = true)]
     pub verbose: bool,
 
@@ -434,4 +435,39 @@ pub fn report_usage_error(
         let _ = stdout.flush();
         exit::SUCCESS
     }
+}
+
+/// `cachet push` and `cachet pull` (native only).
+#[derive(Args, Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PushArgs {
+    /// The key, as 64 hex digits
+    #[arg(long, value_name = "HEX")]
+    pub key: String,
+
+    /// Print JSON instead of text
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `cachet pull` (native only): the same flags as `push`.
+pub type PullArgs = PushArgs;
+
+/// `cachet remote` (native only).
+#[derive(Subcommand, Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RemoteCommand {
+    /// Check each remote: reachable, latency, read and write permission,
+    /// and how many entries the tenant has there (exit 0 when every
+    /// remote works, 70 otherwise)
+    Status(RemoteStatusArgs),
+}
+
+/// `cachet remote status`.
+#[derive(Args, Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RemoteStatusArgs {
+    /// Print JSON instead of text
+    #[arg(long)]
+    pub json: bool,
 }

@@ -120,6 +120,13 @@ pub enum CliError {
         /// The error.
         source: std::io::Error,
     },
+    /// `push`, `pull` or `remote status` was given no remote it can use.
+    NoRemote {
+        /// The subcommand, as typed (`push`).
+        command: &'static str,
+        /// Whether it needs a writable remote.
+        writable: bool,
+    },
     /// Writing to this process's stdout or stderr failed.
     Output {
         /// `stdout` or `stderr`.
@@ -143,6 +150,7 @@ impl CliError {
             | CliError::Gitignore { .. }
             | CliError::NotInWorkspace { .. } => exit::BAD_VALUE,
             CliError::PredecessorMissing { .. } | CliError::FileNotFound { .. } => exit::NOT_FOUND,
+            CliError::NoRemote { .. } => exit::USAGE,
             CliError::UnstorableOutputs { .. }
             | CliError::Cache(
                 CacheError::OutputNotRegularFile { .. }
@@ -192,6 +200,16 @@ impl core::fmt::Display for CliError {
             CliError::InvalidSecret { variable, reason } => {
                 write!(f, "invalid value for {variable} (not shown): {reason}")
             }
+            CliError::NoRemote { command, writable } => write!(
+                f,
+                "`cachet {command}` needs a{} remote: pass --remote URL or set CACHET_REMOTE{}",
+                if *writable { " writable" } else { "" },
+                if *writable {
+                    ", without --remote-read-only or CACHET_REMOTE_READ_ONLY=1"
+                } else {
+                    ""
+                }
+            ),
             CliError::Duplicate { flag, name } => {
                 write!(f, "{name:?} is given to {flag} twice; give each name once")
             }

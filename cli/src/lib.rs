@@ -77,6 +77,11 @@
 //!   workspace file (or `-`, stdin) of keys still in use, whose entries
 //!   the size bound removes last (OP-15).
 //! - `verify [--evict] [--json]`: exit 1 when damage was found.
+//! - native only, with the remote flags `--remote URL`, `--tenant NAME`,
+//!   `--remote-read-only` (global; [`remote`]): `push --key HEX [--json]`,
+//!   `pull --key HEX [--json]`, `remote status [--json]`; `status`,
+//!   `restore` and `store` then work through the remotes too
+//!   ([`run_plumbing_with_chain`]).
 //!
 //! Inputs and outputs are selected by [`select`] (its docs give the glob
 //! rules, `.gitignore` handling, and what is never selected).
@@ -137,6 +142,26 @@
 //! `restore --json`: `{"key", "status", "restored"}` where `restored` is
 //! `{"outputs", "stdout_len", "stderr_len"}` on a hit and `null` on a miss.
 //!
+//! With remotes configured (the native command, [`remote`]), `status`,
+//! `store` and `restore` add a last member `"remote": {"hit", "tenant",
+//! "pushed_to", "failures"}`: `hit` is `"local"`, the URL of the remote
+//! that served the entry, or `null` (a miss everywhere, or a `store`);
+//! `tenant` the tenant whose record served a remote hit; `pushed_to` lists the
+//! remotes the entry was pushed to (`store`), in order; `failures` holds
+//! each remote failure as the one line also printed on stderr (REMOTE-3).
+//!
+//! `push`: `{"key", "status", "pushed_to", "failures"}`, `status` being
+//! the local status (`push` sends nothing unless it is `hit`).
+//!
+//! `pull`: `{"key", "status", "hit", "tenant", "failures"}`, `status`
+//! being the local status after the pull, `hit` and `tenant` as in
+//! `remote`.
+//!
+//! `remote status`: `{"tenant", "remotes": [{"url", "reachable",
+//! "latency_micros", "read", "write", "entries", "entries_capped",
+//! "failures"}]}` in lookup order; `write` is `null` for a read-only
+//! remote, `entries` `null` when listing failed (REMOTE-15).
+//!
 //! `info`: `{"valid_entries", "schema_entries", "corrupt_entries",
 //! "scratch_items", "foreign_items", "total_bytes", "schemas":
 //! [{"chapter_revision", "hash_function", "entries"}], "failures"}`, schemas
@@ -189,8 +214,8 @@ use cachet_core::layout::CACHET_CACHE_DIR;
 
 pub use args::{
     CleanArgs, ClearArgs, GlobalArgs, InfoArgs, KeyArgs, KeyCommand, ListArgs, PlumbingCli,
-    PlumbingCommand, RemoveArgs, RestoreArgs, StatusArgs, StoreArgs, VerifyArgs,
-    report_usage_error,
+    PlumbingCommand, PullArgs, PushArgs, RemoteCommand, RemoteStatusArgs, RemoveArgs, RestoreArgs,
+    StatusArgs, StoreArgs, VerifyArgs, report_usage_error,
 };
 pub use context::SystemContext;
 pub use error::CliError;
@@ -199,7 +224,10 @@ pub use keying::{
     ActionSpec, FileHasher, FsHasher, HashStatistics, HashedFiles, Host, InputReport, KeyReport,
     PredecessorReport, compute_key,
 };
-pub use plumbing::{execute, report_error, run_plumbing};
+pub use plumbing::{
+    execute, execute_with_chain, finish_command, report_error, run_plumbing,
+    run_plumbing_with_chain,
+};
 
 /// The environment variable that names the default cache directory.
 pub const CACHE_DIR_VARIABLE: &str = "CACHET_CACHE_DIR";

@@ -2,7 +2,7 @@
 
 use std::io;
 
-use cachet_core::cache::{Cache, CleanModes, Context, RestoreOutcome};
+use cachet_core::cache::{Cache, CleanModes, Context, RestoreOutcome, StoreOutcome};
 use cachet_core::fs::{ErrorKind, Filesystem, Root};
 use cachet_core::key::Key;
 use cachet_core::manifest::Manifest;
@@ -13,8 +13,10 @@ use crate::exit;
 use crate::io::{MaybeRead, StdWrite};
 use crate::keying::{Host, compute_key};
 use crate::parse;
+use crate::remote::{Chain, ChainReport};
 use crate::report;
 use crate::select::select_outputs;
+use cachet_core::remote::RemoteStore;
 
 /// Runs `command` against `cache` and returns the exit code (see
 /// [`crate::exit`]).
@@ -33,7 +35,36 @@ pub fn run_plumbing<F: Filesystem>(
     stdout: &mut dyn io::Write,
     stderr: &mut dyn io::Write,
 ) -> u8 {
-    let result = execute(command, host, cache, ctx, stdout, stderr);
+    run_plumbing_with_chain(command, host, cache, &Chain::none(), ctx, stdout, stderr)
+}
+
+/// [`run_plumbing`] through the remote tier `chain` (REMOTE-1, REMOTE-2):
+/// `status` and `restore` look a local miss up in the remotes (a remote hit
+/// is downloaded into the local cache first), and `store` pushes what it
+/// stored to every writable remote. A remote failure is one warning line
+/// on `stderr` and an item of the JSON report's `remote.failures`, never
+/// the exit code (REMOTE-3).
+pub fn run_plumbing_with_chain<F: Filesystem, R: RemoteStore>(
+    command: &PlumbingCommand,
+    host: &Host<'_>,
+    cache: &Cache<F>,
+    chain: &Chain<'_, R>,
+    ctx: &mut dyn Context,
+    stdout: &mut dyn io::Write,
+    stderr: &mut dyn io::Write,
+) -> u8 {
+    let result = execute_with_chain(command, host, cache, chain, ctx, stdout, stderr);
+    finish_command(result, stdout, stderr)
+}
+
+/// The exit code of a command that ended with `result`, after flushing
+/// `stdout`; an error (the command's, or the flush's) is reported on
+/// `stderr`.
+pub fn finish_command(
+    result: Result<u8, CliError>,
+    stdout: &mut dyn io::Write,
+    stderr: &mut dyn io::Write,
+) -> u8 {
     let flushed = stdout.flush();
     match (result, flushed) {
         (Ok(code), Ok(())) => code,
@@ -69,7 +100,8 @@ pub fn report_error(stderr: &mut dyn io::Write, error: &dyn core::fmt::Display) 
     let _ = stderr.flush();
 }
 
-fn to_stdout(source: io::Error) -> CliError {
+/// A failed write of a report to stdout.
+pub(crate) fn to_stdout(source: io::Error) -> CliError {
     CliError::Output {
         stream: "stdout",
         source,
@@ -86,15 +118,29 @@ pub fn execute<F: Filesystem>(
     stdout: &mut dyn io::Write,
     stderr: &mut dyn io::Write,
 ) -> Result<u8, CliError> {
+    execute_with_chain(command, host, cache, &Chain::none(), ctx, stdout, stderr)
+}
+
+/// [`execute`] through the remote tier `chain` (see
+/// [`run_plumbing_with_chain`]).
+pub fn execute_with_chain<F: Filesystem, R: RemoteStore>(
+    command: &PlumbingCommand,
+    host: &Host<'_>,
+    cache: &Cache<F>,
+    chain: &Chain<'_, R>,
+    ctx: &mut dyn Context,
+    stdout: &mut dyn io::Write,
+    stderr: &mut dyn io::Write,
+) -> Result<u8, CliError> {
     match command {
         PlumbingCommand::Key(args) => {
             let report = compute_key(&args.key, cache, host)?;
             report::write_key(stdout, &report, args.json).map_err(to_stdout)?;
             Ok(exit::SUCCESS)
         }
-        PlumbingCommand::Status(args) => status(args, cache, stdout),
-        PlumbingCommand::Store(args) => store(args, host, cache, ctx, stdout),
-        PlumbingCommand::Restore(args) => restore(args, cache, ctx, stdout, stderr),
+        PlumbingCommand::Status(args) => status(args, cache, chain, ctx, stdout, stderr),
+        PlumbingCommand::Store(args) => store(args, host, cache, chain, ctx, stdout, stderr),
+        PlumbingCommand::Restore(args) => restore(args, cache, chain, ctx, stdout, stderr),
         PlumbingCommand::Info(args) => {
             let info = cache.info()?;
             report::write_info(stdout, &info, args.json).map_err(to_stdout)?;
@@ -170,18 +216,30 @@ fn in_use_keys<F: Filesystem>(
     parse::key_list(FLAG, path, &bytes)
 }
 
-fn status<F: Filesystem>(
+fn status<F: Filesystem, R: RemoteStore>(
     args: &StatusArgs,
     cache: &Cache<F>,
+    chain: &Chain<'_, R>,
+    ctx: &mut dyn Context,
     stdout: &mut dyn io::Write,
+    stderr: &mut dyn io::Write,
 ) -> Result<u8, CliError> {
     let key = parse::key("--key", &args.key)?;
+    let remote = chain.fill(cache, &key, ctx, stderr)?;
     let (status, stats) = if args.json {
         cache.lookup_stats(&key)?
     } else {
         (cache.lookup_status(&key)?, None)
     };
-    report::write_status(stdout, &key, status, stats.as_ref(), args.json).map_err(to_stdout)?;
+    report::write_status(
+        stdout,
+        &key,
+        status,
+        stats.as_ref(),
+        remote.as_ref(),
+        args.json,
+    )
+    .map_err(to_stdout)?;
     Ok(if status.is_hit() {
         exit::SUCCESS
     } else {
@@ -214,12 +272,14 @@ fn open_stream<F: Filesystem>(
     }
 }
 
-fn store<F: Filesystem>(
+fn store<F: Filesystem, R: RemoteStore>(
     args: &StoreArgs,
     host: &Host<'_>,
     cache: &Cache<F>,
+    chain: &Chain<'_, R>,
     ctx: &mut dyn Context,
     stdout: &mut dyn io::Write,
+    stderr: &mut dyn io::Write,
 ) -> Result<u8, CliError> {
     let key = parse::key("--key", &args.key)?;
     let fs = cache.filesystem();
@@ -232,7 +292,19 @@ fn store<F: Filesystem>(
     let manifest = bytes
         .as_deref()
         .and_then(|bytes| Manifest::parse(bytes).ok());
-    report::write_store(stdout, &key, outcome, manifest.as_ref(), args.json).map_err(to_stdout)?;
+    let remote = match outcome {
+        StoreOutcome::Stored | StoreOutcome::AlreadyPresent => chain.push(cache, &key, stderr)?,
+        StoreOutcome::Contended => (!chain.is_empty()).then(ChainReport::default),
+    };
+    report::write_store(
+        stdout,
+        &key,
+        outcome,
+        manifest.as_ref(),
+        remote.as_ref(),
+        args.json,
+    )
+    .map_err(to_stdout)?;
     // A contended store kept nothing, which is a miss for the next lookup:
     // the worst outcome a race may have (OP-8), so not a failure. The
     // outcome in the report says what happened.
@@ -240,19 +312,21 @@ fn store<F: Filesystem>(
     Ok(exit::SUCCESS)
 }
 
-fn restore<F: Filesystem>(
+fn restore<F: Filesystem, R: RemoteStore>(
     args: &RestoreArgs,
     cache: &Cache<F>,
+    chain: &Chain<'_, R>,
     ctx: &mut dyn Context,
     stdout: &mut dyn io::Write,
     stderr: &mut dyn io::Write,
 ) -> Result<u8, CliError> {
     let key = parse::key("--key", &args.key)?;
+    let remote = chain.fill(cache, &key, ctx, stderr)?;
     let outcome = if args.json {
         let mut sink = io::sink();
         let mut sink_err = io::sink();
         let outcome = cache.restore(&key, StdWrite(&mut sink), StdWrite(&mut sink_err), ctx)?;
-        report::write_restore_json(stdout, &key, &outcome).map_err(to_stdout)?;
+        report::write_restore_json(stdout, &key, &outcome, remote.as_ref()).map_err(to_stdout)?;
         outcome
     } else {
         let outcome = cache.restore(&key, StdWrite(&mut *stdout), StdWrite(&mut *stderr), ctx)?;

@@ -18,14 +18,26 @@
 use crate::config::SIGNING_KEY_VARIABLE;
 use cachet_core::remote::names::{self, Tenant};
 use cachet_core::remote::sign::{self, SigningKey};
+use std::io::Write;
+
+use cachet_core::cache::{Cache, Context};
+use cachet_core::fs::Filesystem;
+use cachet_core::key::Key;
+use cachet_core::remote::{
+    self, Error, Found, ObjectMeta, PullOutcome, PushOutcome, Remote, RemoteOptions, RemoteRead,
+    RemoteStore, RemoteWrite,
+};
 use clap::Args;
+use serde::Serialize;
 
 use crate::CliError;
 
 /// What `--remote` accepts, for messages.
 pub const EXPECTED_URLS: &str = "expected file:///ABSOLUTE/PATH, s3://BUCKET[/PREFIX]?endpoint=URL&region=NAME, or webdav+http(s)://HOST[:PORT]/PATH";
 
-/// The remote-store flags of `cachet run`.
+/// The remote-store flags of the native `cachet`, accepted by every
+/// subcommand (`run`, `status`, `restore`, `store`, `push`, `pull`,
+/// `remote status`).
 #[derive(Args, Clone, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct RemoteArgs {
@@ -35,23 +47,23 @@ pub struct RemoteArgs {
     /// AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY) or
     /// `webdav+http(s)://HOST[:PORT]/PATH`. Repeatable [default:
     /// $CACHET_REMOTE, comma-separated]
-    #[arg(long = "remote", value_name = "URL")]
+    #[arg(long = "remote", value_name = "URL", global = true)]
     pub remotes: Vec<String>,
 
     /// The tenant whose entry records are read and written on the remotes
     /// [default: $CACHET_TENANT, else local]
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME", global = true)]
     pub tenant: Option<String>,
 
     /// A tenant whose entry records are read after the run's own, never
     /// written; repeatable, in reading order [default: $CACHET_TRUST,
     /// comma-separated]
-    #[arg(long = "trust", value_name = "NAME")]
+    #[arg(long = "trust", value_name = "NAME", global = true)]
     pub trust: Vec<String>,
 
     /// Never write to the remotes, only read them (also:
     /// CACHET_REMOTE_READ_ONLY=1)
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub remote_read_only: bool,
 }
 
@@ -200,6 +212,481 @@ impl RemoteArgs {
             signing_key,
         })
     }
+}
+
+/// The remote tier of one command (REMOTE-1..3): the stores in lookup
+/// order, the tenant of every call, and the options. With no store, every
+/// command is the local cache's alone.
+#[derive(Debug)]
+pub struct Chain<'a, R> {
+    /// The remotes, in lookup order.
+    pub remotes: &'a [Remote<R>],
+    /// The tenant of every push (REMOTE-5).
+    pub tenant: Tenant,
+    /// The tenants every lookup reads, in order: `tenant`, then those it
+    /// trusts (REMOTE-11).
+    pub reading: Vec<Tenant>,
+    /// Tunables.
+    pub options: RemoteOptions,
+    /// Whether `-v` was given: say which tier hit and what was pushed.
+    pub verbose: bool,
+}
+
+/// The store type of a host without remotes: no value of it exists.
+#[derive(Debug)]
+pub enum NoRemote {}
+
+impl RemoteRead for NoRemote {
+    fn read(&mut self, _: &mut [u8]) -> Result<usize, Error> {
+        match *self {}
+    }
+}
+
+impl RemoteWrite for NoRemote {
+    fn write_all(&mut self, _: &[u8]) -> Result<(), Error> {
+        match *self {}
+    }
+
+    fn finish(self) -> Result<(), Error> {
+        match self {}
+    }
+}
+
+impl RemoteStore for NoRemote {
+    type Reader = NoRemote;
+    type Writer = NoRemote;
+
+    fn get(&self, _: &str) -> Result<Option<NoRemote>, Error> {
+        match *self {}
+    }
+
+    fn head(&self, _: &str) -> Result<Option<ObjectMeta>, Error> {
+        match *self {}
+    }
+
+    fn put(&self, _: &str, _: Option<u64>) -> Result<NoRemote, Error> {
+        match *self {}
+    }
+
+    fn delete(&self, _: &str) -> Result<(), Error> {
+        match *self {}
+    }
+
+    fn list(
+        &self,
+        _: &str,
+        _: &mut dyn FnMut(&str, u64) -> core::ops::ControlFlow<()>,
+    ) -> Result<(), Error> {
+        match *self {}
+    }
+}
+
+impl Chain<'static, NoRemote> {
+    /// The chain of a host without remotes.
+    pub fn none() -> Chain<'static, NoRemote> {
+        Chain {
+            remotes: &[],
+            tenant: Tenant::local(),
+            reading: alloc::vec![Tenant::local()],
+            options: RemoteOptions::default(),
+            verbose: false,
+        }
+    }
+}
+
+/// What the remote tier did during one command: the `remote` member of
+/// `status`, `restore` and `store` JSON reports, present when remotes are
+/// configured.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ChainReport {
+    /// Which tier served the entry: `local`, or the remote's URL; `null`
+    /// when none did (or the command does not look up).
+    pub hit: Option<String>,
+    /// The tenant whose record served a remote hit; `null` otherwise.
+    pub tenant: Option<String>,
+    /// The remotes the entry was pushed to, in order.
+    pub pushed_to: Vec<String>,
+    /// Each remote failure, as the one line printed on stderr (REMOTE-3).
+    pub failures: Vec<String>,
+}
+
+/// Prints one warning line on stderr (REMOTE-3), `-v` or not.
+pub fn warn(stderr: &mut dyn Write, message: &dyn core::fmt::Display) {
+    crate::report_error(stderr, &format_args!("warning: {message}"));
+}
+
+impl<R: RemoteStore> Chain<'_, R> {
+    /// Whether no remote is configured.
+    pub fn is_empty(&self) -> bool {
+        self.remotes.is_empty()
+    }
+
+    fn say(&self, stderr: &mut dyn Write, message: core::fmt::Arguments<'_>) {
+        if self.verbose {
+            let _ = writeln!(stderr, "cachet: {message}");
+        }
+    }
+
+    fn label(&self, index: usize) -> &str {
+        self.remotes.get(index).map_or("?", |r| r.label.as_str())
+    }
+
+    /// REMOTE-1: looks `key` up through the chain, so that an entry a
+    /// remote holds is downloaded into the local cache; `None` when no
+    /// remote is configured. Each failure is one warning line on `stderr`;
+    /// with `-v`, each miss and the hit are said.
+    pub fn fill<F: Filesystem>(
+        &self,
+        cache: &Cache<F>,
+        key: &Key,
+        ctx: &mut dyn Context,
+        stderr: &mut dyn Write,
+    ) -> Result<Option<ChainReport>, CliError> {
+        if self.is_empty() {
+            return Ok(None);
+        }
+        let chain = remote::lookup(cache, self.remotes, &self.reading, key, &self.options, ctx)?;
+        let mut report = ChainReport::default();
+        for failure in &chain.failures {
+            warn(stderr, failure);
+            report.failures.push(failure.to_string());
+        }
+        for (index, tenant, miss) in &chain.misses {
+            let label = self.label(*index);
+            let line = format!("remote {label}, tenant {tenant}: miss ({miss})");
+            if miss.warrants_warning() {
+                // A refused signature says something is wrong on the
+                // remote: the user hears of it, like a failure.
+                warn(stderr, &line);
+                report.failures.push(line);
+            } else {
+                self.say(stderr, format_args!("{line}"));
+            }
+        }
+        match chain.found {
+            Some(Found::Local) => {
+                self.say(stderr, format_args!("hit {key} (local)"));
+                report.hit = Some(String::from("local"));
+            }
+            Some(Found::Remote {
+                label,
+                tenant,
+                outcome,
+                ..
+            }) => {
+                if let PullOutcome::Imported {
+                    blobs_fetched,
+                    bytes_fetched,
+                } = outcome
+                {
+                    self.say(
+                        stderr,
+                        format_args!(
+                            "remote {label}, tenant {tenant}: hit {key}, {blobs_fetched} blobs and {bytes_fetched} bytes fetched into the local cache"
+                        ),
+                    );
+                } else {
+                    self.say(
+                        stderr,
+                        format_args!("remote {label}, tenant {tenant}: hit {key}"),
+                    );
+                }
+                report.hit = Some(label);
+                report.tenant = Some(String::from(tenant.as_str()));
+            }
+            None => self.say(
+                stderr,
+                format_args!("miss {key} (local {}, and every remote)", chain.local),
+            ),
+        }
+        Ok(Some(report))
+    }
+
+    /// REMOTE-2: pushes the local entry of `key` to every writable remote;
+    /// `None` when no remote is configured. Failures are warned as by
+    /// [`Chain::fill`].
+    pub fn push<F: Filesystem>(
+        &self,
+        cache: &Cache<F>,
+        key: &Key,
+        stderr: &mut dyn Write,
+    ) -> Result<Option<ChainReport>, CliError> {
+        if self.is_empty() {
+            return Ok(None);
+        }
+        let pushed = remote::push(cache, self.remotes, &self.tenant, key, &self.options)?;
+        let mut report = ChainReport::default();
+        for failure in &pushed.failures {
+            warn(stderr, failure);
+            report.failures.push(failure.to_string());
+        }
+        for (index, outcome) in &pushed.pushed {
+            let label = self.label(*index);
+            match outcome {
+                PushOutcome::Pushed {
+                    blobs_uploaded,
+                    blobs_present,
+                    bytes_sent,
+                } => {
+                    self.say(
+                        stderr,
+                        format_args!(
+                            "remote {label}, tenant {}: pushed {key}: {blobs_uploaded} blobs uploaded, {blobs_present} already there, {bytes_sent} bytes sent",
+                            self.tenant
+                        ),
+                    );
+                    report.pushed_to.push(String::from(label));
+                }
+                PushOutcome::NotLocal(status) => {
+                    let line =
+                        format!("remote {label}: not pushed {key}: the local entry is {status}");
+                    warn(stderr, &line);
+                    report.failures.push(line);
+                }
+                _ => {}
+            }
+        }
+        Ok(Some(report))
+    }
+}
+
+// ------------------------------------------------------------ commands
+
+#[derive(Serialize)]
+struct PushJson<'a> {
+    key: String,
+    status: &'static str,
+    pushed_to: &'a [String],
+    failures: &'a [String],
+}
+
+/// `cachet push --key HEX` (REMOTE-2): uploads the local entry to every
+/// writable remote. Exit 0 when every writable remote took it, 1 when the
+/// key is not a local hit (nothing sent), 70 when a remote failed.
+pub fn push_command<F: Filesystem, R: RemoteStore>(
+    args: &crate::PushArgs,
+    cache: &Cache<F>,
+    chain: &Chain<'_, R>,
+    stdout: &mut dyn Write,
+    stderr: &mut dyn Write,
+) -> Result<u8, CliError> {
+    let key = crate::parse::key("--key", &args.key)?;
+    if !chain.remotes.iter().any(|remote| remote.writable) {
+        return Err(CliError::NoRemote {
+            command: "push",
+            writable: true,
+        });
+    }
+    let status = cache.lookup_status(&key)?;
+    let report = if status.is_hit() {
+        chain.push(cache, &key, stderr)?.unwrap_or_default()
+    } else {
+        ChainReport::default()
+    };
+    let out = crate::plumbing::to_stdout;
+    if args.json {
+        let value = PushJson {
+            key: String::from(key.to_hex().as_str()),
+            status: status.as_str(),
+            pushed_to: &report.pushed_to,
+            failures: &report.failures,
+        };
+        crate::report::write_json(stdout, &value).map_err(out)?;
+    } else {
+        for label in &report.pushed_to {
+            writeln!(stdout, "pushed {key} to {label}").map_err(out)?;
+        }
+    }
+    if !status.is_hit() {
+        crate::report_error(
+            stderr,
+            &format_args!("{key} is a local miss ({status}); nothing was pushed"),
+        );
+        return Ok(crate::exit::MISS);
+    }
+    Ok(if report.failures.is_empty() {
+        crate::exit::SUCCESS
+    } else {
+        crate::exit::FAILURE
+    })
+}
+
+#[derive(Serialize)]
+struct PullJson<'a> {
+    key: String,
+    status: &'static str,
+    hit: Option<&'a str>,
+    tenant: Option<&'a str>,
+    failures: &'a [String],
+}
+
+/// `cachet pull --key HEX` (REMOTE-1): downloads the entry from the first
+/// remote that holds it into the local cache, restoring nothing. Exit 0
+/// when the entry is now local (or already was), 1 when no tier has it.
+pub fn pull_command<F: Filesystem, R: RemoteStore>(
+    args: &crate::PullArgs,
+    cache: &Cache<F>,
+    chain: &Chain<'_, R>,
+    ctx: &mut dyn Context,
+    stdout: &mut dyn Write,
+    stderr: &mut dyn Write,
+) -> Result<u8, CliError> {
+    let key = crate::parse::key("--key", &args.key)?;
+    if chain.is_empty() {
+        return Err(CliError::NoRemote {
+            command: "pull",
+            writable: false,
+        });
+    }
+    let report = chain.fill(cache, &key, ctx, stderr)?.unwrap_or_default();
+    let status = cache.lookup_status(&key)?;
+    let out = crate::plumbing::to_stdout;
+    if args.json {
+        let value = PullJson {
+            key: String::from(key.to_hex().as_str()),
+            status: status.as_str(),
+            hit: report.hit.as_deref(),
+            tenant: report.tenant.as_deref(),
+            failures: &report.failures,
+        };
+        crate::report::write_json(stdout, &value).map_err(out)?;
+    } else {
+        match report.hit.as_deref() {
+            Some("local") => writeln!(stdout, "{key} is already in the local cache"),
+            Some(label) => writeln!(stdout, "pulled {key} from {label}"),
+            None => Ok(()),
+        }
+        .map_err(out)?;
+    }
+    if status.is_hit() {
+        Ok(crate::exit::SUCCESS)
+    } else {
+        crate::report_error(
+            stderr,
+            &format_args!("{key} is a miss on every remote; nothing was pulled"),
+        );
+        Ok(crate::exit::MISS)
+    }
+}
+
+#[derive(Serialize)]
+struct RemoteStatusJson<'a> {
+    tenant: &'a str,
+    remotes: Vec<RemoteHealthJson<'a>>,
+}
+
+#[derive(Serialize)]
+struct RemoteHealthJson<'a> {
+    url: &'a str,
+    reachable: bool,
+    latency_micros: Option<u64>,
+    read: bool,
+    write: Option<bool>,
+    entries: Option<u64>,
+    entries_capped: bool,
+    failures: Vec<String>,
+}
+
+/// How many records `cachet remote status` counts before it stops: one
+/// listing page or a few on every store, so the count stays cheap.
+pub const ENTRY_COUNT_CAP: u64 = 10_000;
+
+/// `cachet remote status` (REMOTE-15): checks every remote. Exit 0 when
+/// each is reachable, readable, and writable unless read-only; 70
+/// otherwise.
+pub fn remote_status_command<F: Filesystem, R: RemoteStore>(
+    args: &crate::RemoteStatusArgs,
+    cache: &Cache<F>,
+    chain: &Chain<'_, R>,
+    ctx: &mut dyn Context,
+    stdout: &mut dyn Write,
+) -> Result<u8, CliError> {
+    if chain.is_empty() {
+        return Err(CliError::NoRemote {
+            command: "remote status",
+            writable: false,
+        });
+    }
+    let started = std::time::Instant::now();
+    let mut now = || u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+    let nonce = format!("{:016x}", ctx.scratch_suffix());
+    let function = cache.options().hash_function;
+    let checked: Vec<_> = chain
+        .remotes
+        .iter()
+        .map(|remote| {
+            let health = remote::health::check(
+                remote,
+                &chain.tenant,
+                function,
+                &nonce,
+                ENTRY_COUNT_CAP,
+                &mut now,
+            );
+            (remote.label.as_str(), health)
+        })
+        .collect();
+    let out = crate::plumbing::to_stdout;
+    if args.json {
+        let value = RemoteStatusJson {
+            tenant: chain.tenant.as_str(),
+            remotes: checked
+                .iter()
+                .map(|(url, health)| RemoteHealthJson {
+                    url,
+                    reachable: health.reachable,
+                    latency_micros: health.latency_micros,
+                    read: health.readable,
+                    write: health.writable,
+                    entries: health.entries,
+                    entries_capped: health.entries_capped,
+                    failures: health.failures.iter().map(ToString::to_string).collect(),
+                })
+                .collect(),
+        };
+        crate::report::write_json(stdout, &value).map_err(out)?;
+    } else {
+        for (url, health) in &checked {
+            write_health(stdout, url, chain.tenant.as_str(), health).map_err(out)?;
+        }
+    }
+    Ok(if checked.iter().all(|(_, health)| health.is_healthy()) {
+        crate::exit::SUCCESS
+    } else {
+        crate::exit::FAILURE
+    })
+}
+
+fn write_health(
+    out: &mut dyn Write,
+    url: &str,
+    tenant: &str,
+    health: &remote::health::Health,
+) -> std::io::Result<()> {
+    if !health.reachable {
+        writeln!(out, "{url}: unreachable")?;
+    } else {
+        let ok = |allowed: bool| if allowed { "ok" } else { "denied" };
+        let latency = health.latency_micros.unwrap_or(0) as f64 / 1000.0;
+        let write = match health.writable {
+            Some(allowed) => ok(allowed),
+            None => "not tried (read-only)",
+        };
+        let entries = match (health.entries, health.entries_capped) {
+            (Some(count), false) => format!("{count} entries"),
+            (Some(count), true) => format!("at least {count} entries"),
+            (None, _) => String::from("entries unknown"),
+        };
+        writeln!(
+            out,
+            "{url}: reachable, {latency:.1} ms, read {}, write {write}, {entries} of tenant {tenant}",
+            ok(health.readable)
+        )?;
+    }
+    for failure in &health.failures {
+        writeln!(out, "  {failure}")?;
+    }
+    Ok(())
 }
 
 /// Parses one remote URL (REMOTE-9); `flag` names where it came from.

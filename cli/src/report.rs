@@ -20,6 +20,7 @@ use cachet_core::manifest::Manifest;
 use serde::Serialize;
 
 use crate::keying::{ActionSpec, KeyReport};
+use crate::remote::ChainReport;
 
 fn hex(digest: &Digest) -> String {
     String::from(digest.to_hex().as_str())
@@ -33,7 +34,7 @@ fn size(bytes: u64) -> String {
     ByteSize(bytes).display().iec().to_string()
 }
 
-fn write_json<T: Serialize>(out: &mut dyn Write, value: &T) -> io::Result<()> {
+pub(crate) fn write_json<T: Serialize>(out: &mut dyn Write, value: &T) -> io::Result<()> {
     serde_json::to_writer_pretty(&mut *out, value).map_err(io::Error::other)?;
     out.write_all(b"\n")
 }
@@ -229,10 +230,12 @@ pub fn write_key(out: &mut dyn Write, report: &KeyReport, json: bool) -> io::Res
 // ---------------------------------------------------------------- status
 
 #[derive(Serialize)]
-struct StatusJson {
+struct StatusJson<'a> {
     key: String,
     status: &'static str,
     entry: Option<StatsJson>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    remote: Option<&'a ChainReport>,
 }
 
 /// An entry's statistics (OP-10), in `status` and `list`.
@@ -262,6 +265,7 @@ pub fn write_status(
     key: &Key,
     status: LookupStatus,
     stats: Option<&EntryStats>,
+    remote: Option<&ChainReport>,
     json: bool,
 ) -> io::Result<()> {
     if json {
@@ -271,6 +275,7 @@ pub fn write_status(
                 key: key_hex(key),
                 status: status.as_str(),
                 entry: stats.map(stats_json),
+                remote,
             },
         );
     }
@@ -349,10 +354,12 @@ pub fn write_remove(out: &mut dyn Write, key: &Key, removed: bool, json: bool) -
 // ---------------------------------------------------------------- store
 
 #[derive(Serialize)]
-struct StoreJson {
+struct StoreJson<'a> {
     key: String,
     outcome: &'static str,
     entry: Option<EntryJson>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    remote: Option<&'a ChainReport>,
 }
 
 #[derive(Serialize)]
@@ -406,6 +413,7 @@ pub fn write_store(
     key: &Key,
     outcome: StoreOutcome,
     manifest: Option<&Manifest<'_>>,
+    remote: Option<&ChainReport>,
     json: bool,
 ) -> io::Result<()> {
     if json {
@@ -415,6 +423,7 @@ pub fn write_store(
                 key: key_hex(key),
                 outcome: store_outcome_name(outcome),
                 entry: manifest.map(entry_json),
+                remote,
             },
         );
     }
@@ -457,10 +466,12 @@ pub fn write_store(
 // ---------------------------------------------------------------- restore
 
 #[derive(Serialize)]
-struct RestoreJson {
+struct RestoreJson<'a> {
     key: String,
     status: &'static str,
     restored: Option<RestoredJson>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    remote: Option<&'a ChainReport>,
 }
 
 #[derive(Serialize)]
@@ -476,6 +487,7 @@ pub fn write_restore_json(
     out: &mut dyn Write,
     key: &Key,
     outcome: &RestoreOutcome,
+    remote: Option<&ChainReport>,
 ) -> io::Result<()> {
     let value = match *outcome {
         RestoreOutcome::Restored {
@@ -490,11 +502,13 @@ pub fn write_restore_json(
                 stdout_len,
                 stderr_len,
             }),
+            remote,
         },
         RestoreOutcome::Miss(status) => RestoreJson {
             key: key_hex(key),
             status: status.as_str(),
             restored: None,
+            remote,
         },
     };
     write_json(out, &value)

@@ -44,6 +44,12 @@ pub enum Rejection {
         /// The content hash the record names.
         hash: Digest,
     },
+    /// The source has the content in a codec this host does not decode
+    /// (REMOTE-6): nothing is wrong with it, so it is left alone.
+    Unsupported {
+        /// Its content hash.
+        hash: Digest,
+    },
 }
 
 /// What opening a content found.
@@ -63,7 +69,9 @@ pub(crate) trait ContentSource {
     fn open(&mut self, hash: &Digest, size: u64) -> Result<(), SourceError<Self::Error>>;
 
     /// Reads the next bytes of the content last opened; `Ok(0)` at its end.
-    fn read(&mut self, buf: &mut [u8]) -> Result<usize, Self::Error>;
+    /// A content found damaged on the way (a frame that does not decode)
+    /// is [`SourceError::Rejected`].
+    fn read(&mut self, buf: &mut [u8]) -> Result<usize, SourceError<Self::Error>>;
 }
 
 /// How an import ended.
@@ -213,7 +221,7 @@ impl<F: Filesystem> Cache<F> {
         loop {
             let n = match source.read(buffer) {
                 Ok(n) => n,
-                Err(error) => return Ok(ControlFlow::Break(SourceError::Failed(error))),
+                Err(error) => return Ok(ControlFlow::Break(error)),
             };
             if n == 0 {
                 break;

@@ -78,10 +78,12 @@ impl core::fmt::Display for BlobError {
     }
 }
 
-/// Reads a blob object's content: checks the header, then yields the body.
+/// Reads a blob object: checks the header, then yields the body, which
+/// [`BlobReader::codec`] says how to decode.
 #[derive(Debug)]
 pub struct BlobReader<R> {
     inner: R,
+    codec: Codec,
 }
 
 impl<R: RemoteRead> BlobReader<R> {
@@ -104,10 +106,17 @@ impl<R: RemoteRead> BlobReader<R> {
         if head[8] != FORMAT_VERSION {
             return Err(BlobError::OtherVersion(head[8]));
         }
-        match head[9] {
-            0 => Ok(BlobReader { inner }),
-            codec => Err(BlobError::UnsupportedCodec(codec)),
-        }
+        let codec = match head[9] {
+            0 => Codec::Raw,
+            1 => Codec::Zstd,
+            codec => return Err(BlobError::UnsupportedCodec(codec)),
+        };
+        Ok(BlobReader { inner, codec })
+    }
+
+    /// How the body encodes the content.
+    pub fn codec(&self) -> Codec {
+        self.codec
     }
 }
 
@@ -167,9 +176,12 @@ mod tests {
             BlobError::OtherVersion(2)
         );
         let zstd = header(Codec::Zstd);
+        assert_eq!(BlobReader::open(Bytes(&zstd)).unwrap().codec(), Codec::Zstd);
+        let mut other = zstd;
+        other[9] = 2;
         assert_eq!(
-            BlobReader::open(Bytes(&zstd)).unwrap_err(),
-            BlobError::UnsupportedCodec(1)
+            BlobReader::open(Bytes(&other)).unwrap_err(),
+            BlobError::UnsupportedCodec(2)
         );
     }
 }

@@ -4,7 +4,7 @@
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use super::blob::{self, BlobError, BlobReader, Codec};
+use super::blob::{BlobError, BlobReader, Codec};
 use super::names::{self, Tenant};
 use super::record::{InlineContent, Record, RecordError, RecordOutput, StreamRef};
 use super::sign::{self, SignatureMiss};
@@ -33,6 +33,11 @@ pub enum RemoteOp {
     PutBlob,
     /// Writing an entry's record.
     PutRecord,
+    /// Reading, writing or removing the probe object of `cachet remote
+    /// status` (REMOTE-15).
+    Probe,
+    /// Listing records (REMOTE-15).
+    List,
 }
 
 impl core::fmt::Display for RemoteOp {
@@ -43,6 +48,8 @@ impl core::fmt::Display for RemoteOp {
             RemoteOp::HeadBlob => "look up blob",
             RemoteOp::PutBlob => "write blob",
             RemoteOp::PutRecord => "write record",
+            RemoteOp::Probe => "probe",
+            RemoteOp::List => "list",
         })
     }
 }
@@ -65,6 +72,7 @@ impl core::fmt::Display for RemoteFailure {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         let consequence = match self.op {
             RemoteOp::PutBlob | RemoteOp::PutRecord => "the entry is not stored there",
+            RemoteOp::Probe | RemoteOp::List => "reported by remote status",
             _ => "treated as a miss",
         };
         write!(
@@ -125,6 +133,9 @@ impl core::fmt::Display for RemoteMiss {
             }
             RemoteMiss::Content(Rejection::Mismatch { hash }) => {
                 write!(f, "content {hash} does not match its hash or size")
+            }
+            RemoteMiss::Content(Rejection::Unsupported { hash }) => {
+                write!(f, "blob {hash} is in a codec this build does not decode")
             }
             RemoteMiss::Contended => f.write_str("contended locally"),
         }
@@ -382,6 +393,7 @@ pub fn pull<F: Filesystem, R: RemoteStore>(
         record: &record,
         current: Current::None,
         current_name: String::new(),
+        current_hash: Digest([0; 32]),
         blobs_fetched: 0,
         bytes_fetched: bytes.len() as u64,
     };
@@ -430,10 +442,12 @@ fn read_capped<R: RemoteRead>(mut reader: R, cap: u64) -> Result<Option<Vec<u8>>
 }
 
 /// The content being read by a [`RemoteSource`].
-enum Current<'r, R: RemoteStore> {
+enum Current<'r, R: RemoteStore + 'r> {
     None,
     Inline(&'r [u8]),
     Blob(BlobReader<R::Reader>),
+    /// A codec-1 blob, through the host's decoder (REMOTE-6).
+    Zstd(alloc::boxed::Box<dyn RemoteRead + 'r>),
 }
 
 /// A record's contents: inline bytes, else the remote's blobs.
@@ -444,6 +458,7 @@ struct RemoteSource<'r, R: RemoteStore> {
     record: &'r Record<'r>,
     current: Current<'r, R>,
     current_name: String,
+    current_hash: Digest,
     blobs_fetched: usize,
     bytes_fetched: u64,
 }
@@ -462,19 +477,33 @@ impl<R: RemoteStore> RemoteSource<'_, R> {
 impl<R: RemoteStore> ContentSource for RemoteSource<'_, R> {
     type Error = RemoteFailure;
 
-    fn open(&mut self, hash: &Digest, _size: u64) -> Result<(), SourceError<RemoteFailure>> {
+    fn open(&mut self, hash: &Digest, size: u64) -> Result<(), SourceError<RemoteFailure>> {
         if let Some(bytes) = self.record.inline_content(hash) {
             self.current = Current::Inline(bytes);
             return Ok(());
         }
         self.current = Current::None;
         self.current_name = names::blob(self.function, hash);
+        self.current_hash = *hash;
         let reader = match self.store.get(&self.current_name) {
             Ok(Some(reader)) => reader,
             Ok(None) => return Err(SourceError::Rejected(Rejection::Missing { hash: *hash })),
             Err(error) => return Err(SourceError::Failed(self.failure(error))),
         };
         match BlobReader::open(reader) {
+            Ok(reader) if reader.codec() == Codec::Zstd => {
+                let Some(decoder) = self
+                    .store
+                    .zstd_decoder(alloc::boxed::Box::new(reader), size)
+                else {
+                    return Err(SourceError::Rejected(Rejection::Unsupported {
+                        hash: *hash,
+                    }));
+                };
+                self.blobs_fetched += 1;
+                self.current = Current::Zstd(decoder);
+                Ok(())
+            }
             Ok(reader) => {
                 self.blobs_fetched += 1;
                 self.current = Current::Blob(reader);
@@ -485,33 +514,42 @@ impl<R: RemoteStore> ContentSource for RemoteSource<'_, R> {
         }
     }
 
-    fn read(&mut self, buf: &mut [u8]) -> Result<usize, RemoteFailure> {
-        match &mut self.current {
-            Current::None => Ok(0),
+    fn read(&mut self, buf: &mut [u8]) -> Result<usize, SourceError<RemoteFailure>> {
+        let read = match &mut self.current {
+            Current::None => return Ok(0),
             Current::Inline(bytes) => {
                 let n = buf.len().min(bytes.len());
                 let (head, tail) = bytes.split_at(n);
                 buf.get_mut(..n).unwrap_or_default().copy_from_slice(head);
                 *bytes = tail;
+                return Ok(n);
+            }
+            Current::Blob(reader) => reader.read(buf),
+            Current::Zstd(reader) => reader.read(buf),
+        };
+        match read {
+            Ok(n) => {
+                self.bytes_fetched = self.bytes_fetched.saturating_add(n as u64);
                 Ok(n)
             }
-            Current::Blob(reader) => match reader.read(buf) {
-                Ok(n) => {
-                    self.bytes_fetched = self.bytes_fetched.saturating_add(n as u64);
-                    Ok(n)
-                }
-                Err(error) => Err(self.failure(error)),
-            },
+            // A frame that does not decode is a damaged blob, like one of
+            // other content (REMOTE-4), not a failing remote.
+            Err(error) if error.kind == super::ErrorKind::Corrupt => {
+                Err(SourceError::Rejected(Rejection::Unreadable {
+                    hash: self.current_hash,
+                }))
+            }
+            Err(error) => Err(SourceError::Failed(self.failure(error))),
         }
     }
 }
 
 /// One distinct content of a local entry, and where the local cache keeps
 /// it.
-struct LocalContent {
-    hash: Digest,
-    size: u64,
-    path: layout::LayoutPath,
+pub(super) struct LocalContent {
+    pub(super) hash: Digest,
+    pub(super) size: u64,
+    pub(super) path: layout::LayoutPath,
 }
 
 /// Pushes the local entry of `key` to `remote` under `tenant` (REMOTE-2):
@@ -618,33 +656,15 @@ pub fn push_one<F: Filesystem, R: RemoteStore>(
             Ok(None) => {}
             Err(error) => return Err(fail(RemoteOp::HeadBlob, &name, error)),
         }
-        let mut writer = remote
-            .store
-            .put(&name, Some(content.size + blob::HEADER_LEN as u64))
-            .map_err(|error| fail(RemoteOp::PutBlob, &name, error))?;
-        writer
-            .write_all(&blob::header(Codec::Raw))
-            .map_err(|error| fail(RemoteOp::PutBlob, &name, error))?;
-        let mut sink = RemoteSink {
-            writer: &mut writer,
-            error: None,
-        };
-        match read_local(cache, content, &mut sink, &mut buffer) {
-            Ok(true) => {}
-            // The writer is dropped unfinished: nothing appears (REMOTE-6).
-            Ok(false) => return Ok(PushOutcome::NotLocal(LookupStatus::MissCorrupt)),
-            Err(error) => {
-                return Err(match sink.error {
-                    Some(remote_error) => fail(RemoteOp::PutBlob, &name, remote_error),
-                    None => PullError::Local(error),
-                });
+        match super::upload::upload_blob(cache, &remote.store, &name, content, &mut buffer) {
+            Ok(Some(sent)) => bytes_sent = bytes_sent.saturating_add(sent),
+            Ok(None) => return Ok(PushOutcome::NotLocal(LookupStatus::MissCorrupt)),
+            Err(super::upload::UploadError::Remote(error)) => {
+                return Err(fail(RemoteOp::PutBlob, &name, error));
             }
+            Err(super::upload::UploadError::Local(error)) => return Err(PullError::Local(error)),
         }
-        writer
-            .finish()
-            .map_err(|error| fail(RemoteOp::PutBlob, &name, error))?;
         blobs_uploaded += 1;
-        bytes_sent = bytes_sent.saturating_add(content.size + blob::HEADER_LEN as u64);
     }
 
     let stream = |hash: Digest, size: u64| StreamRef { size, hash };
@@ -704,7 +724,7 @@ pub fn push_one<F: Filesystem, R: RemoteStore>(
 /// Streams the local file of `content` into `sink` through `buffer`,
 /// hashing it: `Ok(false)` when its bytes are not those of the manifest
 /// (a local entry damaged since it was stored is not pushed).
-fn read_local<F: Filesystem, W: crate::fs::Write>(
+pub(super) fn read_local<F: Filesystem, W: crate::fs::Write>(
     cache: &Cache<F>,
     content: &LocalContent,
     mut sink: W,
@@ -744,9 +764,9 @@ fn read_local<F: Filesystem, W: crate::fs::Write>(
 
 /// A remote writer as the core's `fs::Write`, keeping the remote's own
 /// error for the message.
-struct RemoteSink<'w, W: RemoteWrite> {
-    writer: &'w mut W,
-    error: Option<Error>,
+pub(super) struct RemoteSink<'w, W: RemoteWrite> {
+    pub(super) writer: &'w mut W,
+    pub(super) error: Option<Error>,
 }
 
 impl<W: RemoteWrite> crate::fs::Write for RemoteSink<'_, W> {

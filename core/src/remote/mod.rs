@@ -1,4 +1,4 @@
-//! Remote stores (SPEC §11, REMOTE-1..10): sharing entries between machines
+//! Remote stores (SPEC §11, REMOTE-1..15): sharing entries between machines
 //! through object stores, written once against a small [`RemoteStore`]
 //! trait.
 //!
@@ -31,6 +31,7 @@
 
 pub mod blob;
 mod chain;
+pub mod health;
 #[cfg(any(test, feature = "memfs"))]
 pub mod memory;
 pub mod names;
@@ -38,6 +39,7 @@ pub mod record;
 pub mod sign;
 #[cfg(all(test, feature = "memfs"))]
 mod tests;
+mod upload;
 
 use alloc::string::String;
 use core::ops::ControlFlow;
@@ -64,6 +66,9 @@ pub enum ErrorKind {
     Protocol,
     /// The configuration cannot work (a bad endpoint, a missing bucket).
     Config,
+    /// The object's bytes do not decode (a damaged zstd frame, REMOTE-6):
+    /// something about the object, a miss, not about the remote.
+    Corrupt,
     /// Anything else.
     Other,
 }
@@ -76,6 +81,7 @@ impl core::fmt::Display for ErrorKind {
             ErrorKind::PermissionDenied => "permission denied",
             ErrorKind::Protocol => "unexpected response",
             ErrorKind::Config => "misconfigured",
+            ErrorKind::Corrupt => "corrupt object",
             ErrorKind::Other => "failed",
         })
     }
@@ -141,6 +147,24 @@ pub struct ObjectMeta {
     pub size: u64,
 }
 
+/// Codec 1 being written: the raw bytes of one content go in, one zstd
+/// frame comes out (REMOTE-6). The host compresses (the core has no zstd);
+/// the core decides whether the frame is used.
+pub trait ZstdEncoder {
+    /// Compresses the next raw bytes.
+    fn write_all(&mut self, raw: &[u8]) -> Result<(), Error>;
+
+    /// Bytes of the frame produced so far: the core gives up on
+    /// compression as soon as this reaches the raw size.
+    fn compressed_len(&self) -> u64;
+
+    /// Ends the frame and returns its length and a reader of it, from its
+    /// first byte.
+    fn finish(
+        self: alloc::boxed::Box<Self>,
+    ) -> Result<(u64, alloc::boxed::Box<dyn RemoteRead>), Error>;
+}
+
 /// A remote store: objects named by `/`-separated relative names
 /// (`cachet-v1-blake3/blobs/ab/ab…`), below a root the host chose (the
 /// prefix of REMOTE-5). Every call is one request's worth of work.
@@ -156,7 +180,9 @@ pub trait RemoteStore {
     /// The object's metadata, or `None` when there is none.
     fn head(&self, name: &str) -> Result<Option<ObjectMeta>, Error>;
 
-    /// Starts writing the object `name`, of `size_hint` bytes if known.
+    /// Starts writing the object `name`. `size_hint`, when given, is the
+    /// object's exact length: a host may announce it (an HTTP
+    /// `Content-Length`) and fail the object if it comes out otherwise.
     fn put(&self, name: &str, size_hint: Option<u64>) -> Result<Self::Writer, Error>;
 
     /// Removes the object `name`; removing an absent object is not an
@@ -171,6 +197,31 @@ pub trait RemoteStore {
         prefix: &str,
         visit: &mut dyn FnMut(&str, u64) -> ControlFlow<()>,
     ) -> Result<(), Error>;
+
+    /// A compressor for a blob of `raw_size` bytes (REMOTE-6, codec 1),
+    /// or `None` when this host does not compress (or cannot now): the
+    /// blob is then written raw. The default never compresses.
+    fn zstd_encoder(&self, raw_size: u64) -> Option<alloc::boxed::Box<dyn ZstdEncoder>> {
+        let _ = raw_size;
+        None
+    }
+
+    /// A reader of the raw bytes of the one zstd frame `body` holds, for a
+    /// content of `raw_size` bytes by its record, or `None` when this host
+    /// does not decode codec 1 (a miss, and the blob is left alone). The
+    /// decoder never keeps a window larger than `raw_size` needs, so a
+    /// frame that claims more cannot make it allocate past the content's
+    /// recorded size; bytes that do not decode, or anything after the
+    /// frame, are an error of kind [`ErrorKind::Corrupt`]. The default
+    /// does not decode.
+    fn zstd_decoder<'a>(
+        &self,
+        body: alloc::boxed::Box<dyn RemoteRead + 'a>,
+        raw_size: u64,
+    ) -> Option<alloc::boxed::Box<dyn RemoteRead + 'a>> {
+        let _ = (body, raw_size);
+        None
+    }
 }
 
 impl<R: RemoteStore + ?Sized> RemoteStore for &R {
@@ -199,6 +250,24 @@ impl<R: RemoteStore + ?Sized> RemoteStore for &R {
         visit: &mut dyn FnMut(&str, u64) -> ControlFlow<()>,
     ) -> Result<(), Error> {
         (**self).list(prefix, visit)
+    }
+
+    fn zstd_encoder(&self, raw_size: u64) -> Option<alloc::boxed::Box<dyn ZstdEncoder>> {
+        (**self).zstd_encoder(raw_size)
+    }
+
+    fn zstd_decoder<'a>(
+        &self,
+        body: alloc::boxed::Box<dyn RemoteRead + 'a>,
+        raw_size: u64,
+    ) -> Option<alloc::boxed::Box<dyn RemoteRead + 'a>> {
+        (**self).zstd_decoder(body, raw_size)
+    }
+}
+
+impl<R: RemoteRead + ?Sized> RemoteRead for alloc::boxed::Box<R> {
+    fn read(&mut self, buf: &mut [u8]) -> Result<usize, Error> {
+        (**self).read(buf)
     }
 }
 

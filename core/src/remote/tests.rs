@@ -1037,3 +1037,297 @@ fn safe_9_a_record_listing_outputs_no_store_writes_together_is_a_miss_and_enters
         )]
     );
 }
+
+#[test]
+fn remote_6_a_zstd_blob_on_a_host_that_does_not_decode_it_is_a_miss_left_in_place() {
+    // MemoryRemote keeps RemoteStore's defaults: it neither compresses nor
+    // decodes codec 1.
+    let k = key(40);
+    let options = blobs_options();
+    let (_, a) = stored_machine(&k, BIG);
+    let store = MemoryRemote::new();
+    let remotes = [remote(&store, "mem")];
+    push_to(&a, &remotes, &k, &options);
+    let hash = hash::digest(HashFunction::Blake3, BIG);
+    let blob = names::blob(HashFunction::Blake3, &hash);
+    let mut bytes = store.object(&blob).unwrap();
+    assert_eq!(bytes[9], 0, "no compressor: raw");
+    bytes[9] = 1;
+    store.set_object(&blob, bytes.clone());
+
+    let (_, b) = machine();
+    let report = lookup(&b, &remotes, &[Tenant::local()], &k, &options, &mut ctx()).unwrap();
+    assert_eq!(report.found, None);
+    assert_eq!(
+        report.misses,
+        alloc::vec![(
+            0,
+            Tenant::local(),
+            RemoteMiss::Content(Rejection::Unsupported { hash })
+        )]
+    );
+    assert_eq!(store.object(&blob), Some(bytes), "not deleted");
+    assert_eq!(b.lookup_status(&k).unwrap(), LookupStatus::MissNoEntry);
+}
+
+/// A store over a [`MemoryRemote`] whose codec 1 is a run-length code
+/// (pairs of run length and byte): a stand-in for the host's zstd, to
+/// check what the core decides and verifies around it (REMOTE-6).
+struct RunLength<'a>(&'a MemoryRemote);
+
+struct RunLengthEncoder {
+    out: Vec<u8>,
+    run: Option<(u8, u8)>,
+}
+
+impl RunLengthEncoder {
+    fn flush(&mut self) {
+        if let Some((byte, count)) = self.run.take() {
+            self.out.extend_from_slice(&[count, byte]);
+        }
+    }
+}
+
+impl ZstdEncoder for RunLengthEncoder {
+    fn write_all(&mut self, raw: &[u8]) -> Result<(), Error> {
+        for &byte in raw {
+            match &mut self.run {
+                Some((current, count)) if *current == byte && *count < u8::MAX => *count += 1,
+                _ => {
+                    self.flush();
+                    self.run = Some((byte, 1));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn compressed_len(&self) -> u64 {
+        self.out.len() as u64
+    }
+
+    fn finish(
+        mut self: alloc::boxed::Box<Self>,
+    ) -> Result<(u64, alloc::boxed::Box<dyn RemoteRead>), Error> {
+        self.flush();
+        let len = self.out.len() as u64;
+        Ok((len, alloc::boxed::Box::new(Owned(self.out, 0))))
+    }
+}
+
+struct Owned(Vec<u8>, usize);
+
+impl RemoteRead for Owned {
+    fn read(&mut self, buf: &mut [u8]) -> Result<usize, Error> {
+        let rest = &self.0[self.1..];
+        let n = rest.len().min(buf.len());
+        buf[..n].copy_from_slice(&rest[..n]);
+        self.1 += n;
+        Ok(n)
+    }
+}
+
+struct RunLengthDecoder<'a> {
+    body: alloc::boxed::Box<dyn RemoteRead + 'a>,
+    pending: (u8, u8),
+}
+
+impl RemoteRead for RunLengthDecoder<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> Result<usize, Error> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        if self.pending.0 == 0 {
+            let mut pair = [0u8; 2];
+            let mut got = 0;
+            while got < 2 {
+                let n = self.body.read(&mut pair[got..])?;
+                if n == 0 {
+                    return if got == 0 {
+                        Ok(0)
+                    } else {
+                        Err(Error::new(ErrorKind::Corrupt, "half a pair"))
+                    };
+                }
+                got += n;
+            }
+            self.pending = (pair[0], pair[1]);
+        }
+        let n = buf.len().min(usize::from(self.pending.0));
+        buf[..n].fill(self.pending.1);
+        self.pending.0 -= n as u8;
+        Ok(n)
+    }
+}
+
+impl<'m> RemoteStore for RunLength<'m> {
+    type Reader = <&'m MemoryRemote as RemoteStore>::Reader;
+    type Writer = <&'m MemoryRemote as RemoteStore>::Writer;
+
+    fn get(&self, name: &str) -> Result<Option<Self::Reader>, Error> {
+        (&self.0).get(name)
+    }
+
+    fn head(&self, name: &str) -> Result<Option<ObjectMeta>, Error> {
+        (&self.0).head(name)
+    }
+
+    fn put(&self, name: &str, size_hint: Option<u64>) -> Result<Self::Writer, Error> {
+        (&self.0).put(name, size_hint)
+    }
+
+    fn delete(&self, name: &str) -> Result<(), Error> {
+        (&self.0).delete(name)
+    }
+
+    fn list(
+        &self,
+        prefix: &str,
+        visit: &mut dyn FnMut(&str, u64) -> core::ops::ControlFlow<()>,
+    ) -> Result<(), Error> {
+        (&self.0).list(prefix, visit)
+    }
+
+    fn zstd_encoder(&self, _raw_size: u64) -> Option<alloc::boxed::Box<dyn ZstdEncoder>> {
+        Some(alloc::boxed::Box::new(RunLengthEncoder {
+            out: Vec::new(),
+            run: None,
+        }))
+    }
+
+    fn zstd_decoder<'a>(
+        &self,
+        body: alloc::boxed::Box<dyn RemoteRead + 'a>,
+        _raw_size: u64,
+    ) -> Option<alloc::boxed::Box<dyn RemoteRead + 'a>> {
+        Some(alloc::boxed::Box::new(RunLengthDecoder {
+            body,
+            pending: (0, 0),
+        }))
+    }
+}
+
+#[test]
+fn remote_6_codec_1_only_when_smaller_and_a_frame_that_does_not_decode_is_deleted() {
+    let options = blobs_options();
+    let store = MemoryRemote::new();
+    let remotes = [Remote {
+        store: RunLength(&store),
+        writable: true,
+        label: String::from("rle"),
+    }];
+    let shrinking = [b'z'; 4000];
+    for (k, big, codec) in [(key(41), &shrinking[..], 1u8), (key(42), BIG, 0u8)] {
+        let (_, a) = stored_machine(&k, big);
+        let pushed = push(&a, &remotes, &Tenant::local(), &k, &options).unwrap();
+        assert!(pushed.failures.is_empty(), "{pushed:?}");
+        let hash = hash::digest(HashFunction::Blake3, big);
+        let object = store
+            .object(&names::blob(HashFunction::Blake3, &hash))
+            .unwrap();
+        assert_eq!(object[9], codec, "codec of {} bytes", big.len());
+        if codec == 1 {
+            assert!(object.len() < big.len(), "{}", object.len());
+        } else {
+            assert_eq!(&object[10..], big, "raw bytes");
+        }
+        let (fs, b) = machine();
+        let found = lookup(&b, &remotes, &[Tenant::local()], &k, &options, &mut ctx()).unwrap();
+        assert!(
+            matches!(found.found, Some(Found::Remote { .. })),
+            "{found:?}"
+        );
+        assert_restores(&fs, &b, &k, big);
+    }
+
+    // Half a pair: the frame does not decode.
+    let k = key(41);
+    let hash = hash::digest(HashFunction::Blake3, &shrinking);
+    let blob = names::blob(HashFunction::Blake3, &hash);
+    let mut object = store.object(&blob).unwrap();
+    object.pop();
+    store.set_object(&blob, object);
+    let (_, c) = machine();
+    let report = lookup(&c, &remotes, &[Tenant::local()], &k, &options, &mut ctx()).unwrap();
+    assert_eq!(
+        report.misses,
+        alloc::vec![(
+            0,
+            Tenant::local(),
+            RemoteMiss::Content(Rejection::Unreadable { hash })
+        )]
+    );
+    assert_eq!(store.object(&blob), None, "the damaged blob is deleted");
+    assert_eq!(c.lookup_status(&k).unwrap(), LookupStatus::MissNoEntry);
+}
+
+#[test]
+fn remote_15_health_reports_reachability_permissions_and_the_tenants_entries() {
+    let options = blobs_options();
+    let store = MemoryRemote::new();
+    let (_, a) = stored_machine(&key(43), BIG);
+    push_to(&a, &[remote(&store, "mem")], &key(43), &options);
+    let mut clock = 0u64;
+    let mut now = || {
+        clock += 5;
+        clock
+    };
+    let check = |remote: &Remote<&MemoryRemote>, now: &mut dyn FnMut() -> u64| {
+        health::check(
+            remote,
+            &Tenant::local(),
+            HashFunction::Blake3,
+            "n1",
+            10,
+            now,
+        )
+    };
+
+    let healthy = check(&remote(&store, "mem"), &mut now);
+    assert!(healthy.is_healthy(), "{healthy:?}");
+    assert_eq!(healthy.latency_micros, Some(5));
+    assert_eq!(healthy.writable, Some(true));
+    assert_eq!((healthy.entries, healthy.entries_capped), (Some(1), false));
+    assert!(
+        store
+            .objects()
+            .keys()
+            .all(|name| !name.contains("/probes/")),
+        "the probe is removed"
+    );
+
+    let read_only = Remote {
+        writable: false,
+        ..remote(&store, "mem")
+    };
+    store.clear_requests();
+    let checked = check(&read_only, &mut now);
+    assert!(checked.is_healthy());
+    assert_eq!(checked.writable, None, "nothing tried");
+    assert!(
+        store
+            .requests()
+            .iter()
+            .all(|request| !matches!(request, Request::Put(_) | Request::Delete(_))),
+        "{:?}",
+        store.requests()
+    );
+
+    let capped = health::check(
+        &remote(&store, "mem"),
+        &Tenant::local(),
+        HashFunction::Blake3,
+        "n2",
+        0,
+        &mut now,
+    );
+    assert_eq!((capped.entries, capped.entries_capped), (Some(0), true));
+
+    store.set_unreachable(true);
+    let down = check(&remote(&store, "mem"), &mut now);
+    assert!(!down.is_healthy());
+    assert!(!down.reachable && !down.readable);
+    assert_eq!((down.latency_micros, down.entries), (None, None));
+    assert_eq!(down.failures.len(), 1, "{:?}", down.failures);
+    assert_eq!(down.failures[0].op, RemoteOp::Probe);
+}

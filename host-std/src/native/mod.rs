@@ -29,11 +29,13 @@ use crate::inputs::{InputError, hash_file, hash_file_with_metadata};
 use crate::memo::{self, MemoFile, file_stat};
 use crate::tasks::Threads;
 use cachet_cli::config::Settings;
+use cachet_cli::remote::{Chain, RemoteArgs};
 use cachet_cli::{
     self as cli, CliError, FileHasher, GlobalArgs, HashedFiles, Host, KeyArgs, PlumbingCommand,
-    SystemContext, exit,
+    PullArgs, PushArgs, RemoteCommand, SystemContext, exit,
 };
 use cachet_core::memo::{FileStat, Memo};
+use cachet_core::remote::RemoteOptions;
 
 pub use run::RunArgs;
 
@@ -51,6 +53,10 @@ pub struct Cli {
     #[command(flatten)]
     pub globals: GlobalArgs,
 
+    /// The remote stores (docs/spec.md §11), for every subcommand.
+    #[command(flatten)]
+    pub remote: RemoteArgs,
+
     /// The subcommand.
     #[command(subcommand)]
     pub command: Command,
@@ -66,6 +72,15 @@ pub enum Command {
     /// A plumbing subcommand.
     #[command(flatten)]
     Plumbing(PlumbingCommand),
+    /// Upload a local entry to every writable remote (exit 1 when the key
+    /// is not a local hit, 70 when a remote failed)
+    Push(PushArgs),
+    /// Download an entry from the first remote that holds it into the
+    /// local cache, restoring nothing (exit 1 when no remote has it)
+    Pull(PullArgs),
+    /// The remote stores
+    #[command(subcommand)]
+    Remote(RemoteCommand),
 }
 
 /// Why the native binary could not start a subcommand, or `run` failed
@@ -296,14 +311,57 @@ pub fn dispatch(cli: &Cli) -> u8 {
             return error.exit_code();
         }
     };
-    match &cli.command {
-        Command::Run(args) => match run::run(args, &cli.globals, &opened) {
-            Ok(code) => code,
-            Err(error) => {
-                cli::report_error(&mut io::stderr(), &error);
-                error.exit_code()
-            }
+    // Variables come through the configuration files (CONF-1).
+    let env = |name: &str| opened.settings.var(name);
+    let config = match cli
+        .remote
+        .resolve(&env)
+        .map_err(|error| opened.settings.attribute(error))
+    {
+        Ok(config) => config,
+        Err(error) => {
+            cli::report_error(&mut io::stderr(), &error);
+            return error.exit_code();
+        }
+    };
+    let uses_remotes = match &cli.command {
+        Command::Plumbing(command) => matches!(
+            command,
+            PlumbingCommand::Status(_) | PlumbingCommand::Restore(_) | PlumbingCommand::Store(_)
+        ),
+        _ => true,
+    };
+    let (remotes, setup_failures) = if uses_remotes {
+        crate::remote::open_remotes(&config, &env)
+    } else {
+        (Vec::new(), Vec::new())
+    };
+    for failure in &setup_failures {
+        cli::remote::warn(&mut io::stderr(), failure);
+    }
+    let chain = Chain {
+        remotes: &remotes,
+        tenant: config.tenant.clone(),
+        reading: config.reading_order(),
+        options: RemoteOptions {
+            signing_key: config.signing_key.clone(),
+            ..RemoteOptions::default()
         },
+        verbose: cli.globals.verbose,
+    };
+    let mut ctx = SystemContext::new();
+    let (mut stdout, mut stderr) = (io::stdout().lock(), io::stderr().lock());
+    let result = match &cli.command {
+        Command::Run(args) => {
+            drop((stdout, stderr));
+            return match run::run(args, &cli.globals, &opened, &chain) {
+                Ok(code) => code,
+                Err(error) => {
+                    cli::report_error(&mut io::stderr(), &error);
+                    error.exit_code()
+                }
+            };
+        }
         Command::Plumbing(command) => {
             let hasher = match command {
                 PlumbingCommand::Key(key) => opened.hasher(&key.key),
@@ -311,16 +369,41 @@ pub fn dispatch(cli: &Cli) -> u8 {
             };
             let host = Host::new(Some(opened.workspace.clone()), opened.excluded_dirs.clone())
                 .with_hasher(&hasher);
-            cli::run_plumbing(
+            return cli::run_plumbing_with_chain(
                 command,
                 &host,
                 &opened.cache,
-                &mut SystemContext::new(),
-                &mut io::stdout().lock(),
-                &mut io::stderr().lock(),
-            )
+                &chain,
+                &mut ctx,
+                &mut stdout,
+                &mut stderr,
+            );
         }
-    }
+        Command::Push(args) => {
+            cli::remote::push_command(args, &opened.cache, &chain, &mut stdout, &mut stderr)
+        }
+        Command::Pull(args) => cli::remote::pull_command(
+            args,
+            &opened.cache,
+            &chain,
+            &mut ctx,
+            &mut stdout,
+            &mut stderr,
+        ),
+        Command::Remote(RemoteCommand::Status(args)) => {
+            cli::remote::remote_status_command(args, &opened.cache, &chain, &mut ctx, &mut stdout)
+                .map(|code| {
+                    // A remote that could not even be set up does not work.
+                    if setup_failures.is_empty() {
+                        code
+                    } else {
+                        exit::FAILURE
+                    }
+                })
+        }
+        _ => Ok(exit::USAGE),
+    };
+    cli::finish_command(result, &mut stdout, &mut stderr)
 }
 
 /// Hashing shows a progress bar (on a terminal) from this many bytes...

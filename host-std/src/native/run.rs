@@ -38,12 +38,12 @@
 
 use std::io::{self, Write};
 
-use cachet_cli::remote::RemoteArgs;
+use cachet_cli::remote::Chain;
 use cachet_core::cache::StoreOutcome;
-use cachet_core::remote::{self, Found, PullOutcome, PushOutcome, RemoteOptions};
 use clap::Args;
 
 use super::{NativeError, Opened};
+use crate::remote::OpendalRemote;
 use crate::task::{self, Lookup, Task};
 use cachet_cli::{self as cli, CliError, GlobalArgs, KeyArgs, SystemContext, exit};
 
@@ -55,15 +55,6 @@ pub struct RunArgs {
     /// run.
     #[command(flatten)]
     pub key: KeyArgs,
-
-    /// The remote stores to look up and push to.
-    #[command(flatten)]
-    pub remote: RemoteArgs,
-}
-
-/// Prints one warning line on stderr, `-v` or not (REMOTE-3).
-fn warn(message: &dyn core::fmt::Display) {
-    cli::report_error(&mut io::stderr(), &format_args!("warning: {message}"));
 }
 
 fn say(verbose: bool, message: core::fmt::Arguments<'_>) {
@@ -79,13 +70,9 @@ pub(super) fn run(
     args: &RunArgs,
     globals: &GlobalArgs,
     opened: &Opened,
+    chain: &Chain<'_, OpendalRemote>,
 ) -> Result<u8, NativeError> {
     let verbose = globals.verbose;
-    let env = |name: &str| opened.settings.var(name);
-    let remote_config = args
-        .remote
-        .resolve(&env)
-        .map_err(|error| opened.settings.attribute(error))?;
     let cache = &opened.cache;
     let task = Task::from_key_args(args.key.clone());
     let report = task::key(opened, &task)?;
@@ -102,57 +89,15 @@ pub(super) fn run(
     );
     let mut ctx = SystemContext::new();
 
-    let (remotes, setup_failures) = crate::remote::open_remotes(&remote_config, &env);
-    for failure in &setup_failures {
-        warn(failure);
-    }
-    let remote_options = RemoteOptions {
-        signing_key: remote_config.signing_key.clone(),
-        ..RemoteOptions::default()
-    };
     let mut status = cache.lookup_status(&key).map_err(CliError::from)?;
     let mut tier = String::from("local");
-    if !status.is_hit() && !remotes.is_empty() {
-        let chain = remote::lookup(
-            cache,
-            &remotes,
-            &remote_config.reading_order(),
-            &key,
-            &remote_options,
-            &mut ctx,
-        )
-        .map_err(CliError::from)?;
-        for failure in &chain.failures {
-            warn(failure);
-        }
-        for (index, tenant, miss) in &chain.misses {
-            let label = remotes.get(*index).map_or("?", |r| r.label.as_str());
-            let line = format_args!("remote {label}, tenant {tenant}: miss ({miss})");
-            if miss.warrants_warning() {
-                warn(&line);
-            } else {
-                say(verbose, line);
-            }
-        }
-        if let Some(Found::Remote {
-            label,
-            tenant,
-            outcome,
-            ..
-        }) = chain.found
+    if !status.is_hit() && !chain.is_empty() {
+        let report = chain
+            .fill(cache, &key, &mut ctx, &mut io::stderr().lock())
+            .map_err(NativeError::Cli)?;
+        if let Some(report) = report
+            && let (Some(label), Some(tenant)) = (report.hit, report.tenant)
         {
-            if let PullOutcome::Imported {
-                blobs_fetched,
-                bytes_fetched,
-            } = outcome
-            {
-                say(
-                    verbose,
-                    format_args!(
-                        "remote {label}, tenant {tenant}: hit, {blobs_fetched} blobs and {bytes_fetched} bytes fetched into the local cache"
-                    ),
-                );
-            }
             tier = format!("remote {label}, tenant {tenant}");
             status = cache.lookup_status(&key).map_err(CliError::from)?;
         }
@@ -232,38 +177,10 @@ pub(super) fn run(
             ),
         ),
     }
-    if stored && !remotes.is_empty() && !remote_config.read_only {
-        let pushed = remote::push(
-            cache,
-            &remotes,
-            &remote_config.tenant,
-            &key,
-            &remote_options,
-        )
-        .map_err(CliError::from)?;
-        for failure in &pushed.failures {
-            warn(failure);
-        }
-        for (index, outcome) in &pushed.pushed {
-            let label = remotes.get(*index).map_or("?", |r| r.label.as_str());
-            match outcome {
-                PushOutcome::Pushed {
-                    blobs_uploaded,
-                    blobs_present,
-                    bytes_sent,
-                } => say(
-                    verbose,
-                    format_args!(
-                        "remote {label}, tenant {}: pushed {key}: {blobs_uploaded} blobs uploaded, {blobs_present} already there, {bytes_sent} bytes sent",
-                        remote_config.tenant
-                    ),
-                ),
-                PushOutcome::NotLocal(status) => warn(&format_args!(
-                    "remote {label}: not pushed {key}: the local entry is {status}"
-                )),
-                _ => {}
-            }
-        }
+    if stored {
+        chain
+            .push(cache, &key, &mut io::stderr().lock())
+            .map_err(NativeError::Cli)?;
     }
     Ok(exit::SUCCESS)
 }

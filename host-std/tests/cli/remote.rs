@@ -10,6 +10,7 @@
 
 use core::time::Duration;
 use std::fs;
+use std::io::Read as _;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -928,4 +929,486 @@ fn remote_9_a_malformed_remote_url_is_a_bad_value() {
     );
     let outcome = sandbox.run(&["run", "--tenant", "a/b", "--", "true"]);
     assert_eq!(outcome.code, 65, "{outcome:?}");
+}
+
+/// Bytes that zstd cannot shrink (a xorshift stream).
+fn incompressible_bytes(len: usize) -> Vec<u8> {
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect()
+}
+
+/// One zstd frame of `raw`, written as cachet writes them: the size
+/// pledged, so the window fits the content.
+fn zstd_frame(raw: &[u8]) -> Vec<u8> {
+    use std::io::Write as _;
+    let mut encoder = zstd::stream::write::Encoder::new(Vec::new(), 3).unwrap();
+    encoder
+        .set_pledged_src_size(Some(raw.len() as u64))
+        .unwrap();
+    encoder.include_contentsize(true).unwrap();
+    encoder.write_all(raw).unwrap();
+    encoder.finish().unwrap()
+}
+
+/// A codec-1 blob object holding `frame`.
+fn zstd_blob(frame: &[u8]) -> Vec<u8> {
+    let mut object = b"cachetB\0\x01\x01".to_vec();
+    object.extend_from_slice(frame);
+    object
+}
+
+/// REMOTE-6: a blob that zstd shrinks is stored as codec 1, smaller than
+/// its raw bytes, and decodes to a hit from an empty cache; a blob that
+/// zstd does not shrink stays raw (codec 0).
+fn compressible_blobs_are_zstd_and_others_raw(store: Store) {
+    let big = big_bytes(5);
+    let first = workspace(&big);
+    assert_eq!(run(&first, &store, &store.url, &[], &[]).code, 0);
+    let blob = store.names("cachet-v1-blake3/blobs/").remove(0);
+    let object = store.get(&blob).unwrap();
+    assert_eq!(&object[..10], b"cachetB\0\x01\x01", "codec 1");
+    assert!(object.len() < big.len() / 10, "{} bytes", object.len());
+    let second = workspace(&big);
+    let hit = run(&second, &store, &store.url, &[], &[]);
+    assert_eq!((hit.code, second.runs()), (0, 0), "{hit:?}");
+    assert_eq!(fs::read(second.ws.join("out/big.bin")).unwrap(), big);
+
+    let noise = incompressible_bytes(100_000);
+    let third = workspace(&noise);
+    assert_eq!(run(&third, &store, &store.url, &[], &[]).code, 0);
+    let blobs = store.names("cachet-v1-blake3/blobs/");
+    assert_eq!(blobs.len(), 2);
+    let raw = blobs.iter().find(|name| **name != blob).unwrap();
+    let object = store.get(raw).unwrap();
+    assert_eq!(&object[..10], b"cachetB\0\x01\x00", "codec 0");
+    assert_eq!(&object[10..], noise.as_slice());
+    let fourth = workspace(&noise);
+    let hit = run(&fourth, &store, &store.url, &[], &[]);
+    assert_eq!((hit.code, fourth.runs()), (0, 0), "{hit:?}");
+    assert_eq!(fs::read(fourth.ws.join("out/big.bin")).unwrap(), noise);
+}
+
+/// REMOTE-4, REMOTE-6: a codec-1 blob whose frame is corrupt, decodes to
+/// more or fewer bytes than recorded, is followed by other bytes, or
+/// claims a window larger than the content (a zstd bomb) is a miss;
+/// nothing enters the local cache and the damaged blob is deleted.
+fn bad_frames_are_misses(store: Store) {
+    let big = big_bytes(6);
+    let first = workspace(&big);
+    assert_eq!(run(&first, &store, &store.url, &[], &[]).code, 0);
+    let blob = store.names("cachet-v1-blake3/blobs/").remove(0);
+    let good = store.get(&blob).unwrap();
+    assert_eq!(good[9], 1, "codec 1");
+
+    let mut flipped = good.clone();
+    let middle = 10 + (good.len() - 10) / 2;
+    flipped[middle] ^= 0x55;
+    let mut longer = big.clone();
+    longer.extend_from_slice(&[7u8; 1000]);
+    let mut trailing = good.clone();
+    trailing.extend_from_slice(b"more");
+    // 64 MiB of zeros in a frame of a few KiB, with zstd's default window
+    // (no pledged size): far past the 100 000 bytes recorded.
+    let bomb = zstd::encode_all(std::io::repeat(0).take(64 << 20), 3).unwrap();
+    let cases: [(&str, Vec<u8>); 6] = [
+        ("corrupt frame", flipped),
+        ("frame of more bytes", zstd_blob(&zstd_frame(&longer))),
+        (
+            "frame of fewer bytes",
+            zstd_blob(&zstd_frame(&big[..50_000])),
+        ),
+        ("bytes after the frame", trailing),
+        ("truncated frame", good[..good.len() - 3].to_vec()),
+        ("zstd bomb", zstd_blob(&bomb)),
+    ];
+    for (what, object) in cases {
+        store.put(&blob, &object);
+        let other = workspace(&big);
+        let outcome = run(&other, &store, &store.url, &["-v"], &[("FAIL", "1")]);
+        assert_eq!(outcome.code, 3, "{what}: the task's exit code: {outcome:?}");
+        assert_eq!(other.runs(), 1, "{what}: a miss runs the command");
+        assert!(
+            outcome.stderr_text().contains("miss"),
+            "{what}: {outcome:?}"
+        );
+        let info = other.run(&["info", "--json"]);
+        assert_eq!(info.json()["valid_entries"], 0, "{what}: {info:?}");
+        assert_eq!(info.json()["scratch_items"], 0, "{what}: {info:?}");
+        assert_eq!(
+            store.get(&blob),
+            None,
+            "{what}: the damaged blob is deleted"
+        );
+    }
+    store.put(&blob, &good);
+    let again = workspace(&big);
+    assert_eq!(run(&again, &store, &store.url, &[], &[]).code, 0);
+    assert_eq!(again.runs(), 0);
+}
+
+#[test]
+fn remote_6_directory_compressible_blobs_are_zstd_and_incompressible_ones_raw() {
+    let dir = tempfile::tempdir().unwrap();
+    compressible_blobs_are_zstd_and_others_raw(directory_store(dir.path()));
+}
+
+#[test]
+fn remote_6_s3_compressible_blobs_are_zstd_and_incompressible_ones_raw() {
+    compressible_blobs_are_zstd_and_others_raw(garage_store());
+}
+
+#[test]
+fn remote_6_webdav_compressible_blobs_are_zstd_and_incompressible_ones_raw() {
+    compressible_blobs_are_zstd_and_others_raw(nginx_store());
+}
+
+#[test]
+fn remote_6_directory_a_bad_zstd_frame_is_a_miss_and_is_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    bad_frames_are_misses(directory_store(dir.path()));
+}
+
+#[test]
+fn remote_6_s3_a_bad_zstd_frame_is_a_miss_and_is_deleted() {
+    bad_frames_are_misses(garage_store());
+}
+
+/// `cachet ARGS --remote URL` in `sandbox`, with the store's environment.
+fn cachet_with(sandbox: &Sandbox, store: &Store, url: &str, args: &[&str]) -> Outcome {
+    let mut command = sandbox.cachet();
+    command.env_remove("CACHET_REMOTE");
+    for (name, value) in &store.env {
+        command.env(name, value);
+    }
+    command.args(args).args(["--remote", url]);
+    Outcome::of(command.output().unwrap())
+}
+
+/// A workspace with outputs and a captured stdout, and the key they are
+/// stored under by `cachet store`.
+fn stored_by_hand(big: &[u8]) -> (Sandbox, String) {
+    let sandbox = workspace(big);
+    sandbox.write("out/big.bin", big);
+    sandbox.write("out/small", b"tiny");
+    sandbox.write("log", b"captured stdout\n");
+    let key = sandbox.key(&["--input", "src/**", "--", "build", &big.len().to_string()]);
+    (sandbox, key)
+}
+
+/// REMOTE-1, REMOTE-2, REMOTE-15: `store` pushes, `status` and `restore`
+/// look a local miss up in the remote, `pull` downloads without restoring,
+/// `push` uploads a local entry, `remote status` reports what the remote
+/// allows; `-v` says which tier hit, and each JSON report names the
+/// remotes it pushed to or hit.
+fn commands_through_the_chain(store: Store) {
+    let url = store.url.clone();
+    let big = big_bytes(7);
+    let (first, key) = stored_by_hand(&big);
+    let stored = cachet_with(
+        &first,
+        &store,
+        &url,
+        &[
+            "store",
+            "--key",
+            &key,
+            "--output",
+            "out",
+            "--stdout-file",
+            "log",
+            "--json",
+        ],
+    );
+    assert_eq!(stored.code, 0, "{stored:?}");
+    assert_eq!(stored.json()["remote"]["pushed_to"][0], url.as_str());
+    assert_eq!(
+        stored.json()["remote"]["failures"]
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
+    let record = store.names("cachet-v1-blake3/tenants/local/entries/");
+    assert_eq!(record.len(), 1);
+
+    // status from an empty cache: a hit through the remote.
+    let second = workspace(&big);
+    let status = cachet_with(
+        &second,
+        &store,
+        &url,
+        &["-v", "status", "--key", &key, "--json"],
+    );
+    assert_eq!(status.code, 0, "{status:?}");
+    assert_eq!(status.json()["status"], "hit");
+    assert_eq!(status.json()["remote"]["hit"], url.as_str());
+    assert!(
+        status
+            .stderr_text()
+            .contains(&format!("remote {url}, tenant local: hit {key}")),
+        "{status:?}"
+    );
+    let again = cachet_with(&second, &store, &url, &["-v", "status", "--key", &key]);
+    assert_eq!((again.code, again.stdout.as_slice()), (0, &b"hit\n"[..]));
+    assert!(again.stderr_text().contains("(local)"), "{again:?}");
+
+    // restore from an empty cache.
+    let third = workspace(&big);
+    let restored = cachet_with(&third, &store, &url, &["restore", "--key", &key]);
+    assert_eq!(restored.code, 0, "{restored:?}");
+    assert_eq!(restored.stdout, b"captured stdout\n");
+    assert_eq!(fs::read(third.ws.join("out/big.bin")).unwrap(), big);
+    assert_eq!(fs::read(third.ws.join("out/small")).unwrap(), b"tiny");
+
+    // pull: downloaded, not restored; then a local hit without the remote.
+    let fourth = workspace(&big);
+    let pulled = cachet_with(&fourth, &store, &url, &["pull", "--key", &key, "--json"]);
+    assert_eq!(pulled.code, 0, "{pulled:?}");
+    assert_eq!(pulled.json()["hit"], url.as_str());
+    assert!(!fourth.ws.join("out").exists(), "pull restores nothing");
+    let local = fourth.run(&["status", "--key", &key]);
+    assert_eq!((local.code, local.stdout.as_slice()), (0, &b"hit\n"[..]));
+    let already = cachet_with(&fourth, &store, &url, &["pull", "--key", &key]);
+    assert_eq!(already.code, 0, "{already:?}");
+    assert!(already.stdout_text().contains("already in the local cache"));
+    let other = "ab".repeat(32);
+    let missing = cachet_with(&fourth, &store, &url, &["pull", "--key", &other]);
+    assert_eq!(missing.code, 1, "a miss everywhere: {missing:?}");
+    let status = cachet_with(&fourth, &store, &url, &["status", "--key", &other]);
+    assert_eq!(status.code, 1, "{status:?}");
+
+    // push: the record removed from the remote comes back.
+    store.delete(&record[0]);
+    let pushed = cachet_with(&first, &store, &url, &["push", "--key", &key, "--json"]);
+    assert_eq!(pushed.code, 0, "{pushed:?}");
+    assert_eq!(pushed.json()["pushed_to"][0], url.as_str());
+    assert_eq!(
+        store.names("cachet-v1-blake3/tenants/local/entries/"),
+        record
+    );
+    let not_local = cachet_with(&first, &store, &url, &["push", "--key", &other]);
+    assert_eq!(not_local.code, 1, "{not_local:?}");
+    let read_only = cachet_with(
+        &first,
+        &store,
+        &url,
+        &["--remote-read-only", "push", "--key", &key],
+    );
+    assert_eq!(read_only.code, 64, "{read_only:?}");
+
+    // remote status.
+    let health = cachet_with(&first, &store, &url, &["remote", "status", "--json"]);
+    assert_eq!(health.code, 0, "{health:?}");
+    let remote = &health.json()["remotes"][0];
+    assert_eq!(remote["url"], url.as_str());
+    assert_eq!(remote["reachable"], true);
+    assert_eq!(remote["read"], true);
+    assert_eq!(remote["write"], true);
+    assert_eq!(remote["entries"], 1);
+    assert!(remote["latency_micros"].as_u64().is_some());
+    assert!(
+        store.names("cachet-v1-blake3/probes/").is_empty(),
+        "the probe object is removed"
+    );
+    let text = cachet_with(
+        &first,
+        &store,
+        &url,
+        &[
+            "--remote-read-only",
+            "--tenant",
+            "other",
+            "remote",
+            "status",
+        ],
+    );
+    assert_eq!(text.code, 0, "{text:?}");
+    assert!(
+        text.stdout_text().contains(&format!("{url}: reachable, "))
+            && text
+                .stdout_text()
+                .contains("read ok, write not tried (read-only), 0 entries of tenant other"),
+        "{text:?}"
+    );
+}
+
+#[test]
+fn remote_15_directory_status_restore_store_push_pull_and_remote_status_use_the_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    commands_through_the_chain(directory_store(dir.path()));
+}
+
+#[test]
+fn remote_15_webdav_status_restore_store_push_pull_and_remote_status_use_the_chain() {
+    commands_through_the_chain(nginx_store());
+}
+
+#[test]
+fn remote_15_s3_status_restore_store_push_pull_and_remote_status_use_the_chain() {
+    commands_through_the_chain(garage_store());
+}
+
+/// REMOTE-3, REMOTE-15: an unreachable remote is one warning line and an
+/// item of the JSON report's `remote.failures`, never the exit code of
+/// `status` or `store`; `remote status` says it is unreachable and exits
+/// 70; `push`, `pull` and `remote status` without a remote are usage
+/// errors.
+#[test]
+fn remote_3_commands_report_an_unreachable_remote_once_in_stderr_and_json() {
+    let url = format!("webdav+http://127.0.0.1:{}/cache", free_port());
+    let store = Store {
+        url: url.clone(),
+        env: Vec::new(),
+        _server: None,
+    };
+    let (sandbox, key) = stored_by_hand(&big_bytes(8));
+    let stored = cachet_with(
+        &sandbox,
+        &store,
+        &url,
+        &["store", "--key", &key, "--output", "out", "--json"],
+    );
+    assert_eq!(stored.code, 0, "{stored:?}");
+    assert_eq!(
+        stored.json()["remote"]["failures"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        stored.json()["remote"]["pushed_to"]
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
+    let warnings = stored
+        .stderr_text()
+        .lines()
+        .filter(|line| line.starts_with("cachet: warning: remote "))
+        .count();
+    assert_eq!(warnings, 1, "{stored:?}");
+
+    let other = "cd".repeat(32);
+    let status = cachet_with(
+        &sandbox,
+        &store,
+        &url,
+        &["status", "--key", &other, "--json"],
+    );
+    assert_eq!(status.code, 1, "a miss: {status:?}");
+    assert_eq!(status.json()["status"], "miss-no-entry");
+    let failures = status.json()["remote"]["failures"].clone();
+    assert_eq!(failures.as_array().unwrap().len(), 1, "{status:?}");
+    assert!(failures[0].as_str().unwrap().contains(&url), "{failures}");
+    let restore = cachet_with(
+        &sandbox,
+        &store,
+        &url,
+        &["restore", "--key", &other, "--json"],
+    );
+    assert_eq!(restore.code, 1, "{restore:?}");
+    assert_eq!(
+        restore.json()["remote"]["failures"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    let pull = cachet_with(&sandbox, &store, &url, &["pull", "--key", &other, "--json"]);
+    assert_eq!(pull.code, 1, "{pull:?}");
+    assert_eq!(pull.json()["failures"].as_array().unwrap().len(), 1);
+
+    let health = cachet_with(&sandbox, &store, &url, &["remote", "status"]);
+    assert_eq!(health.code, 70, "{health:?}");
+    assert!(
+        health
+            .stdout_text()
+            .contains(&format!("{url}: unreachable")),
+        "{health:?}"
+    );
+    for args in [
+        &["push", "--key", &key][..],
+        &["pull", "--key", &key],
+        &["remote", "status"],
+    ] {
+        let mut command = sandbox.cachet();
+        command.env_remove("CACHET_REMOTE").args(args);
+        let outcome = Outcome::of(command.output().unwrap());
+        assert_eq!(outcome.code, 64, "{args:?}: {outcome:?}");
+        assert!(
+            outcome.stderr_text().contains("--remote URL"),
+            "{outcome:?}"
+        );
+    }
+}
+
+/// What a blob larger than memory should be: `push` and `pull` of a blob
+/// this size stay below [`STREAMING_RSS_BOUND`].
+const LARGE_BLOB_BYTES: usize = 96 << 20;
+
+/// Peak RSS allowed for moving a [`LARGE_BLOB_BYTES`] blob: well under
+/// its size, so a process that held it whole would fail.
+const STREAMING_RSS_BOUND: u64 = 48 << 20;
+
+/// REMOTE-6, issue #12: a blob is streamed both ways, never held whole in
+/// memory, on WebDAV (whose OpenDAL writer would buffer it) as on S3.
+fn a_large_blob_streams(store: Store) {
+    let noise = incompressible_bytes(LARGE_BLOB_BYTES);
+    let (sandbox, key) = stored_by_hand(&noise);
+    let stored = sandbox.run(&["store", "--key", &key, "--output", "out"]);
+    assert_eq!(stored.code, 0, "{stored:?}");
+    let measured = |sandbox: &Sandbox, args: &[&str]| {
+        let mut command = sandbox.cachet();
+        command.env_remove("CACHET_REMOTE");
+        for (name, value) in &store.env {
+            command.env(name, value);
+        }
+        command.args(args).args(["--remote", &store.url]);
+        crate::proc::run_measured(&mut command, None, Duration::from_secs(120))
+    };
+    let pushed = measured(&sandbox, &["push", "--key", &key]);
+    assert_eq!(pushed.code, Some(0), "{pushed:?}");
+    assert!(
+        pushed.max_rss_bytes < STREAMING_RSS_BOUND,
+        "push peaked at {} KiB",
+        pushed.max_rss_bytes >> 10
+    );
+    let blob = store
+        .names("cachet-v1-blake3/blobs/")
+        .into_iter()
+        .find(|name| {
+            store.handle().store.head(name).unwrap().unwrap().size == LARGE_BLOB_BYTES as u64 + 10
+        });
+    assert!(blob.is_some(), "the raw blob is on the remote");
+
+    let other = workspace(&noise);
+    let pulled = measured(&other, &["pull", "--key", &key]);
+    assert_eq!(pulled.code, Some(0), "{pulled:?}");
+    assert!(
+        pulled.max_rss_bytes < STREAMING_RSS_BOUND,
+        "pull peaked at {} KiB",
+        pulled.max_rss_bytes >> 10
+    );
+    let restored = other.run(&["restore", "--key", &key]);
+    assert_eq!(restored.code, 0, "{restored:?}");
+    assert!(fs::read(other.ws.join("out/big.bin")).unwrap() == noise);
+}
+
+#[test]
+fn remote_6_webdav_a_large_blob_is_streamed_not_held_in_memory() {
+    a_large_blob_streams(nginx_store());
+}
+
+#[test]
+fn remote_6_s3_a_large_blob_is_streamed_not_held_in_memory() {
+    a_large_blob_streams(garage_store());
 }
