@@ -17,6 +17,7 @@
 
 use crate::config::SIGNING_KEY_VARIABLE;
 use cachet_core::remote::names::{self, Tenant};
+use cachet_core::remote::policy::FaultPolicy;
 use cachet_core::remote::sign::{self, SigningKey};
 use clap::Args;
 
@@ -108,6 +109,8 @@ pub struct RemoteConfig {
     pub read_only: bool,
     /// The key that signs and checks records (REMOTE-12, REMOTE-13).
     pub signing_key: Option<SigningKey>,
+    /// The time limits and retries (REMOTE-15).
+    pub policy: FaultPolicy,
 }
 
 impl RemoteConfig {
@@ -192,13 +195,45 @@ impl RemoteArgs {
                     });
                 }
             };
+        let mut policy = FaultPolicy::default();
+        if let Some(ms) = seconds_variable(env, "CACHET_REMOTE_CONNECT_TIMEOUT")? {
+            policy.connect_timeout_ms = ms;
+        }
+        if let Some(ms) = seconds_variable(env, "CACHET_REMOTE_TIMEOUT")? {
+            policy.remote_timeout_ms = ms;
+        }
         Ok(RemoteConfig {
             remotes,
             tenant,
             trusted,
             read_only,
             signing_key,
+            policy,
         })
+    }
+}
+
+/// The variable `name` as a time limit (REMOTE-15): seconds, a decimal
+/// number above 0 and at most a day, in milliseconds; `None` when unset or
+/// empty.
+fn seconds_variable(
+    env: &dyn Fn(&str) -> Option<String>,
+    name: &'static str,
+) -> Result<Option<u64>, CliError> {
+    let Some(value) = env(name).filter(|value| !value.is_empty()) else {
+        return Ok(None);
+    };
+    let seconds = value.trim().parse::<f64>().ok();
+    match seconds {
+        Some(seconds) if seconds > 0.0 && seconds <= 86_400.0 => {
+            Ok(Some(((seconds * 1000.0).ceil() as u64).max(1)))
+        }
+        _ => Err(CliError::InvalidValue {
+            flag: name,
+            value,
+            reason: "expected a number of seconds above 0 and at most 86400, such as 3 or 0.5"
+                .to_string(),
+        }),
     }
 }
 
@@ -339,6 +374,30 @@ mod tests {
             assert!(text.contains(url), "{text}");
             assert!(text.contains("expected file:///ABSOLUTE/PATH"), "{text}");
             assert_eq!(error.exit_code(), crate::exit::BAD_VALUE);
+        }
+    }
+
+    #[test]
+    fn remote_15_time_limits_come_from_the_environment_and_bad_ones_are_bad_values() {
+        let none = RemoteArgs::default().resolve(&no_env).unwrap();
+        assert_eq!(none.policy, FaultPolicy::default());
+        assert_eq!(none.policy.connect_timeout_ms, 3_000);
+        assert_eq!(none.policy.remote_timeout_ms, 10_000);
+        let env = |name: &str| match name {
+            "CACHET_REMOTE_CONNECT_TIMEOUT" => Some("0.5".to_string()),
+            "CACHET_REMOTE_TIMEOUT" => Some("20".to_string()),
+            _ => None,
+        };
+        let set = RemoteArgs::default().resolve(&env).unwrap();
+        assert_eq!(set.policy.connect_timeout_ms, 500);
+        assert_eq!(set.policy.remote_timeout_ms, 20_000);
+        for bad in ["0", "-1", "ten", "1e9", "NaN", "inf"] {
+            for variable in ["CACHET_REMOTE_CONNECT_TIMEOUT", "CACHET_REMOTE_TIMEOUT"] {
+                let env = |name: &str| (name == variable).then(|| bad.to_string());
+                let error = RemoteArgs::default().resolve(&env).unwrap_err();
+                assert_eq!(error.exit_code(), crate::exit::BAD_VALUE, "{bad}");
+                assert!(error.to_string().contains(variable), "{error}");
+            }
         }
     }
 

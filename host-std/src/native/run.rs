@@ -27,7 +27,11 @@
 //! tenant only (REMOTE-2, REMOTE-11). With `CACHET_REMOTE_SIGNING_KEY`,
 //! records pushed are signed and records read must be (REMOTE-12,
 //! REMOTE-13). A remote that fails, or a record refused for its signature,
-//! costs a miss and one line on stderr, never the exit code (REMOTE-3).
+//! costs a miss and one line on stderr, never the exit code (REMOTE-3). Every request is bounded in time and retried only after a
+//! transient failure (REMOTE-15); a remote that refuses the credentials is
+//! not written again in the run (REMOTE-16); one that fails is left out of
+//! later runs on this cache for a cool-down (REMOTE-17); `-v` ends with
+//! the remote statistics (REMOTE-19).
 //!
 //! Nothing but the command's own streams is printed unless `-v` is given
 //! (or something fails).
@@ -36,7 +40,12 @@ use std::io::{self, Write};
 
 use cachet_cli::remote::RemoteArgs;
 use cachet_core::cache::{CacheError, RestoreOutcome, StoreOutcome};
-use cachet_core::remote::{self, Found, PullOutcome, PushOutcome, RemoteOptions};
+use cachet_core::remote::guard::{Guarded, RemoteSession};
+use cachet_core::remote::{
+    self, ErrorKind, Found, PullOutcome, PushOutcome, Remote, RemoteFailure, RemoteOptions,
+};
+
+use crate::remote::{OpendalRemote, SystemPacer};
 use clap::Args;
 
 use super::{NativeError, Opened};
@@ -103,31 +112,52 @@ pub(super) fn run(
     );
     let mut ctx = SystemContext::new();
 
-    let (remotes, setup_failures) = crate::remote::open_remotes(&remote_config, &env);
+    let (opened_remotes, setup_failures) = crate::remote::open_remotes(&remote_config, &env);
     for failure in &setup_failures {
         warn(failure);
     }
+    let pacer = SystemPacer;
+    let labels: Vec<&str> = opened_remotes.iter().map(|r| r.label.as_str()).collect();
+    let session = RemoteSession::new(remote_config.policy, &pacer, &labels);
+    let mut breakers = Breakers::load(&session, &opened.cache_dir, verbose);
+    let guarded: Vec<Remote<Guarded<'_, '_, &OpendalRemote>>> = opened_remotes
+        .iter()
+        .enumerate()
+        .map(|(at, r)| Remote {
+            store: session.guard(at, &r.store),
+            writable: r.writable,
+            label: r.label.clone(),
+        })
+        .collect();
+    let remotes = guarded.as_slice();
     let remote_options = RemoteOptions {
         signing_key: remote_config.signing_key.clone(),
         ..RemoteOptions::default()
     };
     let mut status = cache.lookup_status(&key).map_err(CliError::from)?;
     let mut tier = String::from("local");
-    if !status.is_hit() && !remotes.is_empty() {
+    let usable: Vec<usize> = (0..remotes.len())
+        .filter(|&at| session.is_usable(at))
+        .collect();
+    if status.is_hit() || usable.is_empty() {
+        session.count_local(status.is_hit());
+    } else {
+        let chain_remotes = chosen(remotes, &usable);
+        session.begin_lookup();
         let chain = remote::lookup(
             cache,
-            &remotes,
+            &chain_remotes,
             &remote_config.reading_order(),
             &key,
             &remote_options,
             &mut ctx,
-        )
-        .map_err(CliError::from)?;
-        for failure in &chain.failures {
-            warn(failure);
-        }
+        );
+        session.end_lookup();
+        let chain = chain.map_err(CliError::from)?;
+        session.count_lookup(&chain, &usable);
+        report_failures(&session, &labels, &chain.failures);
         for (index, tenant, miss) in &chain.misses {
-            let label = remotes.get(*index).map_or("?", |r| r.label.as_str());
+            let label = chain_remotes.get(*index).map_or("?", |r| r.label.as_str());
             let line = format_args!("remote {label}, tenant {tenant}: miss ({miss})");
             if miss.warrants_warning() {
                 warn(&line);
@@ -174,6 +204,7 @@ pub(super) fn run(
                     verbose,
                     format_args!("hit {key} ({tier}): restored {outputs} outputs"),
                 );
+                breakers.settle(&session, verbose);
                 return Ok(exit::SUCCESS);
             }
             Ok(RestoreOutcome::Miss(status)) => say(
@@ -226,6 +257,7 @@ pub(super) fn run(
             verbose,
             format_args!("the command exited with {code}; nothing was stored"),
         );
+        breakers.settle(&session, verbose);
         return Ok(code);
     }
 
@@ -262,20 +294,22 @@ pub(super) fn run(
             ),
         ),
     }
-    if stored && !remotes.is_empty() && !remote_config.read_only {
+    let writable: Vec<usize> = (0..remotes.len())
+        .filter(|&at| session.is_writable(at))
+        .collect();
+    if stored && !writable.is_empty() && !remote_config.read_only {
+        let push_remotes = chosen(remotes, &writable);
         let pushed = remote::push(
             cache,
-            &remotes,
+            &push_remotes,
             &remote_config.tenant,
             &key,
             &remote_options,
         )
         .map_err(CliError::from)?;
-        for failure in &pushed.failures {
-            warn(failure);
-        }
+        report_failures(&session, &labels, &pushed.failures);
         for (index, outcome) in &pushed.pushed {
-            let label = remotes.get(*index).map_or("?", |r| r.label.as_str());
+            let label = push_remotes.get(*index).map_or("?", |r| r.label.as_str());
             match outcome {
                 PushOutcome::Pushed {
                     blobs_uploaded,
@@ -295,7 +329,123 @@ pub(super) fn run(
             }
         }
     }
+    breakers.settle(&session, verbose);
     Ok(exit::SUCCESS)
+}
+
+/// The remotes at `positions`, in order, for one call through the chain.
+fn chosen<'r, R>(remotes: &'r [Remote<R>], positions: &[usize]) -> Vec<Remote<&'r R>> {
+    positions
+        .iter()
+        .filter_map(|&at| remotes.get(at))
+        .map(|r| Remote {
+            store: &r.store,
+            writable: r.writable,
+            label: r.label.clone(),
+        })
+        .collect()
+}
+
+/// One warning line per remote failure (REMOTE-3); a refused access is
+/// said once per remote, with what to check (REMOTE-16).
+fn report_failures(session: &RemoteSession<'_>, labels: &[&str], failures: &[RemoteFailure]) {
+    for failure in failures {
+        let at = labels.iter().position(|label| *label == failure.remote);
+        if failure.error.kind != ErrorKind::PermissionDenied {
+            warn(failure);
+        } else if at.is_some_and(|at| session.take_refusal_report(at)) {
+            let check = if failure.remote.starts_with("s3://") {
+                "check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, and that this key may read and write the bucket"
+            } else {
+                "check the server's access rules for this path"
+            };
+            warn(&format_args!(
+                "remote {}: access refused ({}) at '{}'; cachet writes nothing more to it in this run: {check}",
+                failure.remote, failure.error.detail, failure.object
+            ));
+        }
+    }
+}
+
+/// The circuit breakers of this cache's remotes (REMOTE-17), loaded when
+/// the run starts and written back when it ends.
+struct Breakers {
+    cache_dir: std::path::PathBuf,
+    book: remote::breaker::BreakerBook,
+    loaded: Vec<u8>,
+}
+
+/// Milliseconds since the Unix epoch: breaker times are shared between
+/// processes.
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| {
+            u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+        })
+}
+
+impl Breakers {
+    /// Reads the breakers and admits the session's remotes: a remote whose
+    /// breaker is open is skipped, with one line saying so; a probe is
+    /// written back at once, so that concurrent runs leave it to this one.
+    fn load(session: &RemoteSession<'_>, cache_dir: &std::path::Path, verbose: bool) -> Breakers {
+        let mut breakers = Breakers {
+            cache_dir: cache_dir.to_path_buf(),
+            book: remote::breaker::BreakerBook::default(),
+            loaded: Vec::new(),
+        };
+        if session.labels().is_empty() {
+            return breakers;
+        }
+        breakers.book = crate::remote::read_breakers(cache_dir);
+        breakers.loaded = breakers.book.encode();
+        let now = unix_ms();
+        for (at, until) in session.admit(&mut breakers.book, now) {
+            let label = session.labels().get(at).map_or("?", String::as_str);
+            warn(&format_args!(
+                "remote {label}: skipped for {:.0} s more: it failed in an earlier run (circuit breaker in {}); treated as a miss",
+                until.saturating_sub(now).div_ceil(1000),
+                crate::remote::breaker_path(cache_dir).display()
+            ));
+        }
+        breakers.save(verbose);
+        breakers
+    }
+
+    /// Records the run's outcome in the breakers and writes them back;
+    /// with `-v`, prints the remote statistics (REMOTE-19).
+    fn settle(&mut self, session: &RemoteSession<'_>, verbose: bool) {
+        if session.labels().is_empty() {
+            return;
+        }
+        for (at, until) in session.settle(&mut self.book, unix_ms()) {
+            let label = session.labels().get(at).map_or("?", String::as_str);
+            warn(&format_args!(
+                "remote {label}: later runs on this cache skip it for {} s, then one tries it again",
+                until.saturating_sub(unix_ms()).div_ceil(1000)
+            ));
+        }
+        self.save(verbose);
+        say(verbose, format_args!("{}", session.stats()));
+    }
+
+    fn save(&mut self, verbose: bool) {
+        let bytes = self.book.encode();
+        if bytes == self.loaded {
+            return;
+        }
+        match crate::remote::write_breakers(&self.cache_dir, &self.book) {
+            Ok(()) => self.loaded = bytes,
+            Err(error) => say(
+                verbose,
+                format_args!(
+                    "could not write {}: {error}",
+                    crate::remote::breaker_path(&self.cache_dir).display()
+                ),
+            ),
+        }
+    }
 }
 
 /// Runs the command, capturing into the cache directory (scratch that a

@@ -33,29 +33,29 @@ echo run >> "$RUNS"
 echo to-stdout
 echo to-stderr >&2"#;
 
-fn big_bytes(seed: u8) -> Vec<u8> {
+pub(crate) fn big_bytes(seed: u8) -> Vec<u8> {
     (0..100_000u32)
         .map(|i| (i.wrapping_mul(31) as u8) ^ seed)
         .collect()
 }
 
 /// A loopback port nothing listens on (bound, then released).
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     listener.local_addr().unwrap().port()
 }
 
 /// A remote the tests can reach: its URL and the environment the
 /// `cachet` process needs for it.
-struct Store {
-    url: String,
-    env: Vec<(String, String)>,
-    _server: Option<Server>,
+pub(crate) struct Store {
+    pub(crate) url: String,
+    pub(crate) env: Vec<(String, String)>,
+    pub(crate) _server: Option<Server>,
 }
 
 /// A server process, killed when dropped.
-struct Server {
-    child: Child,
+pub(crate) struct Server {
+    pub(crate) child: Child,
     _dir: tempfile::TempDir,
 }
 
@@ -78,8 +78,9 @@ impl Store {
 
     /// The store as the library reaches it, for looking at and tampering
     /// with objects behind `cachet`'s back.
-    fn handle(&self) -> Remote<OpendalRemote> {
+    pub(crate) fn handle(&self) -> Remote<OpendalRemote> {
         let config = RemoteConfig {
+            policy: Default::default(),
             remotes: vec![parse_url(&self.url, "--remote").unwrap()],
             tenant: Tenant::local(),
             trusted: Vec::new(),
@@ -92,7 +93,7 @@ impl Store {
     }
 
     /// Waits (bounded) until the store answers a lookup.
-    fn wait_ready(self) -> Store {
+    pub(crate) fn wait_ready(self) -> Store {
         let handle = self.handle();
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
@@ -106,7 +107,7 @@ impl Store {
         }
     }
 
-    fn names(&self, prefix: &str) -> Vec<String> {
+    pub(crate) fn names(&self, prefix: &str) -> Vec<String> {
         let mut names = Vec::new();
         self.handle()
             .store
@@ -119,7 +120,7 @@ impl Store {
         names
     }
 
-    fn get(&self, name: &str) -> Option<Vec<u8>> {
+    pub(crate) fn get(&self, name: &str) -> Option<Vec<u8>> {
         let mut reader = self.handle().store.get(name).unwrap()?;
         let mut bytes = Vec::new();
         let mut buf = [0u8; 65536];
@@ -132,19 +133,19 @@ impl Store {
         }
     }
 
-    fn put(&self, name: &str, bytes: &[u8]) {
+    pub(crate) fn put(&self, name: &str, bytes: &[u8]) {
         let handle = self.handle();
         let mut writer = handle.store.put(name, Some(bytes.len() as u64)).unwrap();
         writer.write_all(bytes).unwrap();
         writer.finish().unwrap();
     }
 
-    fn delete(&self, name: &str) {
+    pub(crate) fn delete(&self, name: &str) {
         self.handle().store.delete(name).unwrap();
     }
 }
 
-fn directory_store(dir: &Path) -> Store {
+pub(crate) fn directory_store(dir: &Path) -> Store {
     Store {
         url: format!("file://{}", dir.display()),
         env: Vec::new(),
@@ -152,7 +153,7 @@ fn directory_store(dir: &Path) -> Store {
     }
 }
 
-fn nginx_store() -> Store {
+pub(crate) fn nginx_store() -> Store {
     let nginx = ["/usr/sbin/nginx", "/usr/bin/nginx"]
         .into_iter()
         .map(PathBuf::from)
@@ -215,7 +216,7 @@ http {{
     .wait_ready()
 }
 
-fn garage_binary() -> PathBuf {
+pub(crate) fn garage_binary() -> PathBuf {
     let on_path = std::env::var_os("PATH").and_then(|paths| {
         std::env::split_paths(&paths)
             .map(|dir| dir.join("garage"))
@@ -229,7 +230,7 @@ fn garage_binary() -> PathBuf {
     )
 }
 
-fn garage_store() -> Store {
+pub(crate) fn garage_store() -> Store {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
     let (rpc, api) = (free_port(), free_port());
@@ -278,7 +279,7 @@ api_bind_addr = \"127.0.0.1:{api}\"
 
 /// A workspace holding the inputs of [`SCRIPT`], `big` being the bytes of
 /// the big output.
-fn workspace(big: &[u8]) -> Sandbox {
+pub(crate) fn workspace(big: &[u8]) -> Sandbox {
     let sandbox = Sandbox::new();
     sandbox.write("src/big", big);
     sandbox
@@ -305,12 +306,30 @@ fn run_script(
     extra: &[&str],
     env: &[(&str, &str)],
 ) -> Outcome {
+    Outcome::of(
+        run_command(sandbox, store, url, script, extra, env)
+            .output()
+            .unwrap(),
+    )
+}
+
+/// The command of [`run_script`], not started.
+pub(crate) fn run_command(
+    sandbox: &Sandbox,
+    store: &Store,
+    url: &str,
+    script: &str,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> Command {
     let mut command = sandbox.cachet();
     for variable in [
         "CACHET_REMOTE",
         "CACHET_TENANT",
         "CACHET_TRUST",
         "CACHET_REMOTE_SIGNING_KEY",
+        "CACHET_REMOTE_TIMEOUT",
+        "CACHET_REMOTE_CONNECT_TIMEOUT",
     ] {
         command.env_remove(variable);
     }
@@ -326,7 +345,7 @@ fn run_script(
         ])
         .args(extra)
         .args(["--script", script]);
-    Outcome::of(command.output().unwrap())
+    command
 }
 
 /// CLAIM-1 across machines, REMOTE-1 (backfill) and REMOTE-8 (record
