@@ -102,6 +102,18 @@ pub const KEYS: &[ConfigKey] = &[
         kind: ValueKind::Text,
         secret: true,
     },
+    ConfigKey {
+        key: "remote.connect_timeout",
+        variable: "CACHET_REMOTE_CONNECT_TIMEOUT",
+        kind: ValueKind::Number,
+        secret: false,
+    },
+    ConfigKey {
+        key: "remote.timeout",
+        variable: "CACHET_REMOTE_TIMEOUT",
+        kind: ValueKind::Number,
+        secret: false,
+    },
 ];
 
 /// The variable of the remote signing key (REMOTE-14): a secret, so
@@ -378,6 +390,19 @@ mod tests {
 
     fn no_env(_: &str) -> Option<String> {
         None
+    }
+
+    #[test]
+    fn remote_15_the_time_limits_may_be_set_in_a_file() {
+        let workspace = file(
+            "/ws/cachet.toml",
+            "[remote]\nconnect_timeout = 1\ntimeout = 2.5\n",
+        );
+        let settings = Settings::new(&no_env, &[workspace]).unwrap();
+        let env = |name: &str| settings.var(name);
+        let config = crate::remote::RemoteArgs::default().resolve(&env).unwrap();
+        assert_eq!(config.policy.connect_timeout_ms, 1_000);
+        assert_eq!(config.policy.remote_timeout_ms, 2_500);
     }
 
     #[test]

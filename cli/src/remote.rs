@@ -17,6 +17,7 @@
 
 use crate::config::SIGNING_KEY_VARIABLE;
 use cachet_core::remote::names::{self, Tenant};
+use cachet_core::remote::policy::FaultPolicy;
 use cachet_core::remote::sign::{self, SigningKey};
 use std::io::Write;
 
@@ -24,8 +25,8 @@ use cachet_core::cache::{Cache, Context};
 use cachet_core::fs::Filesystem;
 use cachet_core::key::Key;
 use cachet_core::remote::{
-    self, Error, Found, ObjectMeta, PullOutcome, PushOutcome, Remote, RemoteOptions, RemoteRead,
-    RemoteStore, RemoteWrite,
+    self, Error, Found, ObjectMeta, PullOutcome, PushOutcome, Remote, RemoteFailure, RemoteOptions,
+    RemoteRead, RemoteStore, RemoteWrite, guard::RemoteSession,
 };
 use clap::Args;
 use serde::Serialize;
@@ -120,6 +121,8 @@ pub struct RemoteConfig {
     pub read_only: bool,
     /// The key that signs and checks records (REMOTE-12, REMOTE-13).
     pub signing_key: Option<SigningKey>,
+    /// The time limits and retries (REMOTE-15).
+    pub policy: FaultPolicy,
 }
 
 impl RemoteConfig {
@@ -204,12 +207,20 @@ impl RemoteArgs {
                     });
                 }
             };
+        let mut policy = FaultPolicy::default();
+        if let Some(ms) = seconds_variable(env, "CACHET_REMOTE_CONNECT_TIMEOUT")? {
+            policy.connect_timeout_ms = ms;
+        }
+        if let Some(ms) = seconds_variable(env, "CACHET_REMOTE_TIMEOUT")? {
+            policy.remote_timeout_ms = ms;
+        }
         Ok(RemoteConfig {
             remotes,
             tenant,
             trusted,
             read_only,
             signing_key,
+            policy,
         })
     }
 }
@@ -230,6 +241,13 @@ pub struct Chain<'a, R> {
     pub options: RemoteOptions,
     /// Whether `-v` was given: say which tier hit and what was pushed.
     pub verbose: bool,
+    /// The run's fault session (REMOTE-15..19), when the stores are
+    /// guarded by it: lookups then keep to its time budget and are counted
+    /// in its statistics, and a refused access is said once per remote.
+    pub session: Option<&'a RemoteSession<'a>>,
+    /// For each of `remotes`, its position in the session (remotes its
+    /// breaker keeps out are not in `remotes`, REMOTE-17).
+    pub positions: Vec<usize>,
 }
 
 /// The store type of a host without remotes: no value of it exists.
@@ -290,6 +308,8 @@ impl Chain<'static, NoRemote> {
             reading: alloc::vec![Tenant::local()],
             options: RemoteOptions::default(),
             verbose: false,
+            session: None,
+            positions: Vec::new(),
         }
     }
 }
@@ -331,6 +351,45 @@ impl<R: RemoteStore> Chain<'_, R> {
         self.remotes.get(index).map_or("?", |r| r.label.as_str())
     }
 
+    /// Warns of `failure` (REMOTE-3), except a refused access, said once
+    /// per remote and run with what to check (REMOTE-16); every failure
+    /// goes into `report`.
+    fn report_failure(
+        &self,
+        stderr: &mut dyn Write,
+        failure: &RemoteFailure,
+        report: &mut ChainReport,
+    ) {
+        report.failures.push(failure.to_string());
+        let Some(session) = self.session else {
+            warn(stderr, failure);
+            return;
+        };
+        if failure.error.kind != remote::ErrorKind::PermissionDenied {
+            warn(stderr, failure);
+            return;
+        }
+        let at = self
+            .remotes
+            .iter()
+            .position(|r| r.label == failure.remote)
+            .and_then(|index| self.positions.get(index).copied());
+        if at.is_some_and(|at| session.take_refusal_report(at)) {
+            let check = if failure.remote.starts_with("s3://") {
+                "check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, and that this key may read and write the bucket"
+            } else {
+                "check the server's access rules for this path"
+            };
+            warn(
+                stderr,
+                &format_args!(
+                    "remote {}: access refused ({}) at '{}'; cachet writes nothing more to it in this run: {check}",
+                    failure.remote, failure.error.detail, failure.object
+                ),
+            );
+        }
+    }
+
     /// REMOTE-1: looks `key` up through the chain, so that an entry a
     /// remote holds is downloaded into the local cache; `None` when no
     /// remote is configured. Each failure is one warning line on `stderr`;
@@ -345,11 +404,20 @@ impl<R: RemoteStore> Chain<'_, R> {
         if self.is_empty() {
             return Ok(None);
         }
-        let chain = remote::lookup(cache, self.remotes, &self.reading, key, &self.options, ctx)?;
+        if let Some(session) = self.session {
+            session.begin_lookup();
+        }
+        let chain = remote::lookup(cache, self.remotes, &self.reading, key, &self.options, ctx);
+        if let Some(session) = self.session {
+            session.end_lookup();
+        }
+        let chain = chain?;
+        if let Some(session) = self.session {
+            session.count_lookup(&chain, &self.positions);
+        }
         let mut report = ChainReport::default();
         for failure in &chain.failures {
-            warn(stderr, failure);
-            report.failures.push(failure.to_string());
+            self.report_failure(stderr, failure, &mut report);
         }
         for (index, tenant, miss) in &chain.misses {
             let label = self.label(*index);
@@ -414,14 +482,32 @@ impl<R: RemoteStore> Chain<'_, R> {
         if self.is_empty() {
             return Ok(None);
         }
-        let pushed = remote::push(cache, self.remotes, &self.tenant, key, &self.options)?;
+        // A remote that failed or refused the access earlier in the run is
+        // not written to again (REMOTE-15, REMOTE-16).
+        let writable: Vec<Remote<&R>> = self
+            .remotes
+            .iter()
+            .enumerate()
+            .filter(|(index, _)| {
+                self.session.is_none_or(|session| {
+                    self.positions
+                        .get(*index)
+                        .is_some_and(|&at| session.is_writable(at))
+                })
+            })
+            .map(|(_, r)| Remote {
+                store: &r.store,
+                writable: r.writable,
+                label: r.label.clone(),
+            })
+            .collect();
+        let pushed = remote::push(cache, &writable, &self.tenant, key, &self.options)?;
         let mut report = ChainReport::default();
         for failure in &pushed.failures {
-            warn(stderr, failure);
-            report.failures.push(failure.to_string());
+            self.report_failure(stderr, failure, &mut report);
         }
         for (index, outcome) in &pushed.pushed {
-            let label = self.label(*index);
+            let label = writable.get(*index).map_or("?", |r| r.label.as_str());
             match outcome {
                 PushOutcome::Pushed {
                     blobs_uploaded,
@@ -591,7 +677,7 @@ struct RemoteHealthJson<'a> {
 /// listing page or a few on every store, so the count stays cheap.
 pub const ENTRY_COUNT_CAP: u64 = 10_000;
 
-/// `cachet remote status` (REMOTE-15): checks every remote. Exit 0 when
+/// `cachet remote status` (REMOTE-20): checks every remote. Exit 0 when
 /// each is reachable, readable, and writable unless read-only; 70
 /// otherwise.
 pub fn remote_status_command<F: Filesystem, R: RemoteStore>(
@@ -687,6 +773,30 @@ fn write_health(
         writeln!(out, "  {failure}")?;
     }
     Ok(())
+}
+
+/// The variable `name` as a time limit (REMOTE-15): seconds, a decimal
+/// number above 0 and at most a day, in milliseconds; `None` when unset or
+/// empty.
+fn seconds_variable(
+    env: &dyn Fn(&str) -> Option<String>,
+    name: &'static str,
+) -> Result<Option<u64>, CliError> {
+    let Some(value) = env(name).filter(|value| !value.is_empty()) else {
+        return Ok(None);
+    };
+    let seconds = value.trim().parse::<f64>().ok();
+    match seconds {
+        Some(seconds) if seconds > 0.0 && seconds <= 86_400.0 => {
+            Ok(Some(((seconds * 1000.0).ceil() as u64).max(1)))
+        }
+        _ => Err(CliError::InvalidValue {
+            flag: name,
+            value,
+            reason: "expected a number of seconds above 0 and at most 86400, such as 3 or 0.5"
+                .to_string(),
+        }),
+    }
 }
 
 /// Parses one remote URL (REMOTE-9); `flag` names where it came from.
@@ -826,6 +936,30 @@ mod tests {
             assert!(text.contains(url), "{text}");
             assert!(text.contains("expected file:///ABSOLUTE/PATH"), "{text}");
             assert_eq!(error.exit_code(), crate::exit::BAD_VALUE);
+        }
+    }
+
+    #[test]
+    fn remote_15_time_limits_come_from_the_environment_and_bad_ones_are_bad_values() {
+        let none = RemoteArgs::default().resolve(&no_env).unwrap();
+        assert_eq!(none.policy, FaultPolicy::default());
+        assert_eq!(none.policy.connect_timeout_ms, 3_000);
+        assert_eq!(none.policy.remote_timeout_ms, 10_000);
+        let env = |name: &str| match name {
+            "CACHET_REMOTE_CONNECT_TIMEOUT" => Some("0.5".to_string()),
+            "CACHET_REMOTE_TIMEOUT" => Some("20".to_string()),
+            _ => None,
+        };
+        let set = RemoteArgs::default().resolve(&env).unwrap();
+        assert_eq!(set.policy.connect_timeout_ms, 500);
+        assert_eq!(set.policy.remote_timeout_ms, 20_000);
+        for bad in ["0", "-1", "ten", "1e9", "NaN", "inf"] {
+            for variable in ["CACHET_REMOTE_CONNECT_TIMEOUT", "CACHET_REMOTE_TIMEOUT"] {
+                let env = |name: &str| (name == variable).then(|| bad.to_string());
+                let error = RemoteArgs::default().resolve(&env).unwrap_err();
+                assert_eq!(error.exit_code(), crate::exit::BAD_VALUE, "{bad}");
+                assert!(error.to_string().contains(variable), "{error}");
+            }
         }
     }
 

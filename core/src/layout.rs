@@ -159,6 +159,20 @@ pub fn is_shard_name(name: &str) -> bool {
     name.len() == 2 && name.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
+/// The directory under the cache directory that holds the remote tier's
+/// own state (REMOTE-17): like the memo's, neither a shard nor scratch.
+pub const REMOTE_DIR: &str = "remote";
+
+/// The circuit-breaker file of the remotes (REMOTE-17), relative to the
+/// cache directory.
+pub const REMOTE_BREAKER_FILE: &str = "remote/breaker";
+
+/// Whether a name directly under the cache directory is the remote
+/// tier's state directory (REMOTE-17).
+pub fn is_remote_state_name(name: &str) -> bool {
+    name == REMOTE_DIR
+}
+
 /// The key an entry directory name stands for, if `name` is 64 lowercase hex
 /// digits starting with `shard` (DISK-1).
 pub fn entry_key(shard: &str, name: &str) -> Option<Key> {

@@ -236,9 +236,10 @@ impl<F: Filesystem> Cache<F> {
         for (name, kind) in top {
             if layout::is_scratch_name(&name) {
                 items.push(Item::Scratch { path: name });
-            } else if layout::is_memo_name(&name) {
-                // The file-hash memo is neither an entry nor debris: info
-                // and clean leave it alone, clear removes it (MEMO-1).
+            } else if layout::is_memo_name(&name) || layout::is_remote_state_name(&name) {
+                // The file-hash memo and the remotes' breaker file are
+                // neither entries nor debris: info and clean leave them
+                // alone, clear removes them (MEMO-1, REMOTE-17).
                 items.push(Item::Memo { path: name });
             } else if !layout::is_shard_name(&name) {
                 items.push(Item::Foreign { path: name });

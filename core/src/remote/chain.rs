@@ -34,9 +34,9 @@ pub enum RemoteOp {
     /// Writing an entry's record.
     PutRecord,
     /// Reading, writing or removing the probe object of `cachet remote
-    /// status` (REMOTE-15).
+    /// status` (REMOTE-20).
     Probe,
-    /// Listing records (REMOTE-15).
+    /// Listing records (REMOTE-20).
     List,
 }
 

@@ -1,4 +1,4 @@
-//! `cachet remote status` (REMOTE-15): what one remote allows, found by
+//! `cachet remote status` (REMOTE-20): what one remote allows, found by
 //! the cheapest requests that say so.
 
 use alloc::string::String;
@@ -41,7 +41,7 @@ impl Health {
     }
 }
 
-/// REMOTE-15: checks `remote` with at most four requests: a `head` of a
+/// REMOTE-20: checks `remote` with at most four requests: a `head` of a
 /// name that does not exist (reachability, latency from `now_micros`,
 /// read permission), a `put` and `delete` of a probe object named with
 /// `nonce` below the namespace's `probes/` (only when writable), and one

@@ -19,6 +19,11 @@
 //! [`RemoteFailure`] in the report (one line for the user) and a miss
 //! (REMOTE-3). Only the local cache's failures are errors.
 //!
+//! What a slow, failing or absent remote may cost is bounded by
+//! [`guard`] (time limits, retries, the write stop after a refused
+//! access), [`breaker`] (skipping a failed remote across runs) and
+//! [`policy`], and counted by [`stats`] (REMOTE-15..19).
+//!
 //! Objects are laid out by [`names`] and encoded by [`record`] and
 //! [`blob`]; the tenant ([`names::Tenant`]) is a parameter of every call:
 //! a run writes only its own and reads its own, then the ones it trusts
@@ -30,13 +35,17 @@
 //! that a blob of any size is never held in memory.
 
 pub mod blob;
+pub mod breaker;
 mod chain;
+pub mod guard;
 pub mod health;
 #[cfg(any(test, feature = "memfs"))]
 pub mod memory;
 pub mod names;
+pub mod policy;
 pub mod record;
 pub mod sign;
+pub mod stats;
 #[cfg(all(test, feature = "memfs"))]
 mod tests;
 mod upload;
@@ -57,8 +66,13 @@ pub enum ErrorKind {
     /// result, e.g. an object removed between `get` and its first read).
     NotFound,
     /// The remote could not be reached: connection refused or reset, name
-    /// resolution, a timeout.
+    /// resolution, a connection that could not be made in time.
     Unreachable,
+    /// The remote did not answer within the time allowed (REMOTE-15).
+    TimedOut,
+    /// The remote answered with a server error (an HTTP 5xx, or a request
+    /// to slow down): it may pass (REMOTE-15).
+    ServerError,
     /// The remote refused the credentials or the access.
     PermissionDenied,
     /// The remote answered, but not as it should (a server error, a
@@ -78,6 +92,8 @@ impl core::fmt::Display for ErrorKind {
         f.write_str(match self {
             ErrorKind::NotFound => "not found",
             ErrorKind::Unreachable => "unreachable",
+            ErrorKind::TimedOut => "timed out",
+            ErrorKind::ServerError => "server error",
             ErrorKind::PermissionDenied => "permission denied",
             ErrorKind::Protocol => "unexpected response",
             ErrorKind::Config => "misconfigured",

@@ -1262,7 +1262,7 @@ fn remote_6_codec_1_only_when_smaller_and_a_frame_that_does_not_decode_is_delete
 }
 
 #[test]
-fn remote_15_health_reports_reachability_permissions_and_the_tenants_entries() {
+fn remote_20_health_reports_reachability_permissions_and_the_tenants_entries() {
     let options = blobs_options();
     let store = MemoryRemote::new();
     let (_, a) = stored_machine(&key(43), BIG);

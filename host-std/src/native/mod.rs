@@ -11,6 +11,7 @@
 //!
 //! Exit codes are those of [`cachet_cli::exit`].
 
+mod breakers;
 mod run;
 
 use std::io::{self, IsTerminal};
@@ -27,6 +28,7 @@ use rayon::prelude::*;
 use crate::fs::{CapStdFilesystem, OpenError};
 use crate::inputs::{InputError, hash_file, hash_file_with_metadata};
 use crate::memo::{self, MemoFile, file_stat};
+use crate::remote::OpendalRemote;
 use crate::tasks::Threads;
 use cachet_cli::config::Settings;
 use cachet_cli::remote::{Chain, RemoteArgs};
@@ -35,7 +37,9 @@ use cachet_cli::{
     PullArgs, PushArgs, RemoteCommand, SystemContext, exit,
 };
 use cachet_core::memo::{FileStat, Memo};
+use cachet_core::remote::Remote;
 use cachet_core::remote::RemoteOptions;
+use cachet_core::remote::guard::{Guarded, RemoteSession};
 
 pub use run::RunArgs;
 
@@ -339,8 +343,31 @@ pub fn dispatch(cli: &Cli) -> u8 {
     for failure in &setup_failures {
         cli::remote::warn(&mut io::stderr(), failure);
     }
+    // REMOTE-15..19: every store is guarded by one session (time limits,
+    // retries, writes stopped after a refused access, statistics); those
+    // whose breaker is open are left out of the chain for this run.
+    let pacer = crate::remote::SystemPacer;
+    let labels: Vec<&str> = remotes.iter().map(|r| r.label.as_str()).collect();
+    let session = RemoteSession::new(config.policy, &pacer, &labels);
+    // `remote status` is how a user checks a remote: it asks each one,
+    // whatever its breaker says, and leaves the breakers as they are.
+    let health_check = matches!(cli.command, Command::Remote(RemoteCommand::Status(_)));
+    let mut breakers = (!health_check)
+        .then(|| breakers::Breakers::load(&session, &opened.cache_dir, cli.globals.verbose));
+    let positions: Vec<usize> = (0..remotes.len())
+        .filter(|&at| session.is_usable(at))
+        .collect();
+    let guarded: Vec<Remote<Guarded<'_, '_, &OpendalRemote>>> = positions
+        .iter()
+        .filter_map(|&at| remotes.get(at).map(|r| (at, r)))
+        .map(|(at, r)| Remote {
+            store: session.guard(at, &r.store),
+            writable: r.writable,
+            label: r.label.clone(),
+        })
+        .collect();
     let chain = Chain {
-        remotes: &remotes,
+        remotes: &guarded,
         tenant: config.tenant.clone(),
         reading: config.reading_order(),
         options: RemoteOptions {
@@ -348,13 +375,29 @@ pub fn dispatch(cli: &Cli) -> u8 {
             ..RemoteOptions::default()
         },
         verbose: cli.globals.verbose,
+        session: Some(&session),
+        positions,
     };
+    let code = dispatch_command(cli, &opened, &chain, &setup_failures);
+    if let Some(breakers) = breakers.as_mut() {
+        breakers.settle(&session, cli.globals.verbose);
+    }
+    code
+}
+
+/// Runs the command of `cli` through `chain`.
+fn dispatch_command<R: cachet_core::remote::RemoteStore>(
+    cli: &Cli,
+    opened: &Opened,
+    chain: &Chain<'_, R>,
+    setup_failures: &[crate::remote::SetupError],
+) -> u8 {
     let mut ctx = SystemContext::new();
     let (mut stdout, mut stderr) = (io::stdout().lock(), io::stderr().lock());
     let result = match &cli.command {
         Command::Run(args) => {
             drop((stdout, stderr));
-            return match run::run(args, &cli.globals, &opened, &chain) {
+            return match run::run(args, &cli.globals, opened, chain) {
                 Ok(code) => code,
                 Err(error) => {
                     cli::report_error(&mut io::stderr(), &error);
@@ -373,25 +416,25 @@ pub fn dispatch(cli: &Cli) -> u8 {
                 command,
                 &host,
                 &opened.cache,
-                &chain,
+                chain,
                 &mut ctx,
                 &mut stdout,
                 &mut stderr,
             );
         }
         Command::Push(args) => {
-            cli::remote::push_command(args, &opened.cache, &chain, &mut stdout, &mut stderr)
+            cli::remote::push_command(args, &opened.cache, chain, &mut stdout, &mut stderr)
         }
         Command::Pull(args) => cli::remote::pull_command(
             args,
             &opened.cache,
-            &chain,
+            chain,
             &mut ctx,
             &mut stdout,
             &mut stderr,
         ),
         Command::Remote(RemoteCommand::Status(args)) => {
-            cli::remote::remote_status_command(args, &opened.cache, &chain, &mut ctx, &mut stdout)
+            cli::remote::remote_status_command(args, &opened.cache, chain, &mut ctx, &mut stdout)
                 .map(|code| {
                     // A remote that could not even be set up does not work.
                     if setup_failures.is_empty() {

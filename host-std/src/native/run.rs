@@ -31,7 +31,11 @@
 //! tenant only (REMOTE-2, REMOTE-11). With `CACHET_REMOTE_SIGNING_KEY`,
 //! records pushed are signed and records read must be (REMOTE-12,
 //! REMOTE-13). A remote that fails, or a record refused for its signature,
-//! costs a miss and one line on stderr, never the exit code (REMOTE-3).
+//! costs a miss and one line on stderr, never the exit code (REMOTE-3). Every request is bounded in time and retried only after a
+//! transient failure (REMOTE-15); a remote that refuses the credentials is
+//! not written again in the run (REMOTE-16); one that fails is left out of
+//! later runs on this cache for a cool-down (REMOTE-17); `-v` ends with
+//! the remote statistics (REMOTE-19).
 //!
 //! Nothing but the command's own streams is printed unless `-v` is given
 //! (or something fails).
@@ -43,9 +47,9 @@ use cachet_core::cache::StoreOutcome;
 use clap::Args;
 
 use super::{NativeError, Opened};
-use crate::remote::OpendalRemote;
 use crate::task::{self, Lookup, Task};
 use cachet_cli::{self as cli, CliError, GlobalArgs, KeyArgs, SystemContext, exit};
+use cachet_core::remote::RemoteStore;
 
 /// `cachet run`.
 #[derive(Args, Clone, Debug, PartialEq, Eq)]
@@ -57,7 +61,7 @@ pub struct RunArgs {
     pub key: KeyArgs,
 }
 
-fn say(verbose: bool, message: core::fmt::Arguments<'_>) {
+pub(super) fn say(verbose: bool, message: core::fmt::Arguments<'_>) {
     if verbose {
         let mut stderr = io::stderr().lock();
         let _ = writeln!(stderr, "cachet: {message}");
@@ -66,11 +70,11 @@ fn say(verbose: bool, message: core::fmt::Arguments<'_>) {
 }
 
 /// Runs `cachet run` and returns its exit code.
-pub(super) fn run(
+pub(super) fn run<R: RemoteStore>(
     args: &RunArgs,
     globals: &GlobalArgs,
     opened: &Opened,
-    chain: &Chain<'_, OpendalRemote>,
+    chain: &Chain<'_, R>,
 ) -> Result<u8, NativeError> {
     let verbose = globals.verbose;
     let cache = &opened.cache;
@@ -91,6 +95,12 @@ pub(super) fn run(
 
     let mut status = cache.lookup_status(&key).map_err(CliError::from)?;
     let mut tier = String::from("local");
+    if let Some(session) = chain.session
+        && (status.is_hit() || chain.is_empty())
+    {
+        // Only the local cache was asked (REMOTE-19).
+        session.count_local(status.is_hit());
+    }
     if !status.is_hit() && !chain.is_empty() {
         let report = chain
             .fill(cache, &key, &mut ctx, &mut io::stderr().lock())

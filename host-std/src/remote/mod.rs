@@ -18,12 +18,26 @@
 //! cache, and the frame is sent from there when it is smaller than the
 //! raw bytes; decoding keeps a window no larger than the content's
 //! recorded size.
+//!
+//! Time limits are the core's (`FaultPolicy`, REMOTE-15): the HTTP client
+//! gives up on a connection after the connect timeout, and every request
+//! and transfer step ends by the deadline the core sets
+//! ([`TimeLimited`]) and within the remote timeout of its start.
+//! Retries, the breaker and the statistics are the core's too
+//! (`cachet_core::remote::guard`); this module only applies the limits and
+//! says what kind of failure each error is.
 
 use alloc::sync::Arc;
+use core::time::Duration;
 use std::io::{self, Read, Seek, Write};
+use std::sync::{Mutex, OnceLock};
+use std::time::Instant;
 
 use bytes::Bytes;
 use cachet_cli::remote::{RemoteConfig, RemoteLocation, RemoteSpec};
+use cachet_core::remote::breaker::BreakerBook;
+use cachet_core::remote::guard::{Pacer, TimeLimited};
+use cachet_core::remote::policy::FaultPolicy;
 use cachet_core::remote::{
     Error, ErrorKind, ObjectMeta, Remote, RemoteRead, RemoteStore, RemoteWrite, ZstdEncoder,
 };
@@ -47,6 +61,59 @@ const UPLOAD_CHUNK: usize = 8 * 1024 * 1024;
 /// (REMOTE-6: no reader ever sees a partial object).
 pub const DIRECTORY_STAGING: &str = ".cachet-staging";
 
+/// The instant [`SystemPacer`] counts its milliseconds from.
+fn origin() -> Instant {
+    static ORIGIN: OnceLock<Instant> = OnceLock::new();
+    *ORIGIN.get_or_init(Instant::now)
+}
+
+/// The host's [`Pacer`]: the monotonic clock and `thread::sleep`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SystemPacer;
+
+impl Pacer for SystemPacer {
+    fn now_ms(&self) -> u64 {
+        u64::try_from(origin().elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn sleep_ms(&self, ms: u64) {
+        std::thread::sleep(Duration::from_millis(ms));
+    }
+}
+
+/// When the requests of one remote must end: the core's deadline (in
+/// [`SystemPacer`] time) and the longest any one may take.
+#[derive(Debug)]
+struct Limits {
+    deadline_ms: Mutex<Option<u64>>,
+    request_timeout: Duration,
+}
+
+impl Limits {
+    /// Runs `future` on `runtime`, ending it with [`ErrorKind::TimedOut`]
+    /// at the deadline or after the request timeout, whichever is first.
+    fn run<T>(
+        &self,
+        runtime: &Runtime,
+        future: impl Future<Output = Result<T, Error>>,
+    ) -> Result<T, Error> {
+        let deadline = self.deadline_ms.lock().map_or(None, |deadline| *deadline);
+        let mut limit = self.request_timeout;
+        if let Some(deadline) = deadline {
+            let left = Duration::from_millis(deadline.saturating_sub(SystemPacer.now_ms()));
+            limit = limit.min(left);
+        }
+        runtime
+            .block_on(async { tokio::time::timeout(limit, future).await })
+            .unwrap_or_else(|_| {
+                Err(Error::new(
+                    ErrorKind::TimedOut,
+                    format!("no answer within {:.1} s", limit.as_secs_f64()),
+                ))
+            })
+    }
+}
+
 /// One remote store over OpenDAL.
 #[derive(Clone, Debug)]
 pub struct OpendalRemote {
@@ -54,6 +121,15 @@ pub struct OpendalRemote {
     runtime: Arc<Runtime>,
     /// Streaming PUTs, for a WebDAV remote.
     webdav: Option<webdav::WebdavPut>,
+    limits: Arc<Limits>,
+}
+
+impl TimeLimited for OpendalRemote {
+    fn set_deadline(&self, deadline_ms: Option<u64>) {
+        if let Ok(mut deadline) = self.limits.deadline_ms.lock() {
+            *deadline = deadline_ms;
+        }
+    }
 }
 
 /// Why a remote could not even be set up; reported like any remote
@@ -105,6 +181,7 @@ pub fn open_remotes(
             return (remotes, failures);
         }
     };
+    let client = http_client(&config.policy);
     for spec in &config.remotes {
         let webdav = match &spec.location {
             RemoteLocation::Webdav { endpoint, root } => {
@@ -112,12 +189,16 @@ pub fn open_remotes(
             }
             _ => None,
         };
-        match (operator(spec, env), webdav.transpose()) {
+        match (operator(spec, env, &client), webdav.transpose()) {
             (Ok(operator), Ok(webdav)) => remotes.push(Remote {
                 store: OpendalRemote {
                     operator,
                     runtime: Arc::clone(&runtime),
                     webdav,
+                    limits: Arc::new(Limits {
+                        deadline_ms: Mutex::new(None),
+                        request_timeout: Duration::from_millis(config.policy.remote_timeout_ms),
+                    }),
                 },
                 writable: !config.read_only,
                 label: spec.url.clone(),
@@ -131,8 +212,26 @@ pub fn open_remotes(
     (remotes, failures)
 }
 
+/// The HTTP client of every remote: OpenDAL's default, with the policy's
+/// connect timeout (REMOTE-15). `None` if it cannot be built (then
+/// OpenDAL's default client is used, and the request time limits still
+/// hold).
+fn http_client(policy: &FaultPolicy) -> Option<opendal::HttpTransporter> {
+    let client = reqwest::Client::builder()
+        .connect_timeout(Duration::from_millis(policy.connect_timeout_ms))
+        .build()
+        .ok()?;
+    Some(opendal::HttpTransporter::new(
+        opendal_http_transport_reqwest::ReqwestTransport::new(client),
+    ))
+}
+
 /// The OpenDAL operator of one remote.
-fn operator(spec: &RemoteSpec, env: &dyn Fn(&str) -> Option<String>) -> Result<Operator, Error> {
+fn operator(
+    spec: &RemoteSpec,
+    env: &dyn Fn(&str) -> Option<String>,
+    client: &Option<opendal::HttpTransporter>,
+) -> Result<Operator, Error> {
     opendal::install_default();
     let built = match &spec.location {
         RemoteLocation::Directory { path } => {
@@ -176,7 +275,12 @@ fn operator(spec: &RemoteSpec, env: &dyn Fn(&str) -> Option<String>) -> Result<O
             ));
         }
     };
-    built.map_err(|error| map_error(&error))
+    let operator = built.map_err(|error| map_error(&error))?;
+    Ok(match client {
+        Some(client) => operator
+            .with_context(opendal::OperationContext::new().with_http_transport(client.clone())),
+        None => operator,
+    })
 }
 
 /// The core's view of an OpenDAL error: its kind, and its message on one
@@ -187,8 +291,15 @@ fn map_error(error: &opendal::Error) -> Error {
         Dal::NotFound => ErrorKind::NotFound,
         Dal::PermissionDenied => ErrorKind::PermissionDenied,
         Dal::ConfigInvalid => ErrorKind::Config,
-        Dal::Unexpected if error.is_temporary() => ErrorKind::Unreachable,
-        Dal::Unexpected | Dal::RateLimited => ErrorKind::Protocol,
+        // A temporary error from the HTTP client is the connection's; one
+        // without is the server's own answer (a 5xx).
+        Dal::Unexpected if error.is_temporary() => match transport_error(error) {
+            Some(client) if client.is_timeout() => ErrorKind::TimedOut,
+            Some(_) => ErrorKind::Unreachable,
+            None => ErrorKind::ServerError,
+        },
+        Dal::RateLimited => ErrorKind::ServerError,
+        Dal::Unexpected => ErrorKind::Protocol,
         _ => ErrorKind::Other,
     };
     // OpenDAL says `Kind (persistence) at op, context: { … } => message,
@@ -206,11 +317,24 @@ fn map_error(error: &opendal::Error) -> Error {
     Error::new(kind, detail)
 }
 
+/// The HTTP client's own error behind `error`, if there is one.
+fn transport_error(error: &opendal::Error) -> Option<&reqwest::Error> {
+    let mut source = core::error::Error::source(error);
+    while let Some(cause) = source {
+        if let Some(client) = cause.downcast_ref::<reqwest::Error>() {
+            return Some(client);
+        }
+        source = cause.source();
+    }
+    None
+}
+
 /// An object being read: a stream of chunks, each handed out in turn.
 pub struct OpendalReader {
     stream: opendal::FuturesBytesStream,
     pending: Bytes,
     runtime: Arc<Runtime>,
+    limits: Arc<Limits>,
 }
 
 impl core::fmt::Debug for OpendalReader {
@@ -222,10 +346,13 @@ impl core::fmt::Debug for OpendalReader {
 impl RemoteRead for OpendalReader {
     fn read(&mut self, buf: &mut [u8]) -> Result<usize, Error> {
         while self.pending.is_empty() {
-            let next = self
-                .runtime
-                .block_on(self.stream.try_next())
-                .map_err(|error| map_error(&opendal_error(error)))?;
+            let stream = &mut self.stream;
+            let next = self.limits.run(&self.runtime, async {
+                stream
+                    .try_next()
+                    .await
+                    .map_err(|error| map_error(&opendal_error(error)))
+            })?;
             match next {
                 Some(chunk) => self.pending = chunk,
                 None => return Ok(0),
@@ -258,12 +385,17 @@ pub struct OpendalWriter {
 struct DalWriter {
     writer: Option<opendal::Writer>,
     runtime: Arc<Runtime>,
+    limits: Arc<Limits>,
 }
 
 impl Drop for DalWriter {
     fn drop(&mut self) {
         if let Some(mut writer) = self.writer.take() {
-            let _ = self.runtime.block_on(writer.abort());
+            // Bounded too: an abort must not hang on a remote that stopped
+            // answering.
+            let _ = self.limits.run(&self.runtime, async {
+                writer.abort().await.map_err(|error| map_error(&error))
+            });
         }
     }
 }
@@ -285,16 +417,23 @@ impl core::fmt::Debug for OpendalWriter {
 impl RemoteWrite for OpendalWriter {
     fn write_all(&mut self, buf: &[u8]) -> Result<(), Error> {
         match &mut self.target {
-            WriteTarget::Dal(DalWriter { writer, runtime }) => {
+            WriteTarget::Dal(DalWriter {
+                writer,
+                runtime,
+                limits,
+            }) => {
                 let Some(writer) = writer.as_mut() else {
                     return Err(Error::new(
                         ErrorKind::Other,
                         "the object was already finished",
                     ));
                 };
-                runtime
-                    .block_on(writer.write(Bytes::copy_from_slice(buf)))
-                    .map_err(|error| map_error(&error))
+                limits.run(runtime, async {
+                    writer
+                        .write(Bytes::copy_from_slice(buf))
+                        .await
+                        .map_err(|error| map_error(&error))
+                })
             }
             WriteTarget::Webdav(put) => put.write_all(buf),
         }
@@ -306,10 +445,13 @@ impl RemoteWrite for OpendalWriter {
                 let Some(mut writer) = dal.writer.take() else {
                     return Ok(());
                 };
-                dal.runtime
-                    .block_on(writer.close())
-                    .map(|_| ())
-                    .map_err(|error| map_error(&error))
+                dal.limits.run(&dal.runtime, async {
+                    writer
+                        .close()
+                        .await
+                        .map(|_| ())
+                        .map_err(|error| map_error(&error))
+                })
             }
             WriteTarget::Webdav(put) => put.finish(),
         }
@@ -324,52 +466,65 @@ impl RemoteStore for OpendalRemote {
         // The first chunk is read here, so that an absent object is `None`
         // whether the service says so when the read is opened or when it
         // is first polled.
-        let opened = self.runtime.block_on(async {
-            let reader = self.operator.reader(name).await?;
-            let mut stream = reader.into_bytes_stream(..).await?;
-            let first = stream.try_next().await.map_err(opendal_error)?;
-            Ok::<_, opendal::Error>((stream, first))
-        });
-        match opened {
-            Ok((stream, first)) => Ok(Some(OpendalReader {
-                stream,
-                pending: first.unwrap_or_default(),
-                runtime: Arc::clone(&self.runtime),
-            })),
-            Err(error) if error.kind() == opendal::ErrorKind::NotFound => Ok(None),
-            Err(error) => Err(map_error(&error)),
-        }
+        let opened = self.limits.run(&self.runtime, async {
+            let opened = async {
+                let reader = self.operator.reader(name).await?;
+                let mut stream = reader.into_bytes_stream(..).await?;
+                let first = stream.try_next().await.map_err(opendal_error)?;
+                Ok::<_, opendal::Error>((stream, first))
+            };
+            match opened.await {
+                Ok(opened) => Ok(Some(opened)),
+                Err(error) if error.kind() == opendal::ErrorKind::NotFound => Ok(None),
+                Err(error) => Err(map_error(&error)),
+            }
+        })?;
+        Ok(opened.map(|(stream, first)| OpendalReader {
+            stream,
+            pending: first.unwrap_or_default(),
+            runtime: Arc::clone(&self.runtime),
+            limits: Arc::clone(&self.limits),
+        }))
     }
 
     fn head(&self, name: &str) -> Result<Option<ObjectMeta>, Error> {
-        match self.runtime.block_on(self.operator.stat(name)) {
-            Ok(meta) => Ok(Some(ObjectMeta {
-                size: meta.content_length(),
-            })),
-            Err(error) if error.kind() == opendal::ErrorKind::NotFound => Ok(None),
-            Err(error) => Err(map_error(&error)),
-        }
+        self.limits.run(&self.runtime, async {
+            match self.operator.stat(name).await {
+                Ok(meta) => Ok(Some(ObjectMeta {
+                    size: meta.content_length(),
+                })),
+                Err(error) if error.kind() == opendal::ErrorKind::NotFound => Ok(None),
+                Err(error) => Err(map_error(&error)),
+            }
+        })
     }
 
     fn put(&self, name: &str, size_hint: Option<u64>) -> Result<OpendalWriter, Error> {
         if let (Some(webdav), Some(size)) = (&self.webdav, size_hint) {
             if let Some((parent, _)) = name.rsplit_once('/') {
-                self.runtime
-                    .block_on(self.operator.create_dir(&format!("{parent}/")))
-                    .map_err(|error| map_error(&error))?;
+                self.limits.run(&self.runtime, async {
+                    self.operator
+                        .create_dir(&format!("{parent}/"))
+                        .await
+                        .map_err(|error| map_error(&error))
+                })?;
             }
             return Ok(OpendalWriter {
                 target: WriteTarget::Webdav(webdav.start(&self.runtime, name, size)),
             });
         }
-        let writer = self
-            .runtime
-            .block_on(async { self.operator.writer_with(name).chunk(UPLOAD_CHUNK).await })
-            .map_err(|error| map_error(&error))?;
+        let writer = self.limits.run(&self.runtime, async {
+            self.operator
+                .writer_with(name)
+                .chunk(UPLOAD_CHUNK)
+                .await
+                .map_err(|error| map_error(&error))
+        })?;
         Ok(OpendalWriter {
             target: WriteTarget::Dal(DalWriter {
                 writer: Some(writer),
                 runtime: Arc::clone(&self.runtime),
+                limits: Arc::clone(&self.limits),
             }),
         })
     }
@@ -389,10 +544,14 @@ impl RemoteStore for OpendalRemote {
     }
 
     fn delete(&self, name: &str) -> Result<(), Error> {
-        match self.runtime.block_on(self.operator.delete(name)) {
-            Err(error) if error.kind() != opendal::ErrorKind::NotFound => Err(map_error(&error)),
-            _ => Ok(()),
-        }
+        self.limits.run(&self.runtime, async {
+            match self.operator.delete(name).await {
+                Err(error) if error.kind() != opendal::ErrorKind::NotFound => {
+                    Err(map_error(&error))
+                }
+                _ => Ok(()),
+            }
+        })
     }
 
     fn list(
@@ -400,7 +559,7 @@ impl RemoteStore for OpendalRemote {
         prefix: &str,
         visit: &mut dyn FnMut(&str, u64) -> ControlFlow<()>,
     ) -> Result<(), Error> {
-        self.runtime.block_on(async {
+        self.limits.run(&self.runtime, async {
             let mut lister = match self.operator.lister_with(prefix).recursive(true).await {
                 Ok(lister) => lister,
                 Err(error) if error.kind() == opendal::ErrorKind::NotFound => return Ok(()),
@@ -418,6 +577,41 @@ impl RemoteStore for OpendalRemote {
             Ok(())
         })
     }
+}
+
+/// The circuit-breaker file of the cache directory `cache_dir`
+/// (REMOTE-17).
+pub fn breaker_path(cache_dir: &std::path::Path) -> std::path::PathBuf {
+    cache_dir.join(cachet_core::layout::REMOTE_BREAKER_FILE)
+}
+
+/// The breakers kept in `cache_dir`: empty (every breaker closed) when the
+/// file is missing, unreadable or damaged (REMOTE-17).
+pub fn read_breakers(cache_dir: &std::path::Path) -> BreakerBook {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    let limit = cachet_core::remote::breaker::MAX_BREAKER_FILE_BYTES as u64 + 1;
+    match std::fs::File::open(breaker_path(cache_dir)) {
+        Ok(file) if (&file).take(limit).read_to_end(&mut bytes).is_ok() => {
+            BreakerBook::decode(&bytes)
+        }
+        _ => BreakerBook::default(),
+    }
+}
+
+/// Replaces the breaker file of `cache_dir` with `book`, atomically: a
+/// new file in the same directory, renamed over the old one, so that a
+/// concurrent reader sees one whole book or the other (REMOTE-17).
+pub fn write_breakers(cache_dir: &std::path::Path, book: &BreakerBook) -> std::io::Result<()> {
+    let path = breaker_path(cache_dir);
+    let dir = cache_dir.join(cachet_core::layout::REMOTE_DIR);
+    std::fs::create_dir_all(&dir)?;
+    let mut scratch = tempfile::Builder::new()
+        .prefix(".breaker-")
+        .tempfile_in(&dir)?;
+    std::io::Write::write_all(&mut scratch, &book.encode())?;
+    scratch.persist(&path).map_err(|error| error.error)?;
+    Ok(())
 }
 
 /// A file that counts the bytes written to it.

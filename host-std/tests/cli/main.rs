@@ -6,6 +6,7 @@ extern crate alloc;
 
 mod config;
 mod example;
+mod faults;
 mod hostile;
 mod library;
 mod memo;
