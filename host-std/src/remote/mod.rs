@@ -184,9 +184,11 @@ pub fn open_remotes(
     let client = http_client(&config.policy);
     for spec in &config.remotes {
         let webdav = match &spec.location {
-            RemoteLocation::Webdav { endpoint, root } => {
-                Some(webdav::WebdavPut::new(endpoint, root))
-            }
+            RemoteLocation::Webdav { endpoint, root } => Some(webdav::WebdavPut::new(
+                endpoint,
+                root,
+                Duration::from_millis(config.policy.connect_timeout_ms),
+            )),
             _ => None,
         };
         match (operator(spec, env, &client), webdav.transpose()) {
@@ -510,7 +512,7 @@ impl RemoteStore for OpendalRemote {
                 })?;
             }
             return Ok(OpendalWriter {
-                target: WriteTarget::Webdav(webdav.start(&self.runtime, name, size)),
+                target: WriteTarget::Webdav(webdav.start(&self.runtime, &self.limits, name, size)),
             });
         }
         let writer = self.limits.run(&self.runtime, async {

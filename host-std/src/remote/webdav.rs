@@ -10,6 +10,11 @@
 //! writes it to a temporary file first), and a writer dropped unfinished
 //! ends the body early with an error, which no server takes for a complete
 //! request of that length.
+//!
+//! Time limits are those of every other request (REMOTE-15): the client
+//! gives up connecting after the connect timeout, and each step of the
+//! upload (a chunk handed to the request, the server's answer) ends within
+//! the request timeout and the core's deadline ([`super::Limits`]).
 
 use alloc::sync::Arc;
 
@@ -32,8 +37,13 @@ pub(super) struct WebdavPut {
 
 impl WebdavPut {
     /// PUTs below `root` (a path starting with `/`) on `endpoint`.
-    pub(super) fn new(endpoint: &str, root: &str) -> Result<WebdavPut, Error> {
+    pub(super) fn new(
+        endpoint: &str,
+        root: &str,
+        connect_timeout: core::time::Duration,
+    ) -> Result<WebdavPut, Error> {
         let client = reqwest::Client::builder()
+            .connect_timeout(connect_timeout)
             .build()
             .map_err(|error| Error::new(ErrorKind::Config, error.to_string()))?;
         Ok(WebdavPut {
@@ -43,7 +53,13 @@ impl WebdavPut {
     }
 
     /// Starts the PUT of `name`, `size` bytes long.
-    pub(super) fn start(&self, runtime: &Arc<Runtime>, name: &str, size: u64) -> StreamingPut {
+    pub(super) fn start(
+        &self,
+        runtime: &Arc<Runtime>,
+        limits: &Arc<super::Limits>,
+        name: &str,
+        size: u64,
+    ) -> StreamingPut {
         let (sender, receiver) = mpsc::channel::<Chunk>(1);
         let body = futures_util::stream::unfold(receiver, |mut receiver| async move {
             receiver.recv().await.map(|chunk| (chunk, receiver))
@@ -73,6 +89,7 @@ impl WebdavPut {
             sender: Some(sender),
             task: Some(task),
             runtime: Arc::clone(runtime),
+            limits: Arc::clone(limits),
         }
     }
 }
@@ -97,6 +114,7 @@ pub(super) struct StreamingPut {
     sender: Option<mpsc::Sender<Chunk>>,
     task: Option<JoinHandle<Result<(), Error>>>,
     runtime: Arc<Runtime>,
+    limits: Arc<super::Limits>,
 }
 
 impl StreamingPut {
@@ -105,10 +123,16 @@ impl StreamingPut {
         let Some(task) = self.task.take() else {
             return Err(Error::new(ErrorKind::Other, "the upload already ended"));
         };
-        match self.runtime.block_on(task) {
-            Ok(result) => result,
-            Err(error) => Err(Error::new(ErrorKind::Other, error.to_string())),
-        }
+        let abort = task.abort_handle();
+        let outcome = self.limits.run(&self.runtime, async {
+            match task.await {
+                Ok(result) => result,
+                Err(error) => Err(Error::new(ErrorKind::Other, error.to_string())),
+            }
+        });
+        // A server that never answers: the request must not live on.
+        abort.abort();
+        outcome
     }
 
     /// Sends the next bytes of the body.
@@ -116,9 +140,21 @@ impl StreamingPut {
         let Some(sender) = self.sender.as_ref() else {
             return Err(Error::new(ErrorKind::Other, "the upload already ended"));
         };
-        let sent = self
-            .runtime
-            .block_on(sender.send(Ok(Bytes::copy_from_slice(buf))));
+        let sent = self.limits.run(&self.runtime, async {
+            sender
+                .send(Ok(Bytes::copy_from_slice(buf)))
+                .await
+                .map_err(|_| Error::new(ErrorKind::Other, "the request ended"))
+        });
+        if let Err(error) = &sent
+            && error.kind == ErrorKind::TimedOut
+        {
+            if let Some(task) = self.task.take() {
+                task.abort();
+            }
+            self.sender = None;
+            return sent;
+        }
         if sent.is_err() {
             // The request stopped reading its body: it ended, with its error.
             self.sender = None;
@@ -145,7 +181,11 @@ impl Drop for StreamingPut {
             let _ = sender.try_send(Err(std::io::Error::other("upload abandoned")));
             drop(sender);
             if let Some(task) = self.task.take() {
-                let _ = self.runtime.block_on(task);
+                let abort = task.abort_handle();
+                let _ = self
+                    .limits
+                    .run(&self.runtime, async { task.await.unwrap_or(Ok(())) });
+                abort.abort();
             }
         }
     }

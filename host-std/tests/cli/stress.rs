@@ -687,11 +687,14 @@ fn write_fixture(fixtures: &Path, index: usize) {
 const FINE_LINES: &[&str] = &[
     "cachet: inputs: ",
     ": miss (no entry)",
-    ": hit, ",
+    ": hit ",
     "cachet: hit ",
     "cachet: miss (miss-no-entry) ",
     "cachet: stored ",
     ": pushed ",
+    // The chain's own -v lines (REMOTE-20) and statistics (REMOTE-19).
+    ", and every remote)",
+    "cachet: remote statistics: ",
 ];
 
 /// How a shared-remote run went, for the tally.
@@ -778,7 +781,8 @@ impl Worker {
             if !FINE_LINES.iter().any(|fine| line.contains(fine)) {
                 return Err(format!("neither a hit nor a miss: {line:?}: {ran:?}"));
             }
-            tally.remote_hits += usize::from(line.contains(": hit, "));
+            tally.remote_hits +=
+                usize::from(line.contains("cachet: hit ") && line.contains(" (remote "));
             tally.local_hits +=
                 usize::from(line.contains("cachet: hit ") && line.contains("(local)"));
             tally.pushes += usize::from(line.contains(": pushed "));
