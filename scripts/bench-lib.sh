@@ -4,6 +4,18 @@
 
 now_ns() { date +%s%N; }
 
+# build_release_cachet: builds `cachet` in release mode and sets TARGET_DIR
+# and CACHET (its path); the caller defines `say` and `die`, and REPO.
+build_release_cachet() {
+  say "building cachet in release mode"
+  cargo build --release -p cachet >&2
+  TARGET_DIR=$(cargo metadata --format-version 1 --no-deps |
+    sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
+  [[ -n $TARGET_DIR ]] || TARGET_DIR=$REPO/target
+  CACHET=$TARGET_DIR/release/cachet
+  [[ -x $CACHET ]] || die "the release build did not produce $CACHET"
+}
+
 stats() { # stats FILE of nanosecond figures -> "median min max" in seconds
   sort -n "$1" | awk '{ v[NR] = $1 } END {
     m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2

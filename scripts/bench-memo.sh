@@ -48,13 +48,7 @@ die() {
 command -v npm >/dev/null 2>&1 || die "npm is required (it installs turbo)"
 command -v git >/dev/null 2>&1 || die "git is required (turbo hashes through git)"
 
-say "building cachet in release mode"
-cargo build --release -p cachet >&2
-TARGET_DIR=$(cargo metadata --format-version 1 --no-deps |
-  sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
-[[ -n $TARGET_DIR ]] || TARGET_DIR=$REPO/target
-CACHET=$TARGET_DIR/release/cachet
-[[ -x $CACHET ]] || die "the release build did not produce $CACHET"
+build_release_cachet
 REVISION="$(git rev-parse --short HEAD 2>/dev/null || echo '?')"
 
 SCRATCH_PARENT=${BENCH_DIR:-$TARGET_DIR}

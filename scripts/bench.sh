@@ -128,13 +128,7 @@ sync -f . 2>/dev/null || die "'sync -f' is not supported (coreutils >= 8.24 is n
 
 # Both binaries are built now, so that the whole-process and the in-process
 # figures measure the same source even if the tree changes during the run.
-say "building cachet in release mode"
-cargo build --release -p cachet >&2
-TARGET_DIR=$(cargo metadata --format-version 1 --no-deps |
-  sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
-[[ -n $TARGET_DIR ]] || TARGET_DIR=$REPO/target
-CACHET=$TARGET_DIR/release/cachet
-[[ -x $CACHET ]] || die "the release build did not produce $CACHET"
+build_release_cachet
 BENCH_EXE=""
 if [[ $RUN_CRITERION == 1 ]]; then
   say "building the criterion bench (cargo bench -p cachet --bench cache --no-run)"
