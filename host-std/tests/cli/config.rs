@@ -251,3 +251,57 @@ fn remote_11_trust_and_the_signing_key_from_the_users_file() {
 fn outcome(command: &mut Command) -> Outcome {
     Outcome::of(command.output().unwrap())
 }
+
+/// REMOTE-19: `-v` ends with one line counting hits and misses per tier
+/// and the bytes moved: a store pushes, a fresh machine's run is a remote
+/// hit that brings bytes down, and its next run is a local hit.
+#[test]
+fn remote_19_the_v_line_counts_each_tier_and_the_bytes_moved() {
+    let remote = tempfile::tempdir().unwrap();
+    let url = format!("file://{}", remote.path().display());
+    let stats = |outcome: &Outcome| -> String {
+        let text = outcome.stderr_text();
+        let last = text.lines().last().unwrap_or_default().to_owned();
+        assert!(
+            last.starts_with("cachet: remote statistics: "),
+            "{outcome:?}"
+        );
+        last
+    };
+    let run = |sandbox: &Sandbox| {
+        let outcome = sandbox.run(&[&["-v", "run", "--remote", &url], &STEP[1..]].concat());
+        assert_eq!(outcome.code, 0, "{outcome:?}");
+        outcome
+    };
+    let first = Sandbox::new();
+    first.write("src/a", b"a");
+    let pushed = stats(&run(&first));
+    assert!(
+        pushed.contains(&format!("local 0 hits 1 miss; {url} 0 hits 1 miss")),
+        "{pushed}"
+    );
+    assert!(pushed.contains("errors: none; 0 bytes down, "), "{pushed}");
+    assert!(
+        !pushed.contains(", 0 bytes up"),
+        "the push sent bytes: {pushed}"
+    );
+
+    let second = Sandbox::new();
+    second.write("src/a", b"a");
+    let fetched = stats(&run(&second));
+    assert_eq!(second.runs(), 0);
+    assert!(
+        fetched.contains(&format!("local 0 hits 1 miss; {url} 1 hit 0 misses")),
+        "{fetched}"
+    );
+    assert!(
+        !fetched.contains("; 0 bytes down"),
+        "the hit brought bytes: {fetched}"
+    );
+    let local = stats(&run(&second));
+    assert!(
+        local.contains(&format!("local 1 hit 0 misses; {url} 0 hits 0 misses")),
+        "{local}"
+    );
+    assert!(local.contains("0 bytes down, 0 bytes up"), "{local}");
+}
