@@ -602,22 +602,7 @@ impl Cluster {
             let root = dir.path().join(format!("node{at}"));
             std::fs::write(
                 dir.path().join(format!("node{at}.toml")),
-                format!(
-                    "metadata_dir = \"{root}/meta\"
-data_dir = \"{root}/data\"
-db_engine = \"sqlite\"
-replication_factor = 3
-rpc_bind_addr = \"127.0.0.1:{rpc}\"
-rpc_public_addr = \"127.0.0.1:{rpc}\"
-rpc_secret = \"{secret}\"
-
-[s3_api]
-s3_region = \"garage\"
-api_bind_addr = \"127.0.0.1:{api}\"
-",
-                    root = root.display(),
-                    secret = "ef".repeat(32),
-                ),
+                crate::remote::garage_config(&root, rpc, api, 3, &"ef".repeat(32)),
             )
             .unwrap();
         }

@@ -232,15 +232,20 @@ pub(crate) fn garage_binary() -> PathBuf {
     )
 }
 
-pub(crate) fn garage_store() -> Store {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path();
-    let (rpc, api) = (free_port(), free_port());
-    let conf = format!(
+/// A Garage node's configuration: data under `root`, RPC and S3 on the
+/// loopback ports given, `replication` copies (REMOTE-NOTES).
+pub(crate) fn garage_config(
+    root: &Path,
+    rpc: u16,
+    api: u16,
+    replication: u8,
+    secret: &str,
+) -> String {
+    format!(
         "metadata_dir = \"{root}/meta\"
 data_dir = \"{root}/data\"
 db_engine = \"sqlite\"
-replication_factor = 1
+replication_factor = {replication}
 rpc_bind_addr = \"127.0.0.1:{rpc}\"
 rpc_public_addr = \"127.0.0.1:{rpc}\"
 rpc_secret = \"{secret}\"
@@ -250,8 +255,14 @@ s3_region = \"garage\"
 api_bind_addr = \"127.0.0.1:{api}\"
 ",
         root = root.display(),
-        secret = "ab".repeat(32),
-    );
+    )
+}
+
+pub(crate) fn garage_store() -> Store {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let (rpc, api) = (free_port(), free_port());
+    let conf = garage_config(root, rpc, api, 1, &"ab".repeat(32));
     fs::write(root.join("garage.toml"), conf).unwrap();
     let key_id = format!("GK{}", "12".repeat(12));
     let secret = "cd".repeat(32);
