@@ -52,6 +52,14 @@ const TRAILER_BYTES: usize = 32;
 /// this many bytes of it.
 pub const MAX_FILE_BYTES: usize = HEADER_BYTES + MAX_RECORDS * RECORD_BYTES + TRAILER_BYTES;
 
+/// The name prefix of a memo writer's scratch files in `memo/` (MEMO-6).
+pub const SCRATCH_PREFIX: &str = ".file-hashes-";
+
+/// How old, in seconds, a scratch file must be to belong to a writer that
+/// died before its rename (MEMO-6): far longer than any write takes, so a
+/// live writer never loses its file.
+pub const ABANDONED_SCRATCH_SECS: u64 = 60 * 60;
+
 /// What a host reports about a file it hashes, taken from the open file it
 /// read (MEMO-3). Every field must be the file's own, never a guess:
 /// a host that cannot report one of them must not use the memo.

@@ -20,7 +20,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use cachet_core::fs::Timestamp;
 use cachet_core::layout;
-use cachet_core::memo::{FileStat, MAX_FILE_BYTES, Memo};
+use cachet_core::memo::{FileStat, MAX_FILE_BYTES, Memo, SCRATCH_PREFIX};
 
 /// The memo file of one cache directory.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -76,12 +76,8 @@ impl MemoFile {
     }
 }
 
-/// The name prefix of a memo writer's scratch files (MEMO-6).
-const SCRATCH_PREFIX: &str = ".file-hashes-";
-
-/// How old a scratch file must be to count as abandoned (MEMO-6): far
-/// longer than any write takes, so a live writer never loses its file.
-const ABANDONED_AFTER: core::time::Duration = core::time::Duration::from_secs(60 * 60);
+const ABANDONED_AFTER: core::time::Duration =
+    core::time::Duration::from_secs(cachet_core::memo::ABANDONED_SCRATCH_SECS);
 
 /// Removes the scratch files of writers that died before their rename
 /// (MEMO-6); best effort, as the memo itself is.
