@@ -37,7 +37,6 @@ use bytes::Bytes;
 use cachet_cli::remote::{RemoteConfig, RemoteLocation, RemoteSpec};
 use cachet_core::remote::breaker::BreakerBook;
 use cachet_core::remote::guard::{Pacer, TimeLimited};
-use cachet_core::remote::policy::FaultPolicy;
 use cachet_core::remote::{
     Error, ErrorKind, ObjectMeta, Remote, RemoteRead, RemoteStore, RemoteWrite, ZstdEncoder,
 };
@@ -181,17 +180,25 @@ pub fn open_remotes(
             return (remotes, failures);
         }
     };
-    let client = http_client(&config.policy);
+    let client = http_client(config);
     for spec in &config.remotes {
-        let webdav = match &spec.location {
-            RemoteLocation::Webdav { endpoint, root } => Some(webdav::WebdavPut::new(
-                endpoint,
-                root,
-                Duration::from_millis(config.policy.connect_timeout_ms),
+        let webdav = match (&spec.location, &client) {
+            (RemoteLocation::Webdav { endpoint, root }, Some(Ok(client))) => {
+                Some(Ok(webdav::WebdavPut::new(client.clone(), endpoint, root)))
+            }
+            (RemoteLocation::Webdav { .. }, Some(Err(error))) => Some(Err(Error::new(
+                ErrorKind::Config,
+                format!("the HTTP client could not be built: {error}"),
+            ))),
+            _ => None,
+        };
+        let transport = match &client {
+            Some(Ok(client)) => Some(opendal::HttpTransporter::new(
+                opendal_http_transport_reqwest::ReqwestTransport::new(client.clone()),
             )),
             _ => None,
         };
-        match (operator(spec, env, &client), webdav.transpose()) {
+        match (operator(spec, env, &transport), webdav.transpose()) {
             (Ok(operator), Ok(webdav)) => remotes.push(Remote {
                 store: OpendalRemote {
                     operator,
@@ -214,18 +221,40 @@ pub fn open_remotes(
     (remotes, failures)
 }
 
-/// The HTTP client of every remote: OpenDAL's default, with the policy's
-/// connect timeout (REMOTE-15). `None` if it cannot be built (then
-/// OpenDAL's default client is used, and the request time limits still
-/// hold).
-fn http_client(policy: &FaultPolicy) -> Option<opendal::HttpTransporter> {
-    let client = reqwest::Client::builder()
-        .connect_timeout(Duration::from_millis(policy.connect_timeout_ms))
-        .build()
-        .ok()?;
-    Some(opendal::HttpTransporter::new(
-        opendal_http_transport_reqwest::ReqwestTransport::new(client),
-    ))
+/// The HTTP client every HTTP remote of a command shares (OpenDAL's
+/// requests and the streamed WebDAV PUTs), with the policy's connect
+/// timeout (REMOTE-15); `None` when no remote speaks HTTP. If it cannot be
+/// built, S3 remotes fall back to OpenDAL's default client (the request
+/// time limits still hold) and WebDAV remotes cannot be set up.
+///
+/// Trust roots are loaded only when some remote is reached over https:
+/// the platform's store reads every certificate under `SSL_CERT_DIR`,
+/// several milliseconds that a plain-http remote, whose miss is one
+/// request (REMOTE-8), would pay for nothing.
+fn http_client(config: &RemoteConfig) -> Option<Result<reqwest::Client, reqwest::Error>> {
+    let mut speaks_http = false;
+    let mut needs_tls = false;
+    for spec in &config.remotes {
+        let endpoint = match &spec.location {
+            RemoteLocation::S3 { endpoint, .. } => endpoint.as_deref(),
+            RemoteLocation::Webdav { endpoint, .. } => Some(endpoint.as_str()),
+            _ => continue,
+        };
+        speaks_http = true;
+        // No endpoint is AWS itself, over https.
+        needs_tls |= endpoint.is_none_or(|endpoint| !endpoint.starts_with("http://"));
+    }
+    if !speaks_http {
+        return None;
+    }
+    let builder = reqwest::Client::builder()
+        .connect_timeout(Duration::from_millis(config.policy.connect_timeout_ms));
+    let builder = if needs_tls {
+        builder
+    } else {
+        builder.tls_certs_only(Vec::new())
+    };
+    Some(builder.build())
 }
 
 /// The OpenDAL operator of one remote.

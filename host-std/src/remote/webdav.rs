@@ -36,20 +36,13 @@ pub(super) struct WebdavPut {
 }
 
 impl WebdavPut {
-    /// PUTs below `root` (a path starting with `/`) on `endpoint`.
-    pub(super) fn new(
-        endpoint: &str,
-        root: &str,
-        connect_timeout: core::time::Duration,
-    ) -> Result<WebdavPut, Error> {
-        let client = reqwest::Client::builder()
-            .connect_timeout(connect_timeout)
-            .build()
-            .map_err(|error| Error::new(ErrorKind::Config, error.to_string()))?;
-        Ok(WebdavPut {
+    /// PUTs below `root` (a path starting with `/`) on `endpoint`, sent
+    /// by `client` (the one every HTTP remote of the command shares).
+    pub(super) fn new(client: reqwest::Client, endpoint: &str, root: &str) -> WebdavPut {
+        WebdavPut {
             client,
             base: format!("{endpoint}{}", root.trim_end_matches('/')),
-        })
+        }
     }
 
     /// Starts the PUT of `name`, `size` bytes long.
