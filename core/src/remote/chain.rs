@@ -668,7 +668,7 @@ pub fn push_one<F: Filesystem, R: RemoteStore>(
     }
 
     let stream = |hash: Digest, size: u64| StreamRef { size, hash };
-    let record = Record {
+    let encoded = Record {
         chapter_revision: manifest.head.chapter_revision,
         hash_function: function,
         key: *key,
@@ -694,8 +694,12 @@ pub fn push_one<F: Filesystem, R: RemoteStore>(
                 })
             })
             .collect(),
-    };
-    let Ok(encoded) = record.encode() else {
+    }
+    .encode();
+    // The inline contents are in the record now: one copy of them in
+    // memory at a time.
+    drop(inline_bytes);
+    let Ok(encoded) = encoded else {
         // The local manifest holds what a record cannot (unsorted or
         // repeated paths from a foreign writer): not pushed.
         return Ok(PushOutcome::NotLocal(LookupStatus::MissCorrupt));
@@ -705,13 +709,9 @@ pub fn push_one<F: Filesystem, R: RemoteStore>(
         None => encoded,
     };
     let name = names::record(function, tenant, key);
-    let mut writer = remote
+    remote
         .store
-        .put(&name, Some(encoded.len() as u64))
-        .map_err(|error| fail(RemoteOp::PutRecord, &name, error))?;
-    writer
-        .write_all(&encoded)
-        .and_then(|()| writer.finish())
+        .put_object(&name, &encoded)
         .map_err(|error| fail(RemoteOp::PutRecord, &name, error))?;
     bytes_sent = bytes_sent.saturating_add(encoded.len() as u64);
     Ok(PushOutcome::Pushed {

@@ -477,6 +477,15 @@ impl<'s, 'p, R: TimeLimited> RemoteStore for Guarded<'s, 'p, R> {
         })
     }
 
+    fn put_object(&self, name: &str, bytes: &[u8]) -> Result<(), Error> {
+        // The whole object is at hand, so a transient failure can be
+        // retried like any other request.
+        self.call(true, |store| store.put_object(name, bytes))?;
+        let mut stats = self.session.stats.borrow_mut();
+        stats.bytes_up = stats.bytes_up.saturating_add(bytes.len() as u64);
+        Ok(())
+    }
+
     fn delete(&self, name: &str) -> Result<(), Error> {
         self.call(true, |store| store.delete(name))
     }

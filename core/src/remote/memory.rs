@@ -19,6 +19,8 @@ pub enum Request {
     Head(String),
     /// A `put` of a name that finished (the object became visible).
     Put(String),
+    /// A `put_object` of a name: the whole object in one request.
+    PutObject(String),
     /// `delete` of a name.
     Delete(String),
     /// `list` of a prefix.
@@ -192,6 +194,15 @@ impl<'r> RemoteStore for &'r MemoryRemote {
             name: String::from(name),
             bytes: Vec::new(),
         })
+    }
+
+    fn put_object(&self, name: &str, bytes: &[u8]) -> Result<(), Error> {
+        self.request(Request::PutObject(String::from(name)))?;
+        self.state
+            .borrow_mut()
+            .objects
+            .insert(String::from(name), bytes.to_vec());
+        Ok(())
     }
 
     fn delete(&self, name: &str) -> Result<(), Error> {

@@ -201,6 +201,18 @@ pub trait RemoteStore {
     /// `Content-Length`) and fail the object if it comes out otherwise.
     fn put(&self, name: &str, size_hint: Option<u64>) -> Result<Self::Writer, Error>;
 
+    /// Writes the object `name` whole from `bytes`, replacing any object
+    /// of that name; as with [`RemoteStore::put`], nothing is visible
+    /// under the name unless it returns `Ok` (REMOTE-6). A host sends it
+    /// in one request where the service allows (an S3 `PutObject` instead
+    /// of a multipart upload): a record is pushed this way (REMOTE-8). The
+    /// default writes `bytes` through [`RemoteStore::put`].
+    fn put_object(&self, name: &str, bytes: &[u8]) -> Result<(), Error> {
+        let mut writer = self.put(name, Some(bytes.len() as u64))?;
+        writer.write_all(bytes)?;
+        writer.finish()
+    }
+
     /// Removes the object `name`; removing an absent object is not an
     /// error.
     fn delete(&self, name: &str) -> Result<(), Error>;
@@ -254,6 +266,10 @@ impl<R: RemoteStore + ?Sized> RemoteStore for &R {
 
     fn put(&self, name: &str, size_hint: Option<u64>) -> Result<Self::Writer, Error> {
         (**self).put(name, size_hint)
+    }
+
+    fn put_object(&self, name: &str, bytes: &[u8]) -> Result<(), Error> {
+        (**self).put_object(name, bytes)
     }
 
     fn delete(&self, name: &str) -> Result<(), Error> {

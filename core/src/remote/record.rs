@@ -316,7 +316,21 @@ impl<'a> Record<'a> {
     /// sorted, unique paths; modes; sorted, unique, matching inline
     /// contents; lengths and counts that fit.
     pub fn encode(&self) -> Result<Vec<u8>, RecordError> {
-        let mut out = Vec::new();
+        // Sized exactly, so that a record of many inline contents is never
+        // reallocated (and briefly held twice) while it grows.
+        let fixed = MAGIC.len() + 3 + 32 + 8 + 2 * (8 + 32) + 4 + 4 + 32;
+        let outputs: usize = self
+            .outputs
+            .iter()
+            .map(|output| 4 + output.path.len() + 4 + 8 + 32)
+            .sum();
+        let inline: usize = self
+            .inline
+            .iter()
+            .map(|content| 32 + 4 + content.bytes.len())
+            .sum();
+        let size = fixed.saturating_add(outputs).saturating_add(inline);
+        let mut out = Vec::with_capacity(size);
         out.extend_from_slice(&MAGIC);
         out.push(FORMAT_VERSION);
         out.push(self.chapter_revision);
@@ -360,6 +374,11 @@ impl<'a> Record<'a> {
         }
         let checksum = hash::digest(self.hash_function, &out);
         out.extend_from_slice(&checksum.0);
+        debug_assert_eq!(
+            out.len(),
+            size,
+            "the record's size is computed as it is encoded"
+        );
         Ok(out)
     }
 

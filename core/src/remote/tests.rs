@@ -479,25 +479,30 @@ fn remote_6_identical_outputs_of_two_entries_share_one_blob() {
 }
 
 #[test]
-fn remote_8_the_record_is_written_after_every_blob() {
+fn remote_8_the_record_is_written_after_every_blob_in_one_request() {
     let k = key(12);
     let store = MemoryRemote::new();
     let (_, a) = stored_machine(&k, BIG);
     push_to(&a, &[remote(&store, "mem://1")], &k, &blobs_options());
-    let puts: Vec<String> = store
+    let writes: Vec<Request> = store
         .requests()
         .into_iter()
-        .filter_map(|request| match request {
-            Request::Put(name) => Some(name),
-            _ => None,
-        })
+        .filter(|request| matches!(request, Request::Put(_) | Request::PutObject(_)))
         .collect();
-    assert_eq!(puts.len(), 3, "{puts:?}");
+    assert_eq!(writes.len(), 3, "{writes:?}");
     assert_eq!(
-        puts.last(),
-        Some(&names::record(HashFunction::Blake3, &Tenant::local(), &k))
+        writes.last(),
+        Some(&Request::PutObject(names::record(
+            HashFunction::Blake3,
+            &Tenant::local(),
+            &k
+        )))
     );
-    assert!(puts[..2].iter().all(|name| name.contains("/blobs/")));
+    assert!(
+        writes[..2]
+            .iter()
+            .all(|request| matches!(request, Request::Put(name) if name.contains("/blobs/")))
+    );
 }
 
 #[test]
@@ -1305,10 +1310,10 @@ fn remote_20_health_reports_reachability_permissions_and_the_tenants_entries() {
     assert!(checked.is_healthy());
     assert_eq!(checked.writable, None, "nothing tried");
     assert!(
-        store
-            .requests()
-            .iter()
-            .all(|request| !matches!(request, Request::Put(_) | Request::Delete(_))),
+        store.requests().iter().all(|request| !matches!(
+            request,
+            Request::Put(_) | Request::PutObject(_) | Request::Delete(_)
+        )),
         "{:?}",
         store.requests()
     );

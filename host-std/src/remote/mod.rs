@@ -574,6 +574,25 @@ impl RemoteStore for OpendalRemote {
         Some(Box::new(FrameDecoder::new(body, raw_size)))
     }
 
+    fn put_object(&self, name: &str, bytes: &[u8]) -> Result<(), Error> {
+        if self.webdav.is_some() {
+            // The streamed PUT is one request already.
+            let mut writer = self.put(name, Some(bytes.len() as u64))?;
+            writer.write_all(bytes)?;
+            return writer.finish();
+        }
+        // One write of the whole object: a single PutObject on S3 (no
+        // multipart upload), a staged file renamed into place on a shared
+        // directory.
+        self.limits.run(&self.runtime, async {
+            self.operator
+                .write(name, Bytes::copy_from_slice(bytes))
+                .await
+                .map(|_| ())
+                .map_err(|error| map_error(&error))
+        })
+    }
+
     fn delete(&self, name: &str) -> Result<(), Error> {
         self.limits.run(&self.runtime, async {
             match self.operator.delete(name).await {
