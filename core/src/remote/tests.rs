@@ -1266,6 +1266,72 @@ fn remote_6_codec_1_only_when_smaller_and_a_frame_that_does_not_decode_is_delete
     assert_eq!(c.lookup_status(&k).unwrap(), LookupStatus::MissNoEntry);
 }
 
+/// `len` bytes that the run-length stand-in shrinks by `saving_per_mille`
+/// thousandths: runs of two bytes (which it keeps at their size), with a
+/// run of three in place of two where that saves enough.
+fn runs(len: usize, saving_per_mille: usize) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(len);
+    let mut value = 0u8;
+    let mut saved = 0usize;
+    while bytes.len() < len {
+        // A run of three costs the pair a run of two costs: one byte saved.
+        let run = if saved * 1000 < bytes.len() * saving_per_mille {
+            saved += 1;
+            3
+        } else {
+            2
+        };
+        value = value.wrapping_add(1);
+        bytes.extend(core::iter::repeat_n(value, run));
+    }
+    bytes.truncate(len);
+    bytes
+}
+
+#[test]
+fn remote_6_compression_that_saves_too_little_of_the_first_mebibytes_is_given_up() {
+    use super::upload::{PROBE_BYTES, gives_up};
+    let probe = PROBE_BYTES;
+    // The rule itself: the frame may not reach the raw size, and after the
+    // probe it must be 1/32 smaller than what was fed.
+    assert!(gives_up(10, 100, 100));
+    assert!(
+        !gives_up(probe - 1, probe - 2, 1 << 30),
+        "not judged before the probe"
+    );
+    assert!(gives_up(probe, probe - probe / 64, 1 << 30), "saves 1/64");
+    assert!(!gives_up(probe, probe - probe / 16, 1 << 30), "saves 1/16");
+
+    let options = blobs_options();
+    let store = MemoryRemote::new();
+    let remotes = [Remote {
+        store: RunLength(&store),
+        writable: true,
+        label: String::from("rle"),
+    }];
+    let size = usize::try_from(probe).unwrap() + (4 << 20);
+    // 1 % smaller as a frame: sent raw, although the whole frame would
+    // have been smaller than the content; 10 % smaller: sent as a frame.
+    for (k, saving, codec) in [(key(44), 10, 0u8), (key(45), 100, 1u8)] {
+        let content = runs(size, saving);
+        let (_, a) = stored_machine(&k, &content);
+        let pushed = push(&a, &remotes, &Tenant::local(), &k, &options).unwrap();
+        assert!(pushed.failures.is_empty(), "{pushed:?}");
+        let hash = hash::digest(HashFunction::Blake3, &content);
+        let object = store
+            .object(&names::blob(HashFunction::Blake3, &hash))
+            .unwrap();
+        assert_eq!(object[9], codec, "saving {saving} per mille");
+        let (fs, b) = machine();
+        let found = lookup(&b, &remotes, &[Tenant::local()], &k, &options, &mut ctx()).unwrap();
+        assert!(
+            matches!(found.found, Some(Found::Remote { .. })),
+            "{found:?}"
+        );
+        assert_restores(&fs, &b, &k, &content);
+    }
+}
+
 #[test]
 fn remote_20_health_reports_reachability_permissions_and_the_tenants_entries() {
     let options = blobs_options();

@@ -5,8 +5,9 @@
 //! times it is read (once into the compressor, once more raw when the
 //! frame is not smaller), so a local file damaged since it was stored is
 //! never uploaded. The compressor spools its frame on the host's side; it
-//! is abandoned as soon as the frame reaches the raw size, so an
-//! incompressible blob costs at most its own size in spool.
+//! is abandoned as soon as the frame reaches the raw size or, after the
+//! first [`PROBE_BYTES`], saves too little ([`gives_up`]), so an
+//! incompressible blob costs at most 8 MiB of compression and spool.
 
 use alloc::boxed::Box;
 
@@ -24,18 +25,37 @@ pub(super) enum UploadError {
     Local(CacheError),
 }
 
+/// How much of a content is compressed before the frame is judged
+/// (REMOTE-6): enough that the bytes the compressor still holds back (one
+/// zstd block, 128 KiB) cannot make incompressible bytes look compressible.
+pub(crate) const PROBE_BYTES: u64 = 8 * 1024 * 1024;
+
+/// Whether compression is given up on (REMOTE-6), after `consumed` raw
+/// bytes of a content of `raw_size` made a frame of `compressed` bytes so
+/// far: as soon as the frame reaches the raw size, and once
+/// [`PROBE_BYTES`] were fed, unless the frame saves at least 1/32 of
+/// them (about 3 %). So an incompressible blob costs its first 8 MiB of
+/// compression, not all of it, before it is sent raw.
+pub(crate) fn gives_up(consumed: u64, compressed: u64, raw_size: u64) -> bool {
+    compressed >= raw_size || (consumed >= PROBE_BYTES && compressed >= consumed - consumed / 32)
+}
+
 /// The compressor as the core's `fs::Write`: stops the copy (with an
-/// error) once the frame is no smaller than the raw bytes.
+/// error) once [`gives_up`] says so.
 struct EncoderSink {
     encoder: Box<dyn ZstdEncoder>,
     raw_size: u64,
+    consumed: u64,
     stopped: bool,
 }
 
 impl crate::fs::Write for EncoderSink {
     fn write(&mut self, buf: &[u8]) -> Result<usize, crate::fs::Error> {
         let stop = || crate::fs::Error::new(crate::fs::ErrorKind::Other);
-        if self.encoder.write_all(buf).is_err() || self.encoder.compressed_len() >= self.raw_size {
+        self.consumed = self.consumed.saturating_add(buf.len() as u64);
+        if self.encoder.write_all(buf).is_err()
+            || gives_up(self.consumed, self.encoder.compressed_len(), self.raw_size)
+        {
             self.stopped = true;
             return Err(stop());
         }
@@ -57,6 +77,7 @@ pub(super) fn upload_blob<F: Filesystem, R: RemoteStore>(
         let mut sink = EncoderSink {
             encoder,
             raw_size: content.size,
+            consumed: 0,
             stopped: false,
         };
         match read_local(cache, content, &mut sink, buffer) {
