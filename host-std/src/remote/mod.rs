@@ -232,21 +232,7 @@ pub fn open_remotes(
 /// several milliseconds that a plain-http remote, whose miss is one
 /// request (REMOTE-8), would pay for nothing.
 fn http_client(config: &RemoteConfig) -> Option<Result<reqwest::Client, reqwest::Error>> {
-    let mut speaks_http = false;
-    let mut needs_tls = false;
-    for spec in &config.remotes {
-        let endpoint = match &spec.location {
-            RemoteLocation::S3 { endpoint, .. } => endpoint.as_deref(),
-            RemoteLocation::Webdav { endpoint, .. } => Some(endpoint.as_str()),
-            _ => continue,
-        };
-        speaks_http = true;
-        // No endpoint is AWS itself, over https.
-        needs_tls |= endpoint.is_none_or(|endpoint| !endpoint.starts_with("http://"));
-    }
-    if !speaks_http {
-        return None;
-    }
+    let needs_tls = needs_tls(&config.remotes)?;
     let builder = reqwest::Client::builder()
         .connect_timeout(Duration::from_millis(config.policy.connect_timeout_ms));
     let builder = if needs_tls {
@@ -255,6 +241,21 @@ fn http_client(config: &RemoteConfig) -> Option<Result<reqwest::Client, reqwest:
         builder.tls_certs_only(Vec::new())
     };
     Some(builder.build())
+}
+
+/// `None` when none of `remotes` speaks HTTP, else whether any is reached
+/// over https (an S3 remote without an endpoint is AWS itself, over https).
+fn needs_tls(remotes: &[RemoteSpec]) -> Option<bool> {
+    let mut endpoints = remotes
+        .iter()
+        .filter_map(|spec| match &spec.location {
+            RemoteLocation::S3 { endpoint, .. } => Some(endpoint.as_deref()),
+            RemoteLocation::Webdav { endpoint, .. } => Some(Some(endpoint.as_str())),
+            _ => None,
+        })
+        .peekable();
+    endpoints.peek()?;
+    Some(endpoints.any(|endpoint| endpoint.is_none_or(|url| !url.starts_with("http://"))))
 }
 
 /// The OpenDAL operator of one remote.
@@ -862,6 +863,32 @@ mod tests {
         }
         assert_eq!(bytes.len() as u64, len);
         bytes
+    }
+
+    #[test]
+    fn remote_9_trust_roots_are_loaded_only_for_a_remote_reached_over_https() {
+        let specs = |urls: &[&str]| -> Vec<RemoteSpec> {
+            urls.iter()
+                .map(|url| cachet_cli::remote::parse_url(url, "--remote").unwrap())
+                .collect()
+        };
+        assert_eq!(needs_tls(&specs(&[])), None);
+        assert_eq!(needs_tls(&specs(&["file:///srv/cache"])), None);
+        let http = "s3://bucket/p?endpoint=http://127.0.0.1:3900&region=garage";
+        let dav = "webdav+http://127.0.0.1:8080/cache";
+        assert_eq!(
+            needs_tls(&specs(&["file:///srv/cache", http, dav])),
+            Some(false)
+        );
+        assert_eq!(
+            needs_tls(&specs(&[http, "s3://bucket"])),
+            Some(true),
+            "AWS itself"
+        );
+        assert_eq!(
+            needs_tls(&specs(&[dav, "webdav+https://dav.example/cache"])),
+            Some(true)
+        );
     }
 
     #[test]
