@@ -1212,6 +1212,35 @@ impl<'m> RemoteStore for RunLength<'m> {
     }
 }
 
+/// Pushes an entry whose big output is `big` through `remotes` (over
+/// `store`), checks that its blob went in `codec` and that a fresh
+/// machine restores it from there; returns the blob object.
+fn assert_pushed_in_codec(
+    store: &MemoryRemote,
+    remotes: &[Remote<RunLength<'_>>],
+    k: &Key,
+    big: &[u8],
+    codec: u8,
+) -> Vec<u8> {
+    let options = blobs_options();
+    let (_, a) = stored_machine(k, big);
+    let pushed = push(&a, remotes, &Tenant::local(), k, &options).unwrap();
+    assert!(pushed.failures.is_empty(), "{pushed:?}");
+    let hash = hash::digest(HashFunction::Blake3, big);
+    let object = store
+        .object(&names::blob(HashFunction::Blake3, &hash))
+        .unwrap();
+    assert_eq!(object[9], codec, "codec of {} bytes", big.len());
+    let (fs, b) = machine();
+    let found = lookup(&b, remotes, &[Tenant::local()], k, &options, &mut ctx()).unwrap();
+    assert!(
+        matches!(found.found, Some(Found::Remote { .. })),
+        "{found:?}"
+    );
+    assert_restores(&fs, &b, k, big);
+    object
+}
+
 #[test]
 fn remote_6_codec_1_only_when_smaller_and_a_frame_that_does_not_decode_is_deleted() {
     let options = blobs_options();
@@ -1223,26 +1252,12 @@ fn remote_6_codec_1_only_when_smaller_and_a_frame_that_does_not_decode_is_delete
     }];
     let shrinking = [b'z'; 4000];
     for (k, big, codec) in [(key(41), &shrinking[..], 1u8), (key(42), BIG, 0u8)] {
-        let (_, a) = stored_machine(&k, big);
-        let pushed = push(&a, &remotes, &Tenant::local(), &k, &options).unwrap();
-        assert!(pushed.failures.is_empty(), "{pushed:?}");
-        let hash = hash::digest(HashFunction::Blake3, big);
-        let object = store
-            .object(&names::blob(HashFunction::Blake3, &hash))
-            .unwrap();
-        assert_eq!(object[9], codec, "codec of {} bytes", big.len());
+        let object = assert_pushed_in_codec(&store, &remotes, &k, big, codec);
         if codec == 1 {
             assert!(object.len() < big.len(), "{}", object.len());
         } else {
             assert_eq!(&object[10..], big, "raw bytes");
         }
-        let (fs, b) = machine();
-        let found = lookup(&b, &remotes, &[Tenant::local()], &k, &options, &mut ctx()).unwrap();
-        assert!(
-            matches!(found.found, Some(Found::Remote { .. })),
-            "{found:?}"
-        );
-        assert_restores(&fs, &b, &k, big);
     }
 
     // Half a pair: the frame does not decode.
@@ -1302,7 +1317,6 @@ fn remote_6_compression_that_saves_too_little_of_the_first_mebibytes_is_given_up
     assert!(gives_up(probe, probe - probe / 64, 1 << 30), "saves 1/64");
     assert!(!gives_up(probe, probe - probe / 16, 1 << 30), "saves 1/16");
 
-    let options = blobs_options();
     let store = MemoryRemote::new();
     let remotes = [Remote {
         store: RunLength(&store),
@@ -1313,22 +1327,7 @@ fn remote_6_compression_that_saves_too_little_of_the_first_mebibytes_is_given_up
     // 1 % smaller as a frame: sent raw, although the whole frame would
     // have been smaller than the content; 10 % smaller: sent as a frame.
     for (k, saving, codec) in [(key(44), 10, 0u8), (key(45), 100, 1u8)] {
-        let content = runs(size, saving);
-        let (_, a) = stored_machine(&k, &content);
-        let pushed = push(&a, &remotes, &Tenant::local(), &k, &options).unwrap();
-        assert!(pushed.failures.is_empty(), "{pushed:?}");
-        let hash = hash::digest(HashFunction::Blake3, &content);
-        let object = store
-            .object(&names::blob(HashFunction::Blake3, &hash))
-            .unwrap();
-        assert_eq!(object[9], codec, "saving {saving} per mille");
-        let (fs, b) = machine();
-        let found = lookup(&b, &remotes, &[Tenant::local()], &k, &options, &mut ctx()).unwrap();
-        assert!(
-            matches!(found.found, Some(Found::Remote { .. })),
-            "{found:?}"
-        );
-        assert_restores(&fs, &b, &k, &content);
+        assert_pushed_in_codec(&store, &remotes, &k, &runs(size, saving), codec);
     }
 }
 
