@@ -135,6 +135,16 @@ remote_bytes() { rclone_ size --json ":s3:$BUCKET/$1" | sed -n 's/.*"bytes":\([0
 # back first, so that neither side's sync flushes the other's files.
 settle() { sync; }
 
+# forget_round SHAPE PATH...: a shape of one large file may delete what a
+# round wrote (a few inodes: nothing for ext4 to scan), so that eleven
+# rounds of 768 MiB do not fill the page cache and make every later
+# allocation a reclaim; shapes of many files keep theirs (see settle).
+forget_round() {
+  local shape=$1
+  shift
+  [[ $shape != 1x* ]] || rm -rf "$@"
+}
+
 # make_outputs DIR SHAPE: the outputs a task would have written.
 make_outputs() {
   local dir=$1 shape=$2
@@ -191,6 +201,7 @@ run_shape() {
     start=$(now_ns)
     rclone_ copy --transfers 16 "$ws/out" ":s3:$BUCKET/$shape/rclone-$i"
     echo $(($(now_ns) - start)) >>"$r"
+    forget_round "$shape" "$dir/cache-store-$i"
   done
   local stored_bytes rclone_bytes
   stored_bytes=$(remote_bytes "$shape/cachet-1")
@@ -213,6 +224,7 @@ run_shape() {
     echo $(($(now_ns) - start)) >>"$d"
     cmp -s "$dir/down-$i/$(ls "$ws/out" | head -n 1)" "$ws/out/$(ls "$ws/out" | head -n 1)" ||
       die "rclone's download differs from cachet's restore"
+    forget_round "$shape" "$dir/restored-$i" "$dir/cache-fresh-$i" "$dir/down-$i"
   done
 
   say "$shape: peak RSS of one store and one restore"
