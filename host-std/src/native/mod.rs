@@ -27,7 +27,7 @@ use rayon::prelude::*;
 
 use crate::fs::{CapStdFilesystem, OpenError};
 use crate::inputs::{InputError, hash_file, hash_file_with_metadata};
-use crate::memo::{self, MemoFile, file_stat};
+use crate::memo::{self, MemoFile, Parents, file_stat};
 use crate::remote::OpendalRemote;
 use crate::tasks::Threads;
 use cachet_cli::config::Settings;
@@ -500,10 +500,10 @@ impl ParallelHasher {
         &self,
         path: &str,
         function: HashFunction,
-        memo: Option<&Memo>,
+        memo: Option<(&Memo, &Parents, usize)>,
     ) -> Result<HashedInput, CliError> {
         let local = self.local(path);
-        let Some(memo) = memo else {
+        let Some((memo, parents, index)) = memo else {
             let digest = hash_file(&local, function)
                 .map_err(|error| input_error(path, error))?
                 .digest;
@@ -513,9 +513,7 @@ impl ParallelHasher {
                 from_memo: false,
             });
         };
-        let before = std::fs::symlink_metadata(&local)
-            .ok()
-            .and_then(|metadata| file_stat(&metadata));
+        let before = parents.stat(index, path);
         if let Some(stat) = before
             && let Some(digest) = memo.get(&stat, function)
         {
@@ -578,11 +576,18 @@ impl FileHasher for ParallelHasher {
         // The clock is read before any input is looked at (MEMO-4).
         let now = memo::now();
         let mut memo = self.memo.as_ref().map(MemoFile::load);
+        let parents = memo.as_ref().map(|_| Parents::open(&self.workspace, paths));
         let bar = self.progress_bar(paths);
         let hashed: Vec<HashedInput> = paths
             .par_iter()
-            .map(|path| {
-                let hashed = self.hash_one(path, function, memo.as_ref());
+            .enumerate()
+            .map(|(index, path)| {
+                let memo = memo.as_ref().zip(parents.as_ref());
+                let hashed = self.hash_one(
+                    path,
+                    function,
+                    memo.map(|(memo, parents)| (memo, parents, index)),
+                );
                 bar.inc(1);
                 hashed
             })
