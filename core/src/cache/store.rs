@@ -3,7 +3,9 @@
 //! The entry is assembled in a fresh scratch directory (DISK-5): blobs are
 //! copied from the workspace into temporary files, hashed while streaming
 //! or, for large files the host copies itself, by reading the copy back
-//! (see `copy_into`), and renamed to their content hash (equal contents share one blob, DISK-4);
+//! (see `copy_into`), and renamed to their content hash (equal contents
+//! share one blob, DISK-4); an output smaller than the copy buffer is read
+//! whole and written under its hash at once (`store_small`);
 //! the manifest is written while the outputs are copied, because its
 //! outputs array precedes the stream members (MAN-1) and the outputs are
 //! unbounded. Every file is synced, then the directories, and only then is
@@ -16,7 +18,7 @@ use super::{
 };
 use crate::fs::{
     self, Directory, ErrorKind, FileKind, FileReader, FileWriter, Filesystem, Name, Read, Replace,
-    Root,
+    Root, Write,
 };
 use crate::hash::Digest;
 use crate::key::{CHAPTER_REVISION, Key};
@@ -277,7 +279,21 @@ impl<F: Filesystem> Cache<F> {
         for output in outputs {
             // Validated by the caller of assemble.
             let relative = output.get(1..).unwrap_or_default();
-            let (reader, meta) = self.open_output(output, relative)?;
+            let (mut reader, mut meta) = self.open_output(output, relative)?;
+            let small = usize::try_from(meta.size).is_ok_and(|size| size < buffer.len());
+            if small && blobs_dir.is_some() {
+                if let Some((content_hash, size)) =
+                    self.store_small(&blobs, output, reader, &mut buffer, durability)?
+                {
+                    manifest
+                        .output(output, &content_hash, size, meta.mode & 0o7777)
+                        .map_err(io(Step::Write, Root::Cache, &manifest_path))?;
+                    continue;
+                }
+                // It grew past the buffer since its stat: copied as a
+                // large one, from the start.
+                (reader, meta) = self.open_output(output, relative)?;
+            }
             let mut file = self.fs.create_new_file(Root::Cache, &partial).map_err(io(
                 Step::Create,
                 Root::Cache,
@@ -382,6 +398,51 @@ impl<F: Filesystem> Cache<F> {
                 _ => Err(io(Step::Open, Root::Workspace, output)(e)),
             },
         }
+    }
+
+    /// Stores an output smaller than `buffer` (so all of it, and its end,
+    /// fit in one read of it): read whole, hashed, and written at once
+    /// under its content hash in `blobs`, with no temporary name and no
+    /// rename, since the scratch directory is private until it is
+    /// published (OP-2, DISK-5); a twin already there is kept (DISK-4).
+    /// `None`, having written nothing, when the output no longer fits.
+    fn store_small(
+        &self,
+        blobs: &str,
+        output: &str,
+        mut reader: F::Reader,
+        buffer: &mut [u8],
+        durability: Durability,
+    ) -> Result<Option<(Digest, u64)>, CacheError> {
+        let mut filled = 0;
+        loop {
+            let rest = buffer.get_mut(filled..).unwrap_or_default();
+            if rest.is_empty() {
+                return Ok(None);
+            }
+            let n = reader
+                .read(rest)
+                .map_err(io(Step::Read, Root::Workspace, output))?;
+            if n == 0 {
+                break;
+            }
+            filled += n;
+        }
+        let bytes = buffer.get(..filled).unwrap_or_default();
+        let content_hash = crate::hash::digest(self.options.hash_function, bytes);
+        let path = layout::join(blobs, content_hash.to_hex().as_str());
+        match self.fs.create_new_file(Root::Cache, &path) {
+            Ok(mut file) => {
+                file.write_all(bytes)
+                    .map_err(io(Step::Write, Root::Cache, &path))?;
+                if durability == Durability::PerFile {
+                    file.sync().map_err(io(Step::Sync, Root::Cache, &path))?;
+                }
+            }
+            Err(e) if e.kind == ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(io(Step::Create, Root::Cache, &path)(e)),
+        }
+        Ok(Some((content_hash, filled as u64)))
     }
 
     /// Names the copy at [`PARTIAL_BLOB`] in the open blob directory `dir`

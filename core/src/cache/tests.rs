@@ -936,6 +936,48 @@ fn op_2_and_op_3_host_copies_and_streamed_copies_give_the_same_cache_and_workspa
 }
 
 #[test]
+fn op_2_outputs_below_the_buffer_are_written_under_their_hash_at_once_the_rest_streamed() {
+    // One byte short of the copy buffer goes whole (no temporary name),
+    // the buffer's size and more stream through `.partial`; both kinds,
+    // and a twin of each, give the same blobs and restore the same bytes.
+    let fs = MemFs::new();
+    let cache = small_buffer_cache(&fs);
+    let sizes = [0usize, 1, 4095, 4096, 4097, 9000];
+    let mut outputs = Vec::new();
+    for (index, size) in sizes.iter().enumerate() {
+        let bytes: Vec<u8> = (0..*size).map(|i| (i % 253) as u8 ^ index as u8).collect();
+        for twin in ["a", "b"] {
+            let path = alloc::format!("out/{twin}{index}");
+            fs.write_file(W, &path, &bytes, 0o644).unwrap();
+            outputs.push(alloc::format!("/{path}"));
+        }
+    }
+    let outputs: Vec<&str> = outputs.iter().map(String::as_str).collect();
+    let before = workspace_files(&fs);
+    assert_eq!(
+        store(&cache, &key(1), &outputs, &mut ctx()),
+        Ok(StoreOutcome::Stored)
+    );
+    let mut blobs = Vec::new();
+    fs.read_dir(C, &layout::outputs_dir(&key(1)), &mut |name, _| {
+        blobs.push(String::from(name));
+        ControlFlow::Continue(())
+    })
+    .unwrap();
+    // Six distinct contents; each pair of twins shares one blob.
+    assert_eq!(blobs.len(), sizes.len(), "{blobs:?}");
+    assert!(blobs.iter().all(|b| crate::hex::is_lowercase_hex_64(b)));
+    wipe_workspace(&fs);
+    let (result, ..) = restore(&cache, &key(1), &mut ctx());
+    assert!(
+        matches!(result, Ok(RestoreOutcome::Restored { outputs: 12, .. })),
+        "{result:?}"
+    );
+    assert_eq!(workspace_files(&fs), before, "CLAIM-1");
+    assert!(scratch_left(&fs).is_empty());
+}
+
+#[test]
 fn op_3_tampered_large_blob_is_caught_whoever_copies() {
     for host_copies in [true, false] {
         let fs = MemFs::new();
