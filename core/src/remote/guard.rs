@@ -478,9 +478,16 @@ impl<'s, 'p, R: TimeLimited> RemoteStore for Guarded<'s, 'p, R> {
     }
 
     fn put_object(&self, name: &str, bytes: &[u8]) -> Result<(), Error> {
-        // The whole object is at hand, so a transient failure can be
-        // retried like any other request.
-        self.call(true, |store| store.put_object(name, bytes))?;
+        // A whole transfer: one that fails may have failed midway, and is
+        // not retried (REMOTE-15), whatever it failed with.
+        let session = self.session;
+        if let Some(error) = session.refusal(self.remote, true) {
+            return Err(error);
+        }
+        self.inner.set_deadline(session.deadline.get());
+        Guarded::<'_, '_, NeverStore>::step(session, self.remote, || {
+            self.inner.put_object(name, bytes)
+        })?;
         let mut stats = self.session.stats.borrow_mut();
         stats.bytes_up = stats.bytes_up.saturating_add(bytes.len() as u64);
         Ok(())
@@ -579,6 +586,9 @@ mod tests {
             self.request()?;
             Err(Error::new(ErrorKind::Other, "no writer in this test"))
         }
+        fn put_object(&self, _: &str, _: &[u8]) -> Result<(), Error> {
+            self.request()
+        }
         fn delete(&self, _: &str) -> Result<(), Error> {
             self.request()
         }
@@ -611,6 +621,31 @@ mod tests {
             [(ErrorKind::ServerError, 1), (ErrorKind::Unreachable, 1)]
         );
         assert_eq!(stats.time_ms, 303);
+    }
+
+    #[test]
+    fn remote_15_a_whole_object_upload_is_a_transfer_never_retried() {
+        let clock = FakeClock::default();
+        let session = RemoteSession::new(FaultPolicy::default(), &clock, &["r"]);
+        let store = Scripted::new(&clock, &[ErrorKind::TimedOut], 1);
+        let guarded = session.guard(0, &store);
+        let record = [7u8; 100];
+        let failed = guarded.put_object("record", &record).unwrap_err();
+        assert_eq!(failed.kind, ErrorKind::TimedOut);
+        assert_eq!(store.requests.get(), 1, "not retried");
+        assert_eq!(session.stats().bytes_up, 0);
+        assert!(
+            !session.is_usable(0),
+            "a transient failure ends the run's use of it"
+        );
+
+        let session = RemoteSession::new(FaultPolicy::default(), &clock, &["r"]);
+        let store = Scripted::new(&clock, &[], 1);
+        session
+            .guard(0, &store)
+            .put_object("record", &record)
+            .unwrap();
+        assert_eq!(session.stats().bytes_up, 100);
     }
 
     #[test]
