@@ -975,6 +975,26 @@ fn op_2_outputs_below_the_buffer_are_written_under_their_hash_at_once_the_rest_s
     );
     assert_eq!(workspace_files(&fs), before, "CLAIM-1");
     assert!(scratch_left(&fs).is_empty());
+
+    // Ten outputs one byte short of the buffer cost at least one operation
+    // fewer each (the rename of `.partial`) than ten of the buffer's size.
+    let ops_to_store = |size: usize| {
+        let fs = MemFs::new();
+        let cache = small_buffer_cache(&fs);
+        let mut outputs = Vec::new();
+        for index in 0..10u8 {
+            let path = alloc::format!("out/{index}");
+            fs.write_file(W, &path, &alloc::vec![index; size], 0o644)
+                .unwrap();
+            outputs.push(alloc::format!("/{path}"));
+        }
+        let outputs: Vec<&str> = outputs.iter().map(String::as_str).collect();
+        let before = fs.op_count();
+        store(&cache, &key(1), &outputs, &mut ctx()).unwrap();
+        fs.op_count() - before
+    };
+    let (small, large) = (ops_to_store(4095), ops_to_store(4096));
+    assert!(small + 10 <= large, "small {small}, large {large}");
 }
 
 #[test]
