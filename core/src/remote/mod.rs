@@ -206,11 +206,9 @@ pub trait RemoteStore {
     /// under the name unless it returns `Ok` (REMOTE-6). A host sends it
     /// in one request where the service allows (an S3 `PutObject` instead
     /// of a multipart upload): a record is pushed this way (REMOTE-8). The
-    /// default writes `bytes` through [`RemoteStore::put`].
+    /// default is [`put_through_writer`].
     fn put_object(&self, name: &str, bytes: &[u8]) -> Result<(), Error> {
-        let mut writer = self.put(name, Some(bytes.len() as u64))?;
-        writer.write_all(bytes)?;
-        writer.finish()
+        put_through_writer(self, name, bytes)
     }
 
     /// Removes the object `name`; removing an absent object is not an
@@ -250,6 +248,20 @@ pub trait RemoteStore {
         let _ = (body, raw_size);
         None
     }
+}
+
+/// Writes the object `name` whole from `bytes` through
+/// [`RemoteStore::put`] (announcing its length), [`RemoteWrite::write_all`]
+/// and [`RemoteWrite::finish`]: [`RemoteStore::put_object`] for a host
+/// whose writer already sends one request.
+pub fn put_through_writer<R: RemoteStore + ?Sized>(
+    store: &R,
+    name: &str,
+    bytes: &[u8],
+) -> Result<(), Error> {
+    let mut writer = store.put(name, Some(bytes.len() as u64))?;
+    writer.write_all(bytes)?;
+    writer.finish()
 }
 
 impl<R: RemoteStore + ?Sized> RemoteStore for &R {

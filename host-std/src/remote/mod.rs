@@ -578,9 +578,7 @@ impl RemoteStore for OpendalRemote {
     fn put_object(&self, name: &str, bytes: &[u8]) -> Result<(), Error> {
         if self.webdav.is_some() {
             // The streamed PUT is one request already.
-            let mut writer = self.put(name, Some(bytes.len() as u64))?;
-            writer.write_all(bytes)?;
-            return writer.finish();
+            return cachet_core::remote::put_through_writer(self, name, bytes);
         }
         // One write of the whole object: a single PutObject on S3 (no
         // multipart upload), a staged file renamed into place on a shared
