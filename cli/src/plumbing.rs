@@ -287,13 +287,23 @@ fn store<F: Filesystem, R: RemoteStore>(
     let stderr_stream = open_stream(fs, "--stderr-file", args.stderr_file.as_deref(), host)?;
     let outputs = select_outputs(fs, &args.outputs, &host.excluded_dirs)?;
     let mut paths: Vec<&str> = outputs.iter().map(String::as_str).collect();
-    let outcome = cache.store(&key, &mut paths, stdout_stream, stderr_stream, ctx)?;
+    let mut held = chain.holding();
+    let outcome = cache.store_holding(
+        &key,
+        &mut paths,
+        stdout_stream,
+        stderr_stream,
+        ctx,
+        &mut held,
+    )?;
     let (_, bytes) = cache.lookup_manifest(&key)?;
     let manifest = bytes
         .as_deref()
         .and_then(|bytes| Manifest::parse(bytes).ok());
     let remote = match outcome {
-        StoreOutcome::Stored | StoreOutcome::AlreadyPresent => chain.push(cache, &key, stderr)?,
+        StoreOutcome::Stored | StoreOutcome::AlreadyPresent => {
+            chain.push_holding(cache, &key, &held, stderr)?
+        }
         StoreOutcome::Contended => (!chain.is_empty()).then(ChainReport::default),
     };
     report::write_store(

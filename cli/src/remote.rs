@@ -21,7 +21,7 @@ use cachet_core::remote::policy::FaultPolicy;
 use cachet_core::remote::sign::{self, SigningKey};
 use std::io::Write;
 
-use cachet_core::cache::{Cache, Context};
+use cachet_core::cache::{Cache, Context, HeldContents};
 use cachet_core::fs::Filesystem;
 use cachet_core::key::Key;
 use cachet_core::remote::{
@@ -479,6 +479,31 @@ impl<R: RemoteStore> Chain<'_, R> {
         key: &Key,
         stderr: &mut dyn Write,
     ) -> Result<Option<ChainReport>, CliError> {
+        self.push_holding(cache, key, &HeldContents::none(), stderr)
+    }
+
+    /// What a store that pushes afterwards should hold for the push
+    /// ([`Cache::store_holding`]): up to the inline limits when some
+    /// remote is writable, else nothing.
+    pub fn holding(&self) -> HeldContents {
+        match self.remotes.iter().any(|remote| remote.writable) {
+            true => HeldContents::up_to(
+                self.options.inline_max_bytes,
+                self.options.inline_budget_bytes,
+            ),
+            false => HeldContents::none(),
+        }
+    }
+
+    /// [`Chain::push`] right after a store that `held` contents for it
+    /// (REMOTE-2, [`remote::push_holding`]).
+    pub fn push_holding<F: Filesystem>(
+        &self,
+        cache: &Cache<F>,
+        key: &Key,
+        held: &HeldContents,
+        stderr: &mut dyn Write,
+    ) -> Result<Option<ChainReport>, CliError> {
         if self.is_empty() {
             return Ok(None);
         }
@@ -501,7 +526,8 @@ impl<R: RemoteStore> Chain<'_, R> {
                 label: r.label.clone(),
             })
             .collect();
-        let pushed = remote::push(cache, &writable, &self.tenant, key, &self.options)?;
+        let pushed =
+            remote::push_holding(cache, &writable, &self.tenant, key, &self.options, held)?;
         let mut report = ChainReport::default();
         for failure in &pushed.failures {
             self.report_failure(stderr, failure, &mut report);

@@ -52,7 +52,9 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use cachet_cli::{self as cli, ActionSpec, CliError, Host, KeyArgs, KeyReport, StdRead, StdWrite};
-use cachet_core::cache::{Cache, CacheError, LookupStatus, Options, RestoreOutcome, StoreOutcome};
+use cachet_core::cache::{
+    Cache, CacheError, HeldContents, LookupStatus, Options, RestoreOutcome, StoreOutcome,
+};
 use cachet_core::key::Key;
 
 use crate::exec::{CommandSpec, ExecError, Program, RunResult, run_captured_with};
@@ -323,7 +325,9 @@ impl TaskCache {
         stdout: impl io::Read,
         stderr: impl io::Read,
     ) -> Result<StoreOutcome, NativeError> {
-        store(&self.opened, key, task, StdRead(stdout), StdRead(stderr)).map(|(outcome, _)| outcome)
+        let streams = (StdRead(stdout), StdRead(stderr));
+        store(&self.opened, key, task, streams, &mut HeldContents::none())
+            .map(|(outcome, _)| outcome)
     }
 
     /// What `cachet run` does: restore on a hit, else run the command
@@ -344,7 +348,13 @@ impl TaskCache {
         let result = execute(&self.opened, &report, stdout, stderr)?;
         let stored = if result.success() {
             let (out, err) = open_captures(&result)?;
-            let (outcome, _) = store(&self.opened, &key, task, out, err)?;
+            let (outcome, _) = store(
+                &self.opened,
+                &key,
+                task,
+                (out, err),
+                &mut HeldContents::none(),
+            )?;
             matches!(outcome, StoreOutcome::Stored | StoreOutcome::AlreadyPresent)
         } else {
             false
@@ -452,13 +462,15 @@ pub(crate) fn open_captures(
 }
 
 /// Stores `task`'s outputs (selected now) and the streams under `key`
-/// (OP-2); also says how many outputs were selected.
+/// (OP-2), keeping in `held` what a push should take from memory
+/// ([`cachet_core::cache::Cache::store_holding`]); also says how many
+/// outputs were selected.
 pub(crate) fn store<O: cachet_core::fs::Read, E: cachet_core::fs::Read>(
     opened: &Opened,
     key: &Key,
     task: &Task,
-    stdout: O,
-    stderr: E,
+    (stdout, stderr): (O, E),
+    held: &mut HeldContents,
 ) -> Result<(StoreOutcome, usize), NativeError> {
     let args = task.checked()?;
     let outputs = cli::select::select_outputs(
@@ -470,7 +482,7 @@ pub(crate) fn store<O: cachet_core::fs::Read, E: cachet_core::fs::Read>(
     let mut ctx = cli::SystemContext::new();
     let outcome = opened
         .cache
-        .store(key, &mut paths, stdout, stderr, &mut ctx)
+        .store_holding(key, &mut paths, stdout, stderr, &mut ctx, held)
         .map_err(CliError::from)?;
     Ok((outcome, paths.len()))
 }

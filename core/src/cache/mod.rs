@@ -13,7 +13,8 @@
 //! flows through a fixed buffer of [`Options::copy_buffer_bytes`] (one per
 //! task where restore's staging runs on several threads, see
 //! [`Cache::with_tasks`]), so memory does not grow with output sizes or
-//! counts; the manifest is the only thing read whole, and it is capped by
+//! counts (except what [`Cache::store_holding`] is asked to keep, within
+//! its [`HeldContents`]' limits); the manifest is the only thing read whole, and it is capped by
 //! [`Options::max_manifest_bytes`] (MAN-4).
 //!
 //! The core owns no clock and no randomness: the current time and the
@@ -25,6 +26,7 @@
 //! scratch name) before anything in it is deleted; and a reader that finds
 //! anything missing or wrong reports a miss, never an error.
 
+mod held;
 mod import;
 mod inventory;
 mod lookup;
@@ -46,6 +48,7 @@ use crate::manifest::OutputConflict;
 use crate::path::{MAX_PATH_BYTES, PathError};
 use crate::tasks::{Sequential, Tasks};
 
+pub use held::HeldContents;
 pub use import::Rejection;
 pub(crate) use import::{ContentSource, Imported, SourceError};
 pub use inventory::{EntryFiles, EntryStats, ListReport, OutputFile};

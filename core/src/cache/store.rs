@@ -13,6 +13,7 @@
 //! synced. An existing valid entry wins (same key, equivalent content); a
 //! corrupt one is renamed aside first, never deleted in place.
 
+use super::held::HeldContents;
 use super::{
     Cache, CacheError, Context, CopyFailure, Durability, Step, copy_hashing, copy_into, io,
 };
@@ -84,6 +85,23 @@ impl<F: Filesystem> Cache<F> {
         stderr: E,
         ctx: &mut dyn Context,
     ) -> Result<StoreOutcome, CacheError> {
+        self.store_holding(key, outputs, stdout, stderr, ctx, &mut HeldContents::none())
+    }
+
+    /// [`Cache::store`], keeping in `held` a copy of each small output it
+    /// reads whole (as far as `held`'s limits allow), for the push that
+    /// follows (REMOTE-2): [`crate::remote::push_holding`] inlines those
+    /// into the record without reading them back. Holds nothing unless
+    /// the entry is [`StoreOutcome::Stored`].
+    pub fn store_holding<O: Read, E: Read>(
+        &self,
+        key: &Key,
+        outputs: &mut [&str],
+        stdout: O,
+        stderr: E,
+        ctx: &mut dyn Context,
+        held: &mut HeldContents,
+    ) -> Result<StoreOutcome, CacheError> {
         for path in outputs.iter() {
             WorkspacePath::new(path).map_err(|reason| CacheError::InvalidOutputPath {
                 path: String::from(*path),
@@ -115,10 +133,23 @@ impl<F: Filesystem> Cache<F> {
         }
 
         let written = self.write_entry(key, ctx, |scratch, durability, ctx| {
-            self.assemble(key, scratch, outputs, (stdout, stderr), durability, ctx)
-                .map(ControlFlow::<Infallible>::Continue)
-        })?;
-        Ok(written.unwrap_or_else(|never| match never {}))
+            self.assemble(
+                key,
+                scratch,
+                (outputs, held),
+                (stdout, stderr),
+                durability,
+                ctx,
+            )
+            .map(ControlFlow::<Infallible>::Continue)
+        });
+        let outcome = written.map(|written| written.unwrap_or_else(|never| match never {}));
+        if !matches!(outcome, Ok(StoreOutcome::Stored)) {
+            // Another process's entry won, or none was published: what the
+            // push reads is not what this store read.
+            *held = HeldContents::none();
+        }
+        outcome
     }
 
     /// OP-2's steps 2 and 5 to 7, for every way of filling an entry (a
@@ -252,12 +283,13 @@ impl<F: Filesystem> Cache<F> {
         })
     }
 
-    /// Writes blobs, streams and manifest into `scratch` and syncs them.
+    /// Writes blobs, streams and manifest into `scratch` and syncs them,
+    /// keeping in `held` what it can of the small outputs it reads whole.
     fn assemble<O: Read, E: Read>(
         &self,
         key: &Key,
         scratch: &str,
-        outputs: &[&str],
+        (outputs, held): (&[&str], &mut HeldContents),
         (stdout, stderr): (O, E),
         durability: Durability,
         ctx: &mut dyn Context,
@@ -283,7 +315,7 @@ impl<F: Filesystem> Cache<F> {
             let small = usize::try_from(meta.size).is_ok_and(|size| size < buffer.len());
             if small && blobs_dir.is_some() {
                 if let Some((content_hash, size)) =
-                    self.store_small(&blobs, output, reader, &mut buffer, durability)?
+                    self.store_small(&blobs, output, reader, &mut buffer, durability, held)?
                 {
                     manifest
                         .output(output, &content_hash, size, meta.mode & 0o7777)
@@ -413,6 +445,7 @@ impl<F: Filesystem> Cache<F> {
         mut reader: F::Reader,
         buffer: &mut [u8],
         durability: Durability,
+        held: &mut HeldContents,
     ) -> Result<Option<(Digest, u64)>, CacheError> {
         let mut filled = 0;
         loop {
@@ -442,6 +475,7 @@ impl<F: Filesystem> Cache<F> {
             Err(e) if e.kind == ErrorKind::AlreadyExists => {}
             Err(e) => return Err(io(Step::Create, Root::Cache, &path)(e)),
         }
+        held.offer(&content_hash, bytes);
         Ok(Some((content_hash, filled as u64)))
     }
 

@@ -1,6 +1,7 @@
 //! The chain of stores (REMOTE-1..4, REMOTE-8): lookup through the local
 //! cache and the remotes in order, push to every writable remote.
 
+use alloc::borrow::Cow;
 use alloc::string::String;
 use alloc::vec::Vec;
 
@@ -10,8 +11,8 @@ use super::record::{InlineContent, Record, RecordError, RecordOutput, StreamRef}
 use super::sign::{self, SignatureMiss};
 use super::{Error, Remote, RemoteOptions, RemoteRead, RemoteStore, RemoteWrite};
 use crate::cache::{
-    Cache, CacheError, ContentSource, Context, Imported, LookupStatus, Rejection, SourceError,
-    StoreOutcome,
+    Cache, CacheError, ContentSource, Context, HeldContents, Imported, LookupStatus, Rejection,
+    SourceError, StoreOutcome,
 };
 use crate::fs::{Filesystem, Read, Root};
 use crate::hash::{Digest, HashFunction, Hasher};
@@ -304,6 +305,21 @@ pub fn push<F: Filesystem, R: RemoteStore>(
     key: &Key,
     options: &RemoteOptions,
 ) -> Result<ChainPush, CacheError> {
+    push_holding(cache, remotes, tenant, key, options, &HeldContents::none())
+}
+
+/// [`push`] right after [`Cache::store_holding`]: the contents the store
+/// `held` are inlined from memory, not read back from the local cache
+/// (REMOTE-2); what was not held is read back as by [`push`]. The record
+/// is the same either way.
+pub fn push_holding<F: Filesystem, R: RemoteStore>(
+    cache: &Cache<F>,
+    remotes: &[Remote<R>],
+    tenant: &Tenant,
+    key: &Key,
+    options: &RemoteOptions,
+    held: &HeldContents,
+) -> Result<ChainPush, CacheError> {
     let mut report = ChainPush {
         pushed: Vec::new(),
         failures: Vec::new(),
@@ -312,7 +328,7 @@ pub fn push<F: Filesystem, R: RemoteStore>(
         if !remote.writable {
             continue;
         }
-        match push_one(cache, remote, tenant, key, options) {
+        match push_one(cache, remote, tenant, key, options, held) {
             Ok(outcome) => {
                 let stop = matches!(outcome, PushOutcome::NotLocal(_));
                 report.pushed.push((index, outcome));
@@ -554,14 +570,16 @@ pub(super) struct LocalContent {
 
 /// Pushes the local entry of `key` to `remote` under `tenant` (REMOTE-2):
 /// the blobs the remote lacks, each checked against its hash as it is
-/// read from the local cache, then the record. Writes nothing to a remote
-/// that is not writable.
+/// read from the local cache, then the record. A content in `held` is
+/// inlined from there instead of being read back ([`push_holding`]).
+/// Writes nothing to a remote that is not writable.
 pub fn push_one<F: Filesystem, R: RemoteStore>(
     cache: &Cache<F>,
     remote: &Remote<R>,
     tenant: &Tenant,
     key: &Key,
     options: &RemoteOptions,
+    held: &HeldContents,
 ) -> Result<PushOutcome, PushError> {
     if !remote.writable {
         return Ok(PushOutcome::ReadOnly);
@@ -618,7 +636,7 @@ pub fn push_one<F: Filesystem, R: RemoteStore>(
     // Inline the smallest contents while they fit (REMOTE-7).
     let mut by_size: Vec<usize> = (0..contents.len()).collect();
     by_size.sort_by_key(|&at| contents.get(at).map_or(0, |c| c.size));
-    let mut inline_bytes: Vec<Option<Vec<u8>>> = contents.iter().map(|_| None).collect();
+    let mut inline_bytes: Vec<Option<Cow<'_, [u8]>>> = contents.iter().map(|_| None).collect();
     let mut budget = options.inline_budget_bytes;
     let mut buffer = alloc::vec![0u8; cache.options().copy_buffer_bytes.max(4096)];
     for at in by_size {
@@ -629,12 +647,18 @@ pub fn push_one<F: Filesystem, R: RemoteStore>(
             break;
         }
         budget -= content.size;
-        let mut bytes = Vec::new();
-        match read_local(cache, content, &mut bytes, &mut buffer) {
-            Ok(true) => {}
-            Ok(false) => return Ok(PushOutcome::NotLocal(LookupStatus::MissCorrupt)),
-            Err(error) => return Err(PullError::Local(error)),
-        }
+        let bytes = match held.get(&content.hash) {
+            Some(bytes) if bytes.len() as u64 == content.size => Cow::Borrowed(bytes),
+            _ => {
+                let mut bytes = Vec::new();
+                match read_local(cache, content, &mut bytes, &mut buffer) {
+                    Ok(true) => {}
+                    Ok(false) => return Ok(PushOutcome::NotLocal(LookupStatus::MissCorrupt)),
+                    Err(error) => return Err(PullError::Local(error)),
+                }
+                Cow::Owned(bytes)
+            }
+        };
         if let Some(slot) = inline_bytes.get_mut(at) {
             *slot = Some(bytes);
         }

@@ -55,7 +55,7 @@ use core::ops::ControlFlow;
 
 pub use chain::{
     ChainLookup, ChainPush, Found, PullError, PullOutcome, PushError, PushOutcome, RemoteFailure,
-    RemoteMiss, RemoteOp, lookup, pull, push, push_one,
+    RemoteMiss, RemoteOp, lookup, pull, push, push_holding, push_one,
 };
 
 /// What kind of failure a remote call met, as the core sees it.

@@ -8,10 +8,11 @@ use super::chain::ChainLookup;
 use super::memory::{MemoryRemote, Request};
 use super::names::{self, Tenant};
 use super::*;
-use crate::cache::{Cache, LookupStatus, Rejection, RestoreOutcome};
+use crate::cache::{Cache, HeldContents, LookupStatus, Rejection, RestoreOutcome};
 use crate::fs::{FileKind, Filesystem, Root};
 use crate::hash::{self, HashFunction};
 use crate::key::Key;
+use crate::layout;
 use crate::memfs::MemFs;
 
 const W: Root = Root::Workspace;
@@ -1400,4 +1401,124 @@ fn remote_20_health_reports_reachability_permissions_and_the_tenants_entries() {
     assert_eq!((down.latency_micros, down.entries), (None, None));
     assert_eq!(down.failures.len(), 1, "{:?}", down.failures);
     assert_eq!(down.failures[0].op, RemoteOp::Probe);
+}
+
+/// Stores `k` on a fresh machine as `stored_machine` does, through
+/// [`Cache::store_holding`] with the push's inline limits; returns what the
+/// store held.
+fn stored_machine_holding(
+    k: &Key,
+    big: &[u8],
+    o: &RemoteOptions,
+) -> (MemFs, Cache<MemFs>, HeldContents) {
+    let (fs, cache) = machine();
+    fs.write_file(W, "out/big.bin", big, 0o755).unwrap();
+    fs.write_file(W, "out/small", b"tiny", 0o640).unwrap();
+    let mut outputs = alloc::vec!["/out/small", "/out/big.bin"];
+    let mut held = HeldContents::up_to(o.inline_max_bytes, o.inline_budget_bytes);
+    let outcome = cache
+        .store_holding(
+            k,
+            &mut outputs,
+            &b"out stream, long enough\n"[..],
+            &b""[..],
+            &mut ctx(),
+            &mut held,
+        )
+        .unwrap();
+    assert_eq!(outcome, crate::cache::StoreOutcome::Stored);
+    (fs, cache, held)
+}
+
+#[test]
+fn remote_2_contents_the_store_held_are_pushed_from_memory_into_the_same_record() {
+    let k = key(40);
+    let options = RemoteOptions::default();
+    let record = names::record(HashFunction::Blake3, &Tenant::local(), &k);
+
+    // Read back from the local cache, as `push` does.
+    let (plain_fs, plain, _) = stored_machine_holding(&k, BIG, &options);
+    let plain_store = MemoryRemote::new();
+    let before = plain_fs.op_count();
+    push_to(&plain, &[remote(&plain_store, "mem://1")], &k, &options);
+    let plain_ops = plain_fs.op_count() - before;
+
+    let (held_fs, cache, held) = stored_machine_holding(&k, BIG, &options);
+    assert_eq!(held.len(), 2, "both outputs are small enough to hold");
+    assert_eq!(
+        held.get(&hash::digest(HashFunction::Blake3, BIG)),
+        Some(BIG)
+    );
+    let store = MemoryRemote::new();
+    let before = held_fs.op_count();
+    let report = push_holding(
+        &cache,
+        &[remote(&store, "mem://1")],
+        &Tenant::local(),
+        &k,
+        &options,
+        &held,
+    )
+    .unwrap();
+    let held_ops = held_fs.op_count() - before;
+    assert!(report.failures.is_empty(), "{:?}", report.failures);
+    assert!(matches!(
+        report.pushed[..],
+        [(0, PushOutcome::Pushed { .. })]
+    ));
+    assert_eq!(store.object(&record), plain_store.object(&record));
+    assert!(store.object(&record).is_some());
+    // Each held output is neither opened nor read from the local cache.
+    assert!(
+        held_ops + 4 <= plain_ops,
+        "held {held_ops}, plain {plain_ops}"
+    );
+
+    // The held bytes are what goes out: a local blob damaged after the
+    // store (same size) stops a push that reads it back, not one that
+    // holds it.
+    let (damaged_fs, damaged, held) = stored_machine_holding(&k, BIG, &options);
+    let blob = layout::blob(&k, &hash::digest(HashFunction::Blake3, BIG));
+    let wrong = alloc::vec![b'x'; BIG.len()];
+    damaged_fs.write_file(C, &blob, &wrong, 0o644).unwrap();
+    let read_back = MemoryRemote::new();
+    let report = push(
+        &damaged,
+        &[remote(&read_back, "mem://1")],
+        &Tenant::local(),
+        &k,
+        &options,
+    )
+    .unwrap();
+    assert!(matches!(
+        report.pushed[..],
+        [(0, PushOutcome::NotLocal(LookupStatus::MissCorrupt))]
+    ));
+    assert!(read_back.objects().is_empty());
+    let from_memory = MemoryRemote::new();
+    push_holding(
+        &damaged,
+        &[remote(&from_memory, "mem://1")],
+        &Tenant::local(),
+        &k,
+        &options,
+        &held,
+    )
+    .unwrap();
+    assert_eq!(from_memory.object(&record), plain_store.object(&record));
+}
+
+#[test]
+fn remote_2_a_store_that_finds_the_entry_present_holds_nothing() {
+    let k = key(41);
+    let options = RemoteOptions::default();
+    let (fs, cache, _) = stored_machine_holding(&k, BIG, &options);
+    let mut outputs = alloc::vec!["/out/small", "/out/big.bin"];
+    let mut held = HeldContents::up_to(options.inline_max_bytes, options.inline_budget_bytes);
+    let outcome = cache
+        .store_holding(&k, &mut outputs, &b""[..], &b""[..], &mut ctx(), &mut held)
+        .unwrap();
+    assert_eq!(outcome, crate::cache::StoreOutcome::AlreadyPresent);
+    assert!(held.is_empty());
+    drop(fs);
 }

@@ -172,7 +172,8 @@ pub(super) fn run<R: RemoteStore>(
     }
 
     let (stdout, stderr) = task::open_captures(&result)?;
-    let (outcome, outputs) = task::store(opened, &key, &task, stdout, stderr)?;
+    let mut held = chain.holding();
+    let (outcome, outputs) = task::store(opened, &key, &task, (stdout, stderr), &mut held)?;
     let stored = matches!(outcome, StoreOutcome::Stored | StoreOutcome::AlreadyPresent);
     match outcome {
         StoreOutcome::Stored => say(verbose, format_args!("stored {key} with {outputs} outputs")),
@@ -189,7 +190,7 @@ pub(super) fn run<R: RemoteStore>(
     }
     if stored {
         chain
-            .push(cache, &key, &mut io::stderr().lock())
+            .push_holding(cache, &key, &held, &mut io::stderr().lock())
             .map_err(NativeError::Cli)?;
     }
     Ok(exit::SUCCESS)
