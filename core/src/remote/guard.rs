@@ -304,6 +304,17 @@ impl<R: TimeLimited> Guarded<'_, '_, R> {
     /// run no longer asks this remote; otherwise tried, and retried after
     /// a transient failure while attempts and the lookup budget last.
     fn call<T>(&self, write: bool, request: impl Fn(&R) -> Result<T, Error>) -> Result<T, Error> {
+        self.call_retrying(write, ErrorKind::is_transient, request)
+    }
+
+    /// [`Guarded::call`], retrying (with the same backoff and deadline)
+    /// only failures whose kind `retryable` accepts.
+    fn call_retrying<T>(
+        &self,
+        write: bool,
+        retryable: fn(ErrorKind) -> bool,
+        request: impl Fn(&R) -> Result<T, Error>,
+    ) -> Result<T, Error> {
         let session = self.session;
         if let Some(error) = session.refusal(self.remote, write) {
             return Err(error);
@@ -322,7 +333,7 @@ impl<R: TimeLimited> Guarded<'_, '_, R> {
                 }
                 Err(error) => error,
             };
-            let retry = if error.kind.is_transient() {
+            let retry = if retryable(error.kind) {
                 session.policy.backoff_ms(attempt).filter(|wait| {
                     session.deadline.get().is_none_or(|deadline| {
                         session.pacer.now_ms().saturating_add(*wait) < deadline
@@ -478,16 +489,17 @@ impl<'s, 'p, R: TimeLimited> RemoteStore for Guarded<'s, 'p, R> {
     }
 
     fn put_object(&self, name: &str, bytes: &[u8]) -> Result<(), Error> {
-        // A whole transfer: one that fails may have failed midway, and is
-        // not retried (REMOTE-15), whatever it failed with.
-        let session = self.session;
-        if let Some(error) = session.refusal(self.remote, true) {
-            return Err(error);
-        }
-        self.inner.set_deadline(session.deadline.get());
-        Guarded::<'_, '_, NeverStore>::step(session, self.remote, || {
-            self.inner.put_object(name, bytes)
-        })?;
+        // A whole transfer that was cut off or timed out may have failed
+        // midway, and sending it again costs all of it: not retried. One
+        // the server answered with a server error was refused whole (S3's
+        // 503 Slow Down, Garage's "database is locked"): retried as any
+        // request is (REMOTE-15), or the entry is missing from the remote
+        // for every other machine.
+        self.call_retrying(
+            true,
+            |kind| kind == ErrorKind::ServerError,
+            |store| store.put_object(name, bytes),
+        )?;
         let mut stats = self.session.stats.borrow_mut();
         stats.bytes_up = stats.bytes_up.saturating_add(bytes.len() as u64);
         Ok(())
@@ -624,20 +636,45 @@ mod tests {
     }
 
     #[test]
-    fn remote_15_a_whole_object_upload_is_a_transfer_never_retried() {
+    fn remote_15_a_whole_object_upload_cut_off_is_never_retried_one_refused_is() {
         let clock = FakeClock::default();
-        let session = RemoteSession::new(FaultPolicy::default(), &clock, &["r"]);
-        let store = Scripted::new(&clock, &[ErrorKind::TimedOut], 1);
-        let guarded = session.guard(0, &store);
         let record = [7u8; 100];
-        let failed = guarded.put_object("record", &record).unwrap_err();
-        assert_eq!(failed.kind, ErrorKind::TimedOut);
-        assert_eq!(store.requests.get(), 1, "not retried");
+        for cut_off in [ErrorKind::TimedOut, ErrorKind::Unreachable] {
+            let session = RemoteSession::new(FaultPolicy::default(), &clock, &["r"]);
+            let store = Scripted::new(&clock, &[cut_off], 1);
+            let guarded = session.guard(0, &store);
+            let failed = guarded.put_object("record", &record).unwrap_err();
+            assert_eq!(failed.kind, cut_off);
+            assert_eq!(store.requests.get(), 1, "{cut_off:?} is not retried");
+            assert_eq!(session.stats().bytes_up, 0);
+            assert!(
+                !session.is_usable(0),
+                "a transient failure ends the run's use of it"
+            );
+        }
+
+        // Refused whole with a server error: tried again after 100 ms.
+        let session = RemoteSession::new(FaultPolicy::default(), &clock, &["r"]);
+        let store = Scripted::new(&clock, &[ErrorKind::ServerError], 1);
+        let before = clock.now_ms();
+        session
+            .guard(0, &store)
+            .put_object("record", &record)
+            .unwrap();
+        assert_eq!(store.requests.get(), 2);
+        assert_eq!(clock.now_ms() - before, 1 + 100 + 1);
+        assert_eq!(session.stats().bytes_up, 100);
+        assert!(session.is_usable(0));
+        // ... at most 3 times in all, like any request.
+        let session = RemoteSession::new(FaultPolicy::default(), &clock, &["r"]);
+        let store = Scripted::new(&clock, &[ErrorKind::ServerError; 3], 1);
+        let failed = session
+            .guard(0, &store)
+            .put_object("record", &record)
+            .unwrap_err();
+        assert_eq!(failed.kind, ErrorKind::ServerError);
+        assert_eq!(store.requests.get(), 3);
         assert_eq!(session.stats().bytes_up, 0);
-        assert!(
-            !session.is_usable(0),
-            "a transient failure ends the run's use of it"
-        );
 
         let session = RemoteSession::new(FaultPolicy::default(), &clock, &["r"]);
         let store = Scripted::new(&clock, &[], 1);
