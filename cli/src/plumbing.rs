@@ -302,7 +302,7 @@ fn store<F: Filesystem, R: RemoteStore>(
         .and_then(|bytes| Manifest::parse(bytes).ok());
     let remote = match outcome {
         StoreOutcome::Stored | StoreOutcome::AlreadyPresent => {
-            chain.push_holding(cache, &key, &held, stderr)?
+            chain.push_holding(cache, &key, held, stderr)?
         }
         StoreOutcome::Contended => (!chain.is_empty()).then(ChainReport::default),
     };

@@ -479,7 +479,7 @@ impl<R: RemoteStore> Chain<'_, R> {
         key: &Key,
         stderr: &mut dyn Write,
     ) -> Result<Option<ChainReport>, CliError> {
-        self.push_holding(cache, key, &HeldContents::none(), stderr)
+        self.push_holding(cache, key, HeldContents::none(), stderr)
     }
 
     /// What a store that pushes afterwards should hold for the push
@@ -501,7 +501,7 @@ impl<R: RemoteStore> Chain<'_, R> {
         &self,
         cache: &Cache<F>,
         key: &Key,
-        held: &HeldContents,
+        held: HeldContents,
         stderr: &mut dyn Write,
     ) -> Result<Option<ChainReport>, CliError> {
         if self.is_empty() {

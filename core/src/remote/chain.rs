@@ -305,7 +305,7 @@ pub fn push<F: Filesystem, R: RemoteStore>(
     key: &Key,
     options: &RemoteOptions,
 ) -> Result<ChainPush, CacheError> {
-    push_holding(cache, remotes, tenant, key, options, &HeldContents::none())
+    push_holding(cache, remotes, tenant, key, options, HeldContents::none())
 }
 
 /// [`push`] right after [`Cache::store_holding`]: the contents the store
@@ -318,17 +318,33 @@ pub fn push_holding<F: Filesystem, R: RemoteStore>(
     tenant: &Tenant,
     key: &Key,
     options: &RemoteOptions,
-    held: &HeldContents,
+    held: HeldContents,
 ) -> Result<ChainPush, CacheError> {
     let mut report = ChainPush {
         pushed: Vec::new(),
         failures: Vec::new(),
     };
-    for (index, remote) in remotes.iter().enumerate() {
-        if !remote.writable {
-            continue;
+    let mut writable = remotes
+        .iter()
+        .enumerate()
+        .filter(|(_, remote)| remote.writable)
+        .peekable();
+    let Some(&(first, _)) = writable.peek() else {
+        return Ok(report);
+    };
+    // One record for every remote; the held contents are in it now, and
+    // not kept beside it while it is sent.
+    let outgoing = Outgoing::prepare(cache, tenant, key, options, &held)?;
+    drop(held);
+    let outgoing = match outgoing {
+        Ok(outgoing) => outgoing,
+        Err(status) => {
+            report.pushed.push((first, PushOutcome::NotLocal(status)));
+            return Ok(report);
         }
-        match push_one(cache, remote, tenant, key, options, held) {
+    };
+    for (index, remote) in writable {
+        match outgoing.send(cache, remote) {
             Ok(outcome) => {
                 let stop = matches!(outcome, PushOutcome::NotLocal(_));
                 report.pushed.push((index, outcome));
@@ -584,165 +600,220 @@ pub fn push_one<F: Filesystem, R: RemoteStore>(
     if !remote.writable {
         return Ok(PushOutcome::ReadOnly);
     }
-    let function = cache.options().hash_function;
-    let (status, manifest) = cache.lookup_manifest(key).map_err(PullError::Local)?;
-    let Some(manifest_bytes) = manifest else {
-        return Ok(PushOutcome::NotLocal(status));
-    };
-    let Ok(manifest) = Manifest::parse(&manifest_bytes) else {
-        return Ok(PushOutcome::NotLocal(LookupStatus::MissCorrupt));
-    };
-    let fail = |op: RemoteOp, object: &str, error: Error| {
-        PullError::Remote(RemoteFailure {
-            remote: remote.label.clone(),
-            op,
-            object: String::from(object),
-            error,
-        })
-    };
+    match Outgoing::prepare(cache, tenant, key, options, held).map_err(PullError::Local)? {
+        Ok(outgoing) => outgoing.send(cache, remote),
+        Err(status) => Ok(PushOutcome::NotLocal(status)),
+    }
+}
 
-    // Every distinct content, outputs first: an output's blob serves a
-    // stream of equal bytes too.
-    let mut paths: Vec<(String, u32, u64, Digest)> = Vec::with_capacity(manifest.output_count());
-    let mut contents: Vec<LocalContent> = Vec::new();
-    for output in manifest.outputs() {
+/// A local entry made ready for any number of remotes: its record,
+/// encoded (and signed) once, since it is the same for each, and the
+/// contents that go as blobs.
+struct Outgoing {
+    /// The record's object name.
+    name: String,
+    /// The record's bytes.
+    record: Vec<u8>,
+    /// Every distinct content the record does not carry inline.
+    blobs: Vec<LocalContent>,
+    /// The hash function of the entry, naming the blobs.
+    function: HashFunction,
+}
+
+impl Outgoing {
+    /// Reads the local entry of `key` and encodes its record for
+    /// `tenant`, inlining the smallest contents while they fit
+    /// (REMOTE-7), from `held` where it has them, else read back and
+    /// checked. `Ok(Err(status))` when the local entry is not there to
+    /// push, or is damaged.
+    fn prepare<F: Filesystem>(
+        cache: &Cache<F>,
+        tenant: &Tenant,
+        key: &Key,
+        options: &RemoteOptions,
+        held: &HeldContents,
+    ) -> Result<Result<Outgoing, LookupStatus>, CacheError> {
+        let function = cache.options().hash_function;
+        let (status, manifest) = cache.lookup_manifest(key)?;
+        let Some(manifest_bytes) = manifest else {
+            return Ok(Err(status));
+        };
+        let Ok(manifest) = Manifest::parse(&manifest_bytes) else {
+            return Ok(Err(LookupStatus::MissCorrupt));
+        };
+
+        // Every distinct content, outputs first: an output's blob serves a
+        // stream of equal bytes too.
+        let mut paths: Vec<(String, u32, u64, Digest)> =
+            Vec::with_capacity(manifest.output_count());
+        let mut contents: Vec<LocalContent> = Vec::new();
+        for output in manifest.outputs() {
+            contents.push(LocalContent {
+                hash: output.content_hash,
+                size: output.size,
+                path: layout::blob(key, &output.content_hash),
+            });
+            paths.push((
+                String::from(output.path.as_str()),
+                output.mode,
+                output.size,
+                output.content_hash,
+            ));
+        }
+        let tail = manifest.tail;
         contents.push(LocalContent {
-            hash: output.content_hash,
-            size: output.size,
-            path: layout::blob(key, &output.content_hash),
+            hash: tail.stdout_hash,
+            size: tail.stdout_len,
+            path: layout::stdout(key),
         });
-        paths.push((
-            String::from(output.path.as_str()),
-            output.mode,
-            output.size,
-            output.content_hash,
-        ));
-    }
-    let tail = manifest.tail;
-    contents.push(LocalContent {
-        hash: tail.stdout_hash,
-        size: tail.stdout_len,
-        path: layout::stdout(key),
-    });
-    contents.push(LocalContent {
-        hash: tail.stderr_hash,
-        size: tail.stderr_len,
-        path: layout::stderr(key),
-    });
-    // Stable: among equal hashes the first (an output's blob) stays.
-    contents.sort_by_key(|content| content.hash.0);
-    contents.dedup_by(|later, first| later.hash == first.hash);
+        contents.push(LocalContent {
+            hash: tail.stderr_hash,
+            size: tail.stderr_len,
+            path: layout::stderr(key),
+        });
+        // Stable: among equal hashes the first (an output's blob) stays.
+        contents.sort_by_key(|content| content.hash.0);
+        contents.dedup_by(|later, first| later.hash == first.hash);
 
-    // Inline the smallest contents while they fit (REMOTE-7).
-    let mut by_size: Vec<usize> = (0..contents.len()).collect();
-    by_size.sort_by_key(|&at| contents.get(at).map_or(0, |c| c.size));
-    let mut inline_bytes: Vec<Option<Cow<'_, [u8]>>> = contents.iter().map(|_| None).collect();
-    let mut budget = options.inline_budget_bytes;
-    let mut buffer = alloc::vec![0u8; cache.options().copy_buffer_bytes.max(4096)];
-    for at in by_size {
-        let Some(content) = contents.get(at) else {
-            continue;
-        };
-        if content.size > options.inline_max_bytes || content.size > budget {
-            break;
-        }
-        budget -= content.size;
-        let bytes = match held.get(&content.hash) {
-            Some(bytes) if bytes.len() as u64 == content.size => Cow::Borrowed(bytes),
-            _ => {
-                let mut bytes = Vec::new();
-                match read_local(cache, content, &mut bytes, &mut buffer) {
-                    Ok(true) => {}
-                    Ok(false) => return Ok(PushOutcome::NotLocal(LookupStatus::MissCorrupt)),
-                    Err(error) => return Err(PullError::Local(error)),
-                }
-                Cow::Owned(bytes)
-            }
-        };
-        if let Some(slot) = inline_bytes.get_mut(at) {
-            *slot = Some(bytes);
-        }
-    }
-
-    let mut blobs_uploaded = 0;
-    let mut blobs_present = 0;
-    let mut bytes_sent: u64 = 0;
-    for (content, inline) in contents.iter().zip(&inline_bytes) {
-        if inline.is_some() {
-            continue;
-        }
-        let name = names::blob(function, &content.hash);
-        match remote.store.head(&name) {
-            Ok(Some(_)) => {
-                blobs_present += 1;
+        // Inline the smallest contents while they fit (REMOTE-7).
+        let mut by_size: Vec<usize> = (0..contents.len()).collect();
+        by_size.sort_by_key(|&at| contents.get(at).map_or(0, |c| c.size));
+        let mut inline_bytes: Vec<Option<Cow<'_, [u8]>>> = contents.iter().map(|_| None).collect();
+        let mut budget = options.inline_budget_bytes;
+        let mut buffer = alloc::vec![0u8; cache.options().copy_buffer_bytes.max(4096)];
+        for at in by_size {
+            let Some(content) = contents.get(at) else {
                 continue;
+            };
+            if content.size > options.inline_max_bytes || content.size > budget {
+                break;
             }
-            Ok(None) => {}
-            Err(error) => return Err(fail(RemoteOp::HeadBlob, &name, error)),
-        }
-        match super::upload::upload_blob(cache, &remote.store, &name, content, &mut buffer) {
-            Ok(Some(sent)) => bytes_sent = bytes_sent.saturating_add(sent),
-            Ok(None) => return Ok(PushOutcome::NotLocal(LookupStatus::MissCorrupt)),
-            Err(super::upload::UploadError::Remote(error)) => {
-                return Err(fail(RemoteOp::PutBlob, &name, error));
+            budget -= content.size;
+            let bytes = match held.get(&content.hash) {
+                Some(bytes) if bytes.len() as u64 == content.size => Cow::Borrowed(bytes),
+                _ => {
+                    let mut bytes = Vec::new();
+                    if !read_local(cache, content, &mut bytes, &mut buffer)? {
+                        return Ok(Err(LookupStatus::MissCorrupt));
+                    }
+                    Cow::Owned(bytes)
+                }
+            };
+            if let Some(slot) = inline_bytes.get_mut(at) {
+                *slot = Some(bytes);
             }
-            Err(super::upload::UploadError::Local(error)) => return Err(PullError::Local(error)),
         }
-        blobs_uploaded += 1;
+
+        let stream = |hash: Digest, size: u64| StreamRef { size, hash };
+        let encoded = Record {
+            chapter_revision: manifest.head.chapter_revision,
+            hash_function: function,
+            key: *key,
+            created_at_unix: tail.created_at_unix,
+            stdout: stream(tail.stdout_hash, tail.stdout_len),
+            stderr: stream(tail.stderr_hash, tail.stderr_len),
+            outputs: paths
+                .iter()
+                .map(|(path, mode, size, hash)| RecordOutput {
+                    path,
+                    mode: *mode,
+                    size: *size,
+                    hash: *hash,
+                })
+                .collect(),
+            inline: contents
+                .iter()
+                .zip(&inline_bytes)
+                .filter_map(|(content, bytes)| {
+                    bytes.as_deref().map(|bytes| InlineContent {
+                        hash: content.hash,
+                        bytes,
+                    })
+                })
+                .collect(),
+        }
+        .encode();
+        let Ok(encoded) = encoded else {
+            // The local manifest holds what a record cannot (unsorted or
+            // repeated paths from a foreign writer): not pushed.
+            return Ok(Err(LookupStatus::MissCorrupt));
+        };
+        let record = match &options.signing_key {
+            Some(signing_key) => {
+                signing_key.sign(&names::namespace(function), tenant, key, &encoded)
+            }
+            None => encoded,
+        };
+        let blobs = contents
+            .into_iter()
+            .zip(&inline_bytes)
+            .filter(|(_, inline)| inline.is_none())
+            .map(|(content, _)| content)
+            .collect();
+        Ok(Ok(Outgoing {
+            name: names::record(function, tenant, key),
+            record,
+            blobs,
+            function,
+        }))
     }
 
-    let stream = |hash: Digest, size: u64| StreamRef { size, hash };
-    let encoded = Record {
-        chapter_revision: manifest.head.chapter_revision,
-        hash_function: function,
-        key: *key,
-        created_at_unix: tail.created_at_unix,
-        stdout: stream(tail.stdout_hash, tail.stdout_len),
-        stderr: stream(tail.stderr_hash, tail.stderr_len),
-        outputs: paths
-            .iter()
-            .map(|(path, mode, size, hash)| RecordOutput {
-                path,
-                mode: *mode,
-                size: *size,
-                hash: *hash,
+    /// Uploads the blobs `remote` lacks, each checked against its hash as
+    /// it is read from the local cache, then the record, in one request
+    /// (REMOTE-8).
+    fn send<F: Filesystem, R: RemoteStore>(
+        &self,
+        cache: &Cache<F>,
+        remote: &Remote<R>,
+    ) -> Result<PushOutcome, PushError> {
+        let fail = |op: RemoteOp, object: &str, error: Error| {
+            PullError::Remote(RemoteFailure {
+                remote: remote.label.clone(),
+                op,
+                object: String::from(object),
+                error,
             })
-            .collect(),
-        inline: contents
-            .iter()
-            .zip(&inline_bytes)
-            .filter_map(|(content, bytes)| {
-                bytes.as_deref().map(|bytes| InlineContent {
-                    hash: content.hash,
-                    bytes,
-                })
-            })
-            .collect(),
+        };
+        let mut blobs_uploaded = 0;
+        let mut blobs_present = 0;
+        let mut bytes_sent: u64 = 0;
+        let mut buffer = Vec::new();
+        for content in &self.blobs {
+            let name = names::blob(self.function, &content.hash);
+            match remote.store.head(&name) {
+                Ok(Some(_)) => {
+                    blobs_present += 1;
+                    continue;
+                }
+                Ok(None) => {}
+                Err(error) => return Err(fail(RemoteOp::HeadBlob, &name, error)),
+            }
+            if buffer.is_empty() {
+                buffer = alloc::vec![0u8; cache.options().copy_buffer_bytes.max(4096)];
+            }
+            match super::upload::upload_blob(cache, &remote.store, &name, content, &mut buffer) {
+                Ok(Some(sent)) => bytes_sent = bytes_sent.saturating_add(sent),
+                Ok(None) => return Ok(PushOutcome::NotLocal(LookupStatus::MissCorrupt)),
+                Err(super::upload::UploadError::Remote(error)) => {
+                    return Err(fail(RemoteOp::PutBlob, &name, error));
+                }
+                Err(super::upload::UploadError::Local(error)) => {
+                    return Err(PullError::Local(error));
+                }
+            }
+            blobs_uploaded += 1;
+        }
+        remote
+            .store
+            .put_object(&self.name, &self.record)
+            .map_err(|error| fail(RemoteOp::PutRecord, &self.name, error))?;
+        bytes_sent = bytes_sent.saturating_add(self.record.len() as u64);
+        Ok(PushOutcome::Pushed {
+            blobs_uploaded,
+            blobs_present,
+            bytes_sent,
+        })
     }
-    .encode();
-    // The inline contents are in the record now: one copy of them in
-    // memory at a time.
-    drop(inline_bytes);
-    let Ok(encoded) = encoded else {
-        // The local manifest holds what a record cannot (unsorted or
-        // repeated paths from a foreign writer): not pushed.
-        return Ok(PushOutcome::NotLocal(LookupStatus::MissCorrupt));
-    };
-    let encoded = match &options.signing_key {
-        Some(signing_key) => signing_key.sign(&names::namespace(function), tenant, key, &encoded),
-        None => encoded,
-    };
-    let name = names::record(function, tenant, key);
-    remote
-        .store
-        .put_object(&name, &encoded)
-        .map_err(|error| fail(RemoteOp::PutRecord, &name, error))?;
-    bytes_sent = bytes_sent.saturating_add(encoded.len() as u64);
-    Ok(PushOutcome::Pushed {
-        blobs_uploaded,
-        blobs_present,
-        bytes_sent,
-    })
 }
 
 /// Streams the local file of `content` into `sink` through `buffer`,

@@ -1457,7 +1457,7 @@ fn remote_2_contents_the_store_held_are_pushed_from_memory_into_the_same_record(
         &Tenant::local(),
         &k,
         &options,
-        &held,
+        held,
     )
     .unwrap();
     let held_ops = held_fs.op_count() - before;
@@ -1502,7 +1502,7 @@ fn remote_2_contents_the_store_held_are_pushed_from_memory_into_the_same_record(
         &Tenant::local(),
         &k,
         &options,
-        &held,
+        held,
     )
     .unwrap();
     assert_eq!(from_memory.object(&record), plain_store.object(&record));
@@ -1521,4 +1521,28 @@ fn remote_2_a_store_that_finds_the_entry_present_holds_nothing() {
     assert_eq!(outcome, crate::cache::StoreOutcome::AlreadyPresent);
     assert!(held.is_empty());
     drop(fs);
+}
+
+#[test]
+fn remote_2_the_record_is_made_once_for_every_writable_remote() {
+    let k = key(42);
+    let options = RemoteOptions::default();
+    let ops_to_push = |remotes: usize| {
+        let (fs, cache) = stored_machine(&k, BIG);
+        let stores: Vec<MemoryRemote> = (0..remotes).map(|_| MemoryRemote::new()).collect();
+        let chain: Vec<Remote<&MemoryRemote>> = stores
+            .iter()
+            .map(|store| remote(store, "mem://n"))
+            .collect();
+        let before = fs.op_count();
+        push_to(&cache, &chain, &k, &options);
+        let ops = fs.op_count() - before;
+        let record = names::record(HashFunction::Blake3, &Tenant::local(), &k);
+        let first = stores.first().and_then(|store| store.object(&record));
+        assert!(first.is_some());
+        assert!(stores.iter().all(|store| store.object(&record) == first));
+        ops
+    };
+    // Every content is inline: a second and third remote read nothing more.
+    assert_eq!(ops_to_push(3), ops_to_push(1));
 }

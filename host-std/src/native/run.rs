@@ -190,7 +190,7 @@ pub(super) fn run<R: RemoteStore>(
     }
     if stored {
         chain
-            .push_holding(cache, &key, &held, &mut io::stderr().lock())
+            .push_holding(cache, &key, held, &mut io::stderr().lock())
             .map_err(NativeError::Cli)?;
     }
     Ok(exit::SUCCESS)
