@@ -22,7 +22,14 @@ use crate::hash::Digest;
 pub struct HeldContents {
     max_bytes: u64,
     budget_bytes: u64,
-    contents: BTreeMap<Digest, Vec<u8>>,
+    /// Every held content, one after another. One allocation rather than
+    /// one per content: once it is large, the allocator maps it on its
+    /// own and gives it back whole when it is dropped, where a thousand
+    /// small ones would stay in the heap under later allocations (the
+    /// push's peak RSS was 58 MiB with them, target 64).
+    bytes: Vec<u8>,
+    /// Where each content is in `bytes`.
+    contents: BTreeMap<Digest, (usize, usize)>,
 }
 
 impl HeldContents {
@@ -39,6 +46,7 @@ impl HeldContents {
         HeldContents {
             max_bytes,
             budget_bytes,
+            bytes: Vec::new(),
             contents: BTreeMap::new(),
         }
     }
@@ -55,12 +63,15 @@ impl HeldContents {
             return;
         }
         self.budget_bytes -= size;
-        self.contents.insert(*hash, Vec::from(bytes));
+        let start = self.bytes.len();
+        self.bytes.extend_from_slice(bytes);
+        self.contents.insert(*hash, (start, bytes.len()));
     }
 
     /// The held bytes of the content `hash`.
     pub fn get(&self, hash: &Digest) -> Option<&[u8]> {
-        self.contents.get(hash).map(Vec::as_slice)
+        let &(start, len) = self.contents.get(hash)?;
+        self.bytes.get(start..start.checked_add(len)?)
     }
 
     /// How many contents are held.
