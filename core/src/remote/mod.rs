@@ -12,7 +12,10 @@
 //!   through the store's own publish path, and the caller restores from
 //!   there (REMOTE-1, REMOTE-4);
 //! - [`push`] uploads a local entry to every writable remote: the blobs the
-//!   remote lacks, then the record, last (REMOTE-2, REMOTE-8);
+//!   remote lacks, then the record, last (REMOTE-2, REMOTE-8), made once
+//!   for all of them; [`push_holding`] is the same right after
+//!   [`Cache::store_holding`](crate::cache::Cache::store_holding), taking
+//!   the small contents that store read from memory;
 //! - [`pull`] and [`push_one`] do the same against one remote.
 //!
 //! A remote that fails is never an error of the operation: it is a
