@@ -998,6 +998,64 @@ fn op_2_outputs_below_the_buffer_are_written_under_their_hash_at_once_the_rest_s
 }
 
 #[test]
+fn op_2_an_output_that_grows_past_the_buffer_while_stored_small_is_stored_whole() {
+    // Stat-ed at 4,000 bytes (small for a 4,096-byte buffer), 4,200 by the
+    // time it is read: the small path writes nothing and the output is
+    // copied from the start as a large one, so the entry holds what the
+    // file holds, never its first 4,096 bytes under a wrong size.
+    let fs = MemFs::new();
+    let cache = small_buffer_cache(&fs);
+    let first: Vec<u8> = (0..4000u32).map(|i| (i % 251) as u8).collect();
+    fs.write_file(W, "out/grows", &first, 0o644).unwrap();
+    let extra = [7u8; 200];
+    fs.grow_on_next_read(W, "out/grows", &extra).unwrap();
+    assert_eq!(
+        store(&cache, &key(1), &["/out/grows"], &mut ctx()),
+        Ok(StoreOutcome::Stored)
+    );
+    let whole = [first.as_slice(), &extra].concat();
+    let mut blobs = Vec::new();
+    fs.read_dir(C, &layout::outputs_dir(&key(1)), &mut |name, _| {
+        blobs.push(String::from(name));
+        ControlFlow::Continue(())
+    })
+    .unwrap();
+    let hash = hash::digest(HashFunction::Blake3, &whole);
+    assert_eq!(blobs, [String::from(hash.to_hex().as_str())]);
+    assert_eq!(
+        fs.read_file(C, &layout::blob(&key(1), &hash)),
+        Some(whole.clone())
+    );
+    wipe_workspace(&fs);
+    let (result, ..) = restore(&cache, &key(1), &mut ctx());
+    assert!(
+        matches!(result, Ok(RestoreOutcome::Restored { outputs: 1, .. })),
+        "{result:?}"
+    );
+    assert_eq!(fs.read_file(W, "out/grows"), Some(whole));
+    assert!(scratch_left(&fs).is_empty());
+
+    // Nor does a push get the first 4,096 bytes to hold (REMOTE-2).
+    fs.write_file(W, "out/grows", &first, 0o644).unwrap();
+    fs.grow_on_next_read(W, "out/grows", &extra).unwrap();
+    let mut held = HeldContents::up_to(1 << 20, 1 << 20);
+    let mut outputs = ["/out/grows"];
+    let outcome = cache
+        .store_holding(
+            &key(2),
+            &mut outputs,
+            &b""[..],
+            &b""[..],
+            &mut ctx(),
+            &mut held,
+        )
+        .unwrap();
+    assert_eq!(outcome, StoreOutcome::Stored);
+    // Only outputs read whole are held, and this one was copied as large.
+    assert!(held.is_empty(), "{held:?}");
+}
+
+#[test]
 fn op_3_tampered_large_blob_is_caught_whoever_copies() {
     for host_copies in [true, false] {
         let fs = MemFs::new();

@@ -7,7 +7,7 @@ use alloc::collections::{BTreeSet, VecDeque};
 use alloc::vec::Vec;
 
 use super::{Body, MemFs, Node, State, err};
-use crate::fs::{Error, ErrorKind};
+use crate::fs::{Error, ErrorKind, Root};
 
 /// How a simulated crash ends, for [`MemFs::recover`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -130,6 +130,17 @@ impl MemFs {
             state.faults.push((at, kind));
             Ok(())
         });
+    }
+
+    /// Appends `extra` to the file at `path` just before the next `read`
+    /// of it through any reader, as a writer racing with that reader
+    /// would: what was opened and stat-ed is then longer when it is read.
+    pub fn grow_on_next_read(&self, root: Root, path: &str, extra: &[u8]) -> Result<(), Error> {
+        self.with(|state| {
+            let ino = state.lookup(root, path)?;
+            state.growth.push((ino, Vec::from(extra)));
+            Ok(())
+        })
     }
 
     /// Makes the `n`-th operation from now (0-based) and every later one

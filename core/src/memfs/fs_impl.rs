@@ -76,6 +76,16 @@ impl Read for MemReader {
     fn read(&mut self, buf: &mut [u8]) -> Result<usize, Error> {
         let (ino, pos) = (self.ino, self.pos);
         let n = handle_op(&self.state, self.epoch, |state| {
+            if let Some(at) = state.growth.iter().position(|(grown, _)| *grown == ino) {
+                let (_, extra) = state.growth.swap_remove(at);
+                if let Some(Node {
+                    body: Body::File { data, .. },
+                    ..
+                }) = state.nodes.get_mut(&ino)
+                {
+                    data.extend_from_slice(&extra);
+                }
+            }
             let Body::File { data, .. } = &state.node(ino)?.body else {
                 return Err(err(ErrorKind::Other));
             };

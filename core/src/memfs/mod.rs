@@ -310,6 +310,9 @@ struct State {
     rename_no_replace_supported: bool,
     sync_filesystem_supported: bool,
     copy_file_supported: bool,
+    /// Bytes appended to a file just before its next read through a
+    /// reader ([`MemFs::grow_on_next_read`]).
+    growth: Vec<(Ino, Vec<u8>)>,
 }
 
 impl State {
@@ -343,6 +346,7 @@ impl State {
             rename_no_replace_supported: true,
             sync_filesystem_supported: true,
             copy_file_supported: true,
+            growth: Vec::new(),
         }
     }
 
