@@ -487,10 +487,7 @@ impl<R: RemoteStore> Chain<'_, R> {
     /// remote is writable, else nothing.
     pub fn holding(&self) -> HeldContents {
         match self.remotes.iter().any(|remote| remote.writable) {
-            true => HeldContents::up_to(
-                self.options.inline_max_bytes,
-                self.options.inline_budget_bytes,
-            ),
+            true => self.options.held_contents(),
             false => HeldContents::none(),
         }
     }

@@ -346,6 +346,15 @@ pub struct RemoteOptions {
     pub signing_key: Option<sign::SigningKey>,
 }
 
+impl RemoteOptions {
+    /// What a store that a push follows should hold for it
+    /// ([`Cache::store_holding`](crate::cache::Cache::store_holding)):
+    /// each content the push may inline (REMOTE-7), up to its budget.
+    pub fn held_contents(&self) -> crate::cache::HeldContents {
+        crate::cache::HeldContents::up_to(self.inline_max_bytes, self.inline_budget_bytes)
+    }
+}
+
 impl Default for RemoteOptions {
     fn default() -> RemoteOptions {
         RemoteOptions {
