@@ -18,7 +18,7 @@ use crate::hash::Digest;
 /// Small contents a store has read and hashed, by content hash, up to a
 /// per-content and a total size (the push's inline limits): a store that
 /// pushes nothing holds nothing ([`HeldContents::none`]).
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct HeldContents {
     max_bytes: u64,
     budget_bytes: u64,
@@ -30,6 +30,17 @@ pub struct HeldContents {
     bytes: Vec<u8>,
     /// Where each content is in `bytes`.
     contents: BTreeMap<Digest, (usize, usize)>,
+}
+
+/// Counts, not the bytes: a failed assertion should not print 16 MiB.
+impl core::fmt::Debug for HeldContents {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("HeldContents")
+            .field("contents", &self.contents.len())
+            .field("bytes", &self.bytes.len())
+            .field("budget_bytes_left", &self.budget_bytes)
+            .finish()
+    }
 }
 
 impl HeldContents {

@@ -41,19 +41,7 @@ const BIG: &[u8] = b"a content long enough to be a blob\n";
 /// Stores `k` on a fresh machine with two outputs (one big, one small),
 /// the big one's bytes being `big`.
 fn stored_machine(k: &Key, big: &[u8]) -> (MemFs, Cache<MemFs>) {
-    let (fs, cache) = machine();
-    fs.write_file(W, "out/big.bin", big, 0o755).unwrap();
-    fs.write_file(W, "out/small", b"tiny", 0o640).unwrap();
-    let mut outputs = alloc::vec!["/out/small", "/out/big.bin"];
-    cache
-        .store(
-            k,
-            &mut outputs,
-            &b"out stream, long enough\n"[..],
-            &b""[..],
-            &mut ctx(),
-        )
-        .unwrap();
+    let (fs, cache, _) = stored_machine_holding(k, big, HeldContents::none());
     (fs, cache)
 }
 
@@ -1403,19 +1391,23 @@ fn remote_20_health_reports_reachability_permissions_and_the_tenants_entries() {
     assert_eq!(down.failures[0].op, RemoteOp::Probe);
 }
 
-/// Stores `k` on a fresh machine as `stored_machine` does, through
-/// [`Cache::store_holding`] with the push's inline limits; returns what the
-/// store held.
-fn stored_machine_holding(
-    k: &Key,
-    big: &[u8],
-    o: &RemoteOptions,
-) -> (MemFs, Cache<MemFs>, HeldContents) {
+/// Writes the two outputs of [`stored_machine`] on a fresh machine.
+fn machine_with_outputs(big: &[u8]) -> (MemFs, Cache<MemFs>) {
     let (fs, cache) = machine();
     fs.write_file(W, "out/big.bin", big, 0o755).unwrap();
     fs.write_file(W, "out/small", b"tiny", 0o640).unwrap();
+    (fs, cache)
+}
+
+/// Stores `k` on a fresh machine as [`stored_machine`] describes, through
+/// [`Cache::store_holding`] into `held`; returns what the store held.
+fn stored_machine_holding(
+    k: &Key,
+    big: &[u8],
+    mut held: HeldContents,
+) -> (MemFs, Cache<MemFs>, HeldContents) {
+    let (fs, cache) = machine_with_outputs(big);
     let mut outputs = alloc::vec!["/out/small", "/out/big.bin"];
-    let mut held = HeldContents::up_to(o.inline_max_bytes, o.inline_budget_bytes);
     let outcome = cache
         .store_holding(
             k,
@@ -1437,13 +1429,13 @@ fn remote_2_contents_the_store_held_are_pushed_from_memory_into_the_same_record(
     let record = names::record(HashFunction::Blake3, &Tenant::local(), &k);
 
     // Read back from the local cache, as `push` does.
-    let (plain_fs, plain, _) = stored_machine_holding(&k, BIG, &options);
+    let (plain_fs, plain, _) = stored_machine_holding(&k, BIG, options.held_contents());
     let plain_store = MemoryRemote::new();
     let before = plain_fs.op_count();
     push_to(&plain, &[remote(&plain_store, "mem://1")], &k, &options);
     let plain_ops = plain_fs.op_count() - before;
 
-    let (held_fs, cache, held) = stored_machine_holding(&k, BIG, &options);
+    let (held_fs, cache, held) = stored_machine_holding(&k, BIG, options.held_contents());
     assert_eq!(held.len(), 2, "both outputs are small enough to hold");
     assert_eq!(
         held.get(&hash::digest(HashFunction::Blake3, BIG)),
@@ -1477,7 +1469,7 @@ fn remote_2_contents_the_store_held_are_pushed_from_memory_into_the_same_record(
     // The held bytes are what goes out: a local blob damaged after the
     // store (same size) stops a push that reads it back, not one that
     // holds it.
-    let (damaged_fs, damaged, held) = stored_machine_holding(&k, BIG, &options);
+    let (damaged_fs, damaged, held) = stored_machine_holding(&k, BIG, options.held_contents());
     let blob = layout::blob(&k, &hash::digest(HashFunction::Blake3, BIG));
     let wrong = alloc::vec![b'x'; BIG.len()];
     damaged_fs.write_file(C, &blob, &wrong, 0o644).unwrap();
@@ -1509,18 +1501,45 @@ fn remote_2_contents_the_store_held_are_pushed_from_memory_into_the_same_record(
 }
 
 #[test]
-fn remote_2_a_store_that_finds_the_entry_present_holds_nothing() {
-    let k = key(41);
+fn remote_2_a_store_that_does_not_publish_its_own_entry_holds_nothing() {
     let options = RemoteOptions::default();
-    let (fs, cache, _) = stored_machine_holding(&k, BIG, &options);
+    // Found already stored: nothing read, nothing held.
+    let k = key(41);
+    let (_, cache, _) = stored_machine_holding(&k, BIG, options.held_contents());
     let mut outputs = alloc::vec!["/out/small", "/out/big.bin"];
-    let mut held = HeldContents::up_to(options.inline_max_bytes, options.inline_budget_bytes);
+    let mut held = options.held_contents();
     let outcome = cache
         .store_holding(&k, &mut outputs, &b""[..], &b""[..], &mut ctx(), &mut held)
         .unwrap();
     assert_eq!(outcome, crate::cache::StoreOutcome::AlreadyPresent);
     assert!(held.is_empty());
-    drop(fs);
+
+    // Failing at every step in turn, including every one after an output
+    // was read whole and held: a store that did not end `Stored` hands
+    // nothing to a push (fails without the reset in `store_holding`).
+    let (fs, cache) = machine_with_outputs(BIG);
+    let before = fs.op_count();
+    let mut outputs = alloc::vec!["/out/small", "/out/big.bin"];
+    let mut held = options.held_contents();
+    cache
+        .store_holding(&k, &mut outputs, &b""[..], &b""[..], &mut ctx(), &mut held)
+        .unwrap();
+    assert_eq!(held.len(), 2);
+    let steps = fs.op_count() - before;
+    for step in 0..steps {
+        let (fs, cache) = machine_with_outputs(BIG);
+        fs.fail_at(step, crate::fs::ErrorKind::Other);
+        let mut outputs = alloc::vec!["/out/small", "/out/big.bin"];
+        let mut held = options.held_contents();
+        let outcome =
+            cache.store_holding(&k, &mut outputs, &b""[..], &b""[..], &mut ctx(), &mut held);
+        if outcome != Ok(crate::cache::StoreOutcome::Stored) {
+            assert!(
+                held.is_empty(),
+                "failing at step {step}: {outcome:?}, {held:?}"
+            );
+        }
+    }
 }
 
 #[test]
