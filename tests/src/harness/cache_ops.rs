@@ -1238,11 +1238,20 @@ impl World {
                     self.model(k).damaged = true;
                 }
             }
-            Tamper::Resize { file } => rewrite(&pick(file), &|bytes| {
-                if bytes.pop().is_none() {
-                    bytes.push(b'!');
+            Tamper::Resize { file } => {
+                let path = pick(file);
+                if fs.read_file(Root::Cache, &path).is_some() {
+                    rewrite(&path, &|bytes| {
+                        if bytes.pop().is_none() {
+                            bytes.push(b'!');
+                        }
+                    });
+                    // Resized twice, a one-byte file is back at its size
+                    // with other bytes ("a", "", "!"): damaged like a
+                    // flipped byte, not only ever a size mismatch.
+                    self.model(k).damaged = true;
                 }
-            }),
+            }
             Tamper::Remove { file } => {
                 let _ = fs.remove_file(Root::Cache, &pick(file));
             }
