@@ -12,11 +12,16 @@
 //! treats the result as a miss: it runs the task, which rewrites every
 //! output.
 //!
-//! Staged outputs go into numbered buckets of [`STAGE_BUCKET`] inside the
-//! scratch directory (DISK-5 leaves its inside to us), and the buckets are
-//! filled by as many tasks as the cache's [`Tasks`](crate::tasks::Tasks)
-//! run at once. Nothing is renamed onto a target before
-//! every task has finished and everything has verified.
+//! An output whose target directory does not exist yet is staged at its
+//! own path inside a mirror of the workspace in the scratch directory, and
+//! the topmost missing directory is then renamed into place whole: one
+//! rename publishes all the outputs below it, which appear together (the
+//! usual case of a hit, `dist/` removed by a clean). Every other output is
+//! staged in a numbered bucket of [`STAGE_BUCKET`] (DISK-5 leaves the
+//! inside of the scratch directory to us) and renamed onto its target by
+//! itself. Outputs are staged by as many tasks as the cache's
+//! [`Tasks`](crate::tasks::Tasks) run at once. Nothing is renamed onto a
+//! target before every task has finished and everything has verified.
 
 use alloc::collections::BTreeSet;
 use alloc::string::String;
@@ -74,6 +79,11 @@ type CheckedDirs = BTreeSet<String>;
 /// directory block.
 const STAGE_BUCKET: usize = 128;
 
+/// The directory of the scratch directory that mirrors the workspace for
+/// the outputs published whole (see [`Plan`]). Not a number, so no bucket
+/// takes its name, and neither stream file does.
+const STAGE_TREE: &str = "tree";
+
 /// The bucket directory of output `index`, below `scratch`.
 fn stage_bucket(scratch: &str, index: usize) -> LayoutPath {
     let mut path = LayoutPath::new();
@@ -90,10 +100,107 @@ fn staged_name(index: usize) -> heapless::String<20> {
     name
 }
 
-fn staged_path(scratch: &str, index: usize) -> LayoutPath {
-    let mut path = stage_bucket(scratch, index);
-    let _ = write!(path, "/{}", staged_name(index));
+/// `relative` (a workspace path without its leading `/`, or `""` for the
+/// workspace itself) inside the mirror of the workspace below `scratch`.
+fn in_tree(scratch: &str, relative: &str) -> String {
+    let mut path = String::with_capacity(scratch.len() + STAGE_TREE.len() + relative.len() + 2);
+    path.push_str(scratch);
+    path.push('/');
+    path.push_str(STAGE_TREE);
+    if !relative.is_empty() {
+        path.push('/');
+        path.push_str(relative);
+    }
     path
+}
+
+/// How the outputs of one restore are staged and published (OP-3 steps 3
+/// and 4), decided by the check of the targets. An output below a target
+/// directory that does not exist is staged at its own path in the mirror
+/// (`<scratch>/tree/<path>`), and the topmost missing directory above it
+/// is renamed into the workspace whole, never replacing anything; every
+/// other output is staged in a bucket and renamed onto its target by
+/// itself. A directory that cannot be published whole (it appeared since
+/// the check, the host cannot rename without replacing, or the cache is on
+/// another filesystem) has its outputs published one by one from the
+/// mirror instead, exactly as bucketed ones are.
+struct Plan {
+    /// The topmost target directories missing when the targets were
+    /// checked: the parent of each existed.
+    missing: CheckedDirs,
+}
+
+impl Plan {
+    /// The topmost missing directory above `path`, if there is one.
+    fn missing_top<'p>(&self, path: &WorkspacePath<'p>) -> Option<&'p str> {
+        if self.missing.is_empty() {
+            return None;
+        }
+        path.ancestors()
+            .find(|ancestor| self.missing.contains(*ancestor))
+    }
+
+    /// Where output `index`, bound for `path`, is staged.
+    fn staged_at(&self, scratch: &str, index: usize, path: &WorkspacePath<'_>) -> StagedAt {
+        if self.missing_top(path).is_some() {
+            let (parent, name) = path
+                .relative()
+                .rsplit_once('/')
+                .unwrap_or(("", path.relative()));
+            StagedAt {
+                dir: in_tree(scratch, parent),
+                name: String::from(name),
+                in_bucket: false,
+            }
+        } else {
+            StagedAt {
+                dir: String::from(stage_bucket(scratch, index).as_str()),
+                name: String::from(staged_name(index).as_str()),
+                in_bucket: true,
+            }
+        }
+    }
+}
+
+/// Where one output is staged, below the cache root.
+struct StagedAt {
+    /// The directory holding it: a bucket or a directory of the mirror.
+    dir: String,
+    /// Its name in `dir`.
+    name: String,
+    /// Whether `dir` is a bucket, which is created by the task that stages
+    /// the bucket's first output (the mirror is made before staging).
+    in_bucket: bool,
+}
+
+/// An entry's outputs and where they go: its manifest, the caller's
+/// targets when reviving (OP-13), and the plan the check of the targets
+/// made.
+#[derive(Clone, Copy)]
+struct Outputs<'a> {
+    manifest: &'a Manifest<'a>,
+    targets: Option<&'a [WorkspacePath<'a>]>,
+    plan: &'a Plan,
+}
+
+impl<'a> Outputs<'a> {
+    /// Output `index`'s target (see [`target_path`]).
+    fn target<'r>(&self, index: usize, record: &'r OutputRecord) -> Option<WorkspacePath<'r>>
+    where
+        'a: 'r,
+    {
+        target_path(self.targets, index, record)
+    }
+}
+
+impl StagedAt {
+    fn path(&self) -> String {
+        let mut path = String::with_capacity(self.dir.len() + 1 + self.name.len());
+        path.push_str(&self.dir);
+        path.push('/');
+        path.push_str(&self.name);
+        path
+    }
 }
 
 fn as_workspace_path(record: &OutputRecord) -> Option<WorkspacePath<'_>> {
@@ -201,7 +308,12 @@ impl<F: Filesystem> Cache<F> {
             });
         }
         let mut checked = CheckedDirs::new();
-        self.check_targets(&manifest, targets, &mut checked)?;
+        let plan = self.check_targets(&manifest, targets, &mut checked)?;
+        let outputs = Outputs {
+            manifest: &manifest,
+            targets,
+            plan: &plan,
+        };
 
         let scratch = layout::restore_scratch_dir(key, ctx.scratch_suffix());
         // `None`: restored outputs are not synced (Options::durable_restore).
@@ -210,11 +322,11 @@ impl<F: Filesystem> Cache<F> {
             .fs
             .create_dir(Root::Cache, &scratch)
             .map_err(io(Step::CreateDir, Root::Cache, &scratch))
-            .and_then(|()| self.stage(key, &manifest, &scratch, durability))
+            .and_then(|()| self.stage(key, outputs, &scratch, durability))
             .and_then(|verdict| match verdict {
                 Some(miss) => Ok(RestoreOutcome::Miss(miss)),
                 None => self
-                    .publish_outputs(&manifest, targets, &scratch, &mut checked, ctx)
+                    .publish_outputs(outputs, &scratch, &mut checked, ctx)
                     .and_then(|()| self.replay(&manifest, &scratch, stdout, stderr)),
             });
         let outcome = match outcome {
@@ -241,13 +353,14 @@ impl<F: Filesystem> Cache<F> {
 
     /// Refuses, before anything is written, targets whose ancestors are not
     /// plain directories (a symlink could lead outside the workspace) or
-    /// which are directories themselves (SAFE-2).
+    /// which are directories themselves (SAFE-2), and returns the plan of
+    /// the restore: the topmost missing directories it found.
     fn check_targets(
         &self,
         manifest: &Manifest<'_>,
         targets: Option<&[WorkspacePath<'_>]>,
         checked: &mut CheckedDirs,
-    ) -> Result<(), CacheError> {
+    ) -> Result<Plan, CacheError> {
         let mut missing = CheckedDirs::new();
         for (index, record) in manifest.outputs().enumerate() {
             let Some(path) = target_path(targets, index, &record) else {
@@ -300,7 +413,7 @@ impl<F: Filesystem> Cache<F> {
                 Err(e) => return Err(io(Step::Stat, Root::Workspace, path.as_str())(e)),
             }
         }
-        Ok(())
+        Ok(Plan { missing })
     }
 
     /// Copies every blob and both streams into `scratch`, verifying hashes
@@ -311,16 +424,21 @@ impl<F: Filesystem> Cache<F> {
     /// [`Tasks`](crate::tasks::Tasks) run at once: on a machine with several
     /// cores, most of a restore of many small files is the kernel creating
     /// files, and files in different directories are created in parallel.
+    /// The mirror of the missing target directories is made first, here.
     fn stage(
         &self,
         key: &Key,
-        manifest: &Manifest<'_>,
+        outputs: Outputs<'_>,
         scratch: &str,
         durability: Option<Durability>,
     ) -> Result<Option<LookupStatus>, CacheError> {
+        let manifest = outputs.manifest;
+        if !outputs.plan.missing.is_empty() {
+            self.make_mirror(outputs, scratch)?;
+        }
         let staging = Staging {
             key,
-            manifest,
+            outputs,
             scratch,
             function: self.options.hash_function,
             buffer_len: self.buffer_len(),
@@ -390,35 +508,84 @@ impl<F: Filesystem> Cache<F> {
         Ok(None)
     }
 
-    /// Renames every staged output onto its target, creating parent
-    /// directories. Each bucket of the scratch directory is opened once, and
-    /// each target's parent once per run of outputs that share it (outputs
-    /// are sorted by path), so each output costs one
-    /// [`Filesystem::rename`] of one name.
+    /// Creates the mirror of the missing target directories in `scratch`
+    /// (`tree/` and every ancestor of every output staged there), in
+    /// manifest order, so parents come before their children.
+    fn make_mirror(&self, outputs: Outputs<'_>, scratch: &str) -> Result<(), CacheError> {
+        let mut made = CheckedDirs::new();
+        let tree = in_tree(scratch, "");
+        self.fs
+            .create_dir(Root::Cache, &tree)
+            .map_err(io(Step::CreateDir, Root::Cache, &tree))?;
+        for (index, record) in outputs.manifest.outputs().enumerate() {
+            let Some(path) = outputs.target(index, &record) else {
+                continue;
+            };
+            if outputs.plan.missing_top(&path).is_none() {
+                continue;
+            }
+            for ancestor in path.ancestors() {
+                if made.contains(ancestor) {
+                    continue;
+                }
+                let dir = in_tree(scratch, ancestor);
+                self.fs.create_dir(Root::Cache, &dir).map_err(io(
+                    Step::CreateDir,
+                    Root::Cache,
+                    &dir,
+                ))?;
+                made.insert(String::from(ancestor));
+            }
+        }
+        Ok(())
+    }
+
+    /// Puts every staged output in place: a missing target directory whole
+    /// where it can (see [`Plan`]), every other output by renaming it onto
+    /// its target, creating parent directories. Each staging directory is
+    /// opened once per run of outputs staged in it, and each target's
+    /// parent once per run of outputs that share it (outputs are sorted by
+    /// path, so the outputs below one directory are one run), so an output
+    /// published by itself costs one [`Filesystem::rename`] of one name.
     fn publish_outputs(
         &self,
-        manifest: &Manifest<'_>,
-        targets: Option<&[WorkspacePath<'_>]>,
+        outputs: Outputs<'_>,
         scratch: &str,
         checked: &mut CheckedDirs,
         ctx: &mut dyn Context,
     ) -> Result<(), CacheError> {
-        let mut staged_dir: Option<(usize, F::Directory)> = None;
+        let mut staged_dir: Option<(String, F::Directory)> = None;
         let mut parent: Option<(String, F::Directory)> = None;
-        for (index, record) in manifest.outputs().enumerate() {
-            let Some(path) = target_path(targets, index, &record) else {
+        // Missing directories published whole, and those whose outputs
+        // are published one by one instead.
+        let mut whole = CheckedDirs::new();
+        let mut one_by_one = CheckedDirs::new();
+        for (index, record) in outputs.manifest.outputs().enumerate() {
+            let Some(path) = outputs.target(index, &record) else {
                 continue;
             };
+            if let Some(top) = outputs.plan.missing_top(&path) {
+                if whole.contains(top) {
+                    continue;
+                }
+                if !one_by_one.contains(top) {
+                    if self.publish_whole(&path, top, scratch)? {
+                        whole.insert(String::from(top));
+                        continue;
+                    }
+                    one_by_one.insert(String::from(top));
+                }
+            }
+            let staged = outputs.plan.staged_at(scratch, index, &path);
             let staged_dir = match staged_dir {
-                Some((open, ref dir)) if open == index / STAGE_BUCKET => dir,
+                Some((ref open, ref dir)) if *open == staged.dir => dir,
                 _ => {
-                    let bucket = stage_bucket(scratch, index);
-                    let dir = self.fs.open_dir(Root::Cache, &bucket).map_err(io(
+                    let dir = self.fs.open_dir(Root::Cache, &staged.dir).map_err(io(
                         Step::Open,
                         Root::Cache,
-                        &bucket,
+                        &staged.dir,
                     ))?;
-                    &staged_dir.insert((index / STAGE_BUCKET, dir)).1
+                    &staged_dir.insert((staged.dir.clone(), dir)).1
                 }
             };
             self.create_ancestors(&path, checked)?;
@@ -435,24 +602,70 @@ impl<F: Filesystem> Cache<F> {
                     &parent.insert((String::from(parent_path), dir)).1
                 }
             };
-            let staged_name = staged_name(index);
-            let renamed = Name::new(&staged_name).and_then(|staged_name| {
+            let renamed = Name::new(&staged.name).and_then(|staged_name| {
                 self.fs
                     .rename(staged_dir, staged_name, target_dir, name, Replace::Allowed)
             });
             match renamed {
                 Ok(()) => {}
                 Err(e) if e.kind == ErrorKind::CrossesDevices => {
-                    let size = record.size;
-                    let staged = staged_path(scratch, index);
                     let target = (target_dir, name);
-                    let meta = (size, record.mode & 0o7777);
-                    self.publish_by_copy(&staged, &path, target, meta, ctx)?;
+                    let meta = (record.size, record.mode & 0o7777);
+                    self.publish_by_copy(&staged.path(), &path, target, meta, ctx)?;
                 }
                 Err(e) => return Err(io(Step::Rename, Root::Workspace, path.as_str())(e)),
             }
         }
         Ok(())
+    }
+
+    /// Renames the mirror of the missing directory `top` (an ancestor of
+    /// `path`, the first output below it) into the workspace, never
+    /// replacing anything, and says whether it did. `false`, with nothing
+    /// done, when the directory appeared since the check, its parent
+    /// vanished, the host cannot rename without replacing, or the cache is
+    /// on another filesystem: the caller then publishes the outputs below
+    /// `top` one by one.
+    fn publish_whole(
+        &self,
+        path: &WorkspacePath<'_>,
+        top: &str,
+        scratch: &str,
+    ) -> Result<bool, CacheError> {
+        // `top` is an ancestor of a validated workspace path.
+        let (top_parent, top_name) =
+            parent_and_name(top).map_err(io(Step::Rename, Root::Workspace, top))?;
+        let mirror_parent = in_tree(scratch, top_parent);
+        let from = self.fs.open_dir(Root::Cache, &mirror_parent).map_err(io(
+            Step::Open,
+            Root::Cache,
+            &mirror_parent,
+        ))?;
+        // The parent existed at the check; a symlink or file swapped in
+        // since is refused (SAFE-2), a parent removed since is recreated
+        // by the one-by-one path.
+        let to = match self.open_parent(path, top_parent) {
+            Ok(to) => to,
+            Err(CacheError::Io { source, .. }) if source.kind == ErrorKind::NotFound => {
+                return Ok(false);
+            }
+            Err(e) => return Err(e),
+        };
+        match self
+            .fs
+            .rename(&from, top_name, &to, top_name, Replace::Never)
+        {
+            Ok(()) => Ok(true),
+            Err(e)
+                if matches!(
+                    e.kind,
+                    ErrorKind::AlreadyExists | ErrorKind::Unsupported | ErrorKind::CrossesDevices
+                ) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(io(Step::Rename, Root::Workspace, top)(e)),
+        }
     }
 
     /// Opens the directory a target goes into, which `create_ancestors`
@@ -621,11 +834,12 @@ impl<F: Filesystem> Cache<F> {
 type Verdict = Result<Option<LookupStatus>, CacheError>;
 
 /// What the staging tasks of one restore share. Outputs are handed out in
-/// chunks of [`STAGE_BUCKET`], one bucket directory each, so that tasks on
-/// different threads create files in different directories.
+/// chunks of [`STAGE_BUCKET`], one bucket directory each (for the outputs
+/// not staged in the mirror), so that tasks on different threads create
+/// files in different directories.
 struct Staging<'a> {
     key: &'a Key,
-    manifest: &'a Manifest<'a>,
+    outputs: Outputs<'a>,
     scratch: &'a str,
     function: HashFunction,
     buffer_len: usize,
@@ -646,9 +860,10 @@ impl Staging<'_> {
     }
 
     fn stage_chunks<F: Filesystem>(&self, fs: &F) -> Verdict {
-        let count = self.manifest.output_count();
+        let manifest = self.outputs.manifest;
+        let count = manifest.output_count();
         let mut buffer = Vec::new();
-        let mut outputs = self.manifest.outputs();
+        let mut outputs = manifest.outputs();
         let mut record = OutputRecord::empty();
         // The index of the record `outputs` decodes next: the manifest is
         // read front to back, skipping the chunks other tasks claimed.
@@ -662,12 +877,7 @@ impl Staging<'_> {
             if buffer.is_empty() {
                 buffer = alloc::vec![0u8; self.buffer_len];
             }
-            let bucket = stage_bucket(self.scratch, start);
-            fs.create_dir(Root::Cache, &bucket).map_err(io(
-                Step::CreateDir,
-                Root::Cache,
-                &bucket,
-            ))?;
+            let mut bucket_made = false;
             // Outputs of chunks other tasks claimed are skipped, not decoded.
             next_index += outputs.advance(start.saturating_sub(next_index));
             while next_index < end {
@@ -682,7 +892,20 @@ impl Staging<'_> {
                     return Ok(None);
                 }
                 let source = layout::blob(self.key, &record.content_hash);
-                let staged = staged_path(self.scratch, index);
+                // check_targets refused a record without a target.
+                let Some(path) = self.outputs.target(index, &record) else {
+                    return Ok(Some(LookupStatus::MissCorrupt));
+                };
+                let staged = self.outputs.plan.staged_at(self.scratch, index, &path);
+                if staged.in_bucket && !bucket_made {
+                    fs.create_dir(Root::Cache, &staged.dir).map_err(io(
+                        Step::CreateDir,
+                        Root::Cache,
+                        &staged.dir,
+                    ))?;
+                    bucket_made = true;
+                }
+                let staged = staged.path();
                 let expected = Staged {
                     hash: &record.content_hash,
                     size: record.size,

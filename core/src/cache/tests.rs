@@ -606,6 +606,128 @@ fn op_3_a_failure_at_any_step_never_tears_a_target() {
     }
 }
 
+/// `write_outputs` plus one output at the top of the workspace, which is
+/// never below a missing directory.
+fn write_outputs_and_a_top_file(fs: &MemFs) -> Vec<&'static str> {
+    let mut outputs = write_outputs(fs);
+    fs.write_file(W, "log.txt", b"top\n", 0o644).unwrap();
+    outputs.push("/log.txt");
+    outputs
+}
+
+#[test]
+fn op_3_outputs_below_a_missing_directory_appear_together() {
+    // The process is killed at every call of the restore in turn: `out/`
+    // (four outputs, one two directories deeper) is either absent or
+    // whole, never part of it, as it is renamed into place at once.
+    let (fs, cache) = setup();
+    let outputs = write_outputs_and_a_top_file(&fs);
+    let expected = workspace_files(&fs);
+    store(&cache, &key(1), &outputs, &mut ctx()).unwrap();
+    wipe_workspace(&fs);
+    let start = fs.op_count();
+    restore(&cache, &key(1), &mut ctx()).0.unwrap();
+    let total = fs.op_count() - start;
+    let expected_out: Vec<_> = expected
+        .iter()
+        .filter(|(path, ..)| path.starts_with("out/"))
+        .cloned()
+        .collect();
+    for n in 0..=total {
+        let (fs, cache) = setup();
+        let outputs = write_outputs_and_a_top_file(&fs);
+        store(&cache, &key(1), &outputs, &mut ctx()).unwrap();
+        wipe_workspace(&fs);
+        fs.crash_at(fs.op_count() + n);
+        let _ = restore(&cache, &key(1), &mut ctx());
+        fs.recover(crate::memfs::CrashMode::ProcessKill);
+        let out: Vec<_> = workspace_files(&fs)
+            .into_iter()
+            .filter(|(path, ..)| path.starts_with("out/"))
+            .collect();
+        assert!(
+            out.is_empty() || out == expected_out,
+            "killed at call {n} of {total}: out/ holds {:?}",
+            out.iter().map(|(path, ..)| path).collect::<Vec<_>>()
+        );
+    }
+}
+
+/// Runs every task, then, once the restore is staging (its scratch
+/// directory exists: the check of the targets is over), plays another
+/// process that creates `out/` and a file of its own in it before the
+/// restore publishes.
+struct ThenAnotherProcessMakesOut;
+
+impl Tasks<MemFs> for ThenAnotherProcessMakesOut {
+    fn parallelism(&self) -> usize {
+        1
+    }
+
+    fn run(&self, fs: &MemFs, tasks: &mut [&mut (dyn FnMut(&MemFs) + Send)]) {
+        for task in tasks.iter_mut() {
+            task(fs);
+        }
+        let staging = fs
+            .tree(C)
+            .iter()
+            .any(|(path, ..)| path.starts_with(".restore-"));
+        if staging && !fs.exists(W, "out") {
+            fs.write_file(W, "out/theirs", b"not the cache's", 0o644)
+                .unwrap();
+        }
+    }
+}
+
+#[test]
+fn op_3_a_missing_directory_made_meanwhile_is_filled_never_replaced() {
+    // `out/` was missing at the check and exists when the restore
+    // publishes: the outputs go into it one by one, and what the other
+    // process put there stays.
+    let (fs, cache) = setup();
+    let outputs = write_outputs(&fs);
+    let mut expected = workspace_files(&fs);
+    store(&cache, &key(1), &outputs, &mut ctx()).unwrap();
+    wipe_workspace(&fs);
+    let cache = cache.with_tasks(ThenAnotherProcessMakesOut);
+    let (result, out, _) = restore(&cache, &key(1), &mut ctx());
+    assert!(
+        matches!(result, Ok(RestoreOutcome::Restored { outputs: 4, .. })),
+        "{result:?}"
+    );
+    assert_eq!(out, b"out stream\n");
+    expected.push((
+        String::from("out/theirs"),
+        b"not the cache's".to_vec(),
+        0o644,
+    ));
+    expected.sort();
+    let mut after = workspace_files(&fs);
+    after.sort();
+    assert_eq!(after, expected);
+    assert!(scratch_left(&fs).is_empty(), "{:?}", scratch_left(&fs));
+}
+
+#[test]
+fn op_3_without_a_rename_that_never_replaces_missing_directories_fill_one_by_one() {
+    // A host without `Replace::Never` (WASI preview 1) cannot publish a
+    // directory whole without risking another process's directory; the
+    // outputs staged in the mirror are renamed one by one instead.
+    let (fs, cache) = setup();
+    fs.set_rename_no_replace_supported(false);
+    let outputs = write_outputs_and_a_top_file(&fs);
+    let expected = workspace_files(&fs);
+    store(&cache, &key(1), &outputs, &mut ctx()).unwrap();
+    wipe_workspace(&fs);
+    let (result, ..) = restore(&cache, &key(1), &mut ctx());
+    assert!(
+        matches!(result, Ok(RestoreOutcome::Restored { outputs: 5, .. })),
+        "{result:?}"
+    );
+    assert_eq!(workspace_files(&fs), expected);
+    assert!(scratch_left(&fs).is_empty(), "{:?}", scratch_left(&fs));
+}
+
 #[test]
 fn op_4_clear_removes_everything_and_absent_root_is_fine() {
     let (fs, cache) = setup();
