@@ -8,9 +8,12 @@
 //!    ([`cli::compute_key`]).
 //! 2. On a hit, the outputs are restored (OP-3) and the recorded stdout and
 //!    stderr bytes are written to this process's stdout and stderr; the
-//!    exit code is 0. If restoring fails in a way a fresh run repairs (an
-//!    I/O error while publishing, or the entry turning out corrupt), a
-//!    warning is printed and the command runs as on a miss. If a restore
+//!    exit code is 0. The restore inspects the entry as a lookup does
+//!    (OP-3 step 1), so a hit inspects it once; an entry that turns out
+//!    corrupt while its outputs are staged is a miss like any other. If
+//!    restoring fails in a way a fresh run repairs (an I/O error while
+//!    publishing), a warning is printed and the command runs as on a miss,
+//!    without asking the remotes. If a restore
 //!    target would be written through a symlink or onto a directory
 //!    (SAFE-2), nothing is written, the command does not run, and the exit
 //!    code is 70.
@@ -44,11 +47,12 @@ use std::io::{self, Write};
 
 use cachet_cli::remote::Chain;
 use cachet_core::cache::StoreOutcome;
+use cachet_core::key::Key;
 use clap::Args;
 
 use super::{NativeError, Opened};
 use crate::task::{self, Lookup, Task};
-use cachet_cli::{self as cli, CliError, GlobalArgs, KeyArgs, SystemContext, exit};
+use cachet_cli::{self as cli, GlobalArgs, KeyArgs, SystemContext, exit};
 use cachet_core::remote::RemoteStore;
 
 /// `cachet run`.
@@ -67,6 +71,16 @@ pub(super) fn say(verbose: bool, message: core::fmt::Arguments<'_>) {
         let _ = writeln!(stderr, "cachet: {message}");
         let _ = stderr.flush();
     }
+}
+
+/// Restores `key` with the streams replayed to this process's own.
+fn restore(opened: &Opened, key: &Key) -> Result<Lookup, NativeError> {
+    task::restore(
+        opened,
+        key,
+        &mut io::stdout().lock(),
+        &mut io::stderr().lock(),
+    )
 }
 
 /// Runs `cachet run` and returns its exit code.
@@ -93,15 +107,23 @@ pub(super) fn run<R: RemoteStore>(
     );
     let mut ctx = SystemContext::new();
 
-    let mut status = cache.lookup_status(&key).map_err(CliError::from)?;
+    // A restore inspects the entry exactly as a lookup does (OP-3 step 1)
+    // and writes nothing on a miss, so a hit costs one inspection, not two.
+    let mut restored = restore(opened, &key)?;
     let mut tier = String::from("local");
+    let local_hit = matches!(restored, Lookup::Hit { .. });
     if let Some(session) = chain.session
-        && (status.is_hit() || chain.is_empty())
+        && (local_hit || chain.is_empty())
     {
         // Only the local cache was asked (REMOTE-19).
-        session.count_local(status.is_hit());
+        session.count_local(local_hit);
     }
-    if !status.is_hit() && !chain.is_empty() {
+    if let Lookup::Miss {
+        restore_error: None,
+        ..
+    } = restored
+        && !chain.is_empty()
+    {
         let report = chain
             .fill(cache, &key, &mut ctx, &mut io::stderr().lock())
             .map_err(NativeError::Cli)?;
@@ -109,43 +131,30 @@ pub(super) fn run<R: RemoteStore>(
             && let (Some(label), Some(tenant)) = (report.hit, report.tenant)
         {
             tier = format!("remote {label}, tenant {tenant}");
-            status = cache.lookup_status(&key).map_err(CliError::from)?;
+            restored = restore(opened, &key)?;
         }
     }
-    if status.is_hit() {
-        let restored = task::restore(
-            opened,
-            &key,
-            &mut io::stdout().lock(),
-            &mut io::stderr().lock(),
-        )?;
-        match restored {
-            Lookup::Hit { outputs, .. } => {
-                say(
-                    verbose,
-                    format_args!("hit {key} ({tier}): restored {outputs} outputs"),
-                );
-                return Ok(exit::SUCCESS);
-            }
-            Lookup::Miss {
-                restore_error: Some(error),
-                ..
-            } => cli::report_error(
-                &mut io::stderr(),
-                &format_args!(
-                    "warning: could not restore {key} ({error}); running the command instead"
-                ),
-            ),
-            Lookup::Miss { status, .. } => say(
+    match restored {
+        Lookup::Hit { outputs, .. } => {
+            say(
                 verbose,
-                format_args!("miss ({status}) {key} while restoring; running the command"),
-            ),
+                format_args!("hit {key} ({tier}): restored {outputs} outputs"),
+            );
+            return Ok(exit::SUCCESS);
         }
-    } else {
-        say(
+        Lookup::Miss {
+            restore_error: Some(error),
+            ..
+        } => cli::report_error(
+            &mut io::stderr(),
+            &format_args!(
+                "warning: could not restore {key} ({error}); running the command instead"
+            ),
+        ),
+        Lookup::Miss { status, .. } => say(
             verbose,
             format_args!("miss ({status}) {key}; running the command"),
-        );
+        ),
     }
 
     let result = task::execute(opened, &report, &mut io::stdout(), &mut io::stderr())?;
