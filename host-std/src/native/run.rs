@@ -111,19 +111,23 @@ pub(super) fn run<R: RemoteStore>(
     // and writes nothing on a miss, so a hit costs one inspection, not two.
     let mut restored = restore(opened, &key)?;
     let mut tier = String::from("local");
-    let local_hit = matches!(restored, Lookup::Hit { .. });
+    // A restore that failed with an I/O error is repaired by running the
+    // command, not by downloading the entry again.
+    let asks_remotes = !chain.is_empty()
+        && matches!(
+            restored,
+            Lookup::Miss {
+                restore_error: None,
+                ..
+            }
+        );
     if let Some(session) = chain.session
-        && (local_hit || chain.is_empty())
+        && !asks_remotes
     {
         // Only the local cache was asked (REMOTE-19).
-        session.count_local(local_hit);
+        session.count_local(matches!(restored, Lookup::Hit { .. }));
     }
-    if let Lookup::Miss {
-        restore_error: None,
-        ..
-    } = restored
-        && !chain.is_empty()
-    {
+    if asks_remotes {
         let report = chain
             .fill(cache, &key, &mut ctx, &mut io::stderr().lock())
             .map_err(NativeError::Cli)?;
