@@ -127,7 +127,7 @@ fn in_tree(scratch: &str, relative: &str) -> String {
 struct Plan {
     /// The topmost target directories missing when the targets were
     /// checked: the parent of each existed.
-    missing: CheckedDirs,
+    missing: BTreeSet<String>,
 }
 
 impl Plan {
@@ -361,7 +361,7 @@ impl<F: Filesystem> Cache<F> {
         targets: Option<&[WorkspacePath<'_>]>,
         checked: &mut CheckedDirs,
     ) -> Result<Plan, CacheError> {
-        let mut missing = CheckedDirs::new();
+        let mut missing = BTreeSet::new();
         for (index, record) in manifest.outputs().enumerate() {
             let Some(path) = target_path(targets, index, &record) else {
                 // The parser validated every path; a failure here would be a
@@ -512,7 +512,7 @@ impl<F: Filesystem> Cache<F> {
     /// (`tree/` and every ancestor of every output staged there), in
     /// manifest order, so parents come before their children.
     fn make_mirror(&self, outputs: Outputs<'_>, scratch: &str) -> Result<(), CacheError> {
-        let mut made = CheckedDirs::new();
+        let mut made = BTreeSet::new();
         let tree = in_tree(scratch, "");
         self.fs
             .create_dir(Root::Cache, &tree)
@@ -558,8 +558,8 @@ impl<F: Filesystem> Cache<F> {
         let mut parent: Option<(String, F::Directory)> = None;
         // Missing directories published whole, and those whose outputs
         // are published one by one instead.
-        let mut whole = CheckedDirs::new();
-        let mut one_by_one = CheckedDirs::new();
+        let mut whole = BTreeSet::new();
+        let mut one_by_one = BTreeSet::new();
         for (index, record) in outputs.manifest.outputs().enumerate() {
             let Some(path) = outputs.target(index, &record) else {
                 continue;
