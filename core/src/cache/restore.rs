@@ -140,16 +140,19 @@ impl Plan {
             .find(|ancestor| self.missing.contains(*ancestor))
     }
 
-    /// Where output `index`, bound for `path`, is staged.
-    fn staged_at(&self, scratch: &str, index: usize, path: &WorkspacePath<'_>) -> StagedAt {
-        if self.missing_top(path).is_some() {
-            let (parent, name) = path
-                .relative()
-                .rsplit_once('/')
-                .unwrap_or(("", path.relative()));
+    /// Where output `index`, bound for `path`, is staged. Fails only for
+    /// a path without a final name, which a validated workspace path has.
+    fn staged_at(
+        &self,
+        scratch: &str,
+        index: usize,
+        path: &WorkspacePath<'_>,
+    ) -> Result<StagedAt, crate::fs::Error> {
+        Ok(if self.missing_top(path).is_some() {
+            let (parent, name) = parent_and_name(path.relative())?;
             StagedAt {
                 dir: in_tree(scratch, parent),
-                name: String::from(name),
+                name: String::from(&*name),
                 in_bucket: false,
             }
         } else {
@@ -158,7 +161,7 @@ impl Plan {
                 name: String::from(staged_name(index).as_str()),
                 in_bucket: true,
             }
-        }
+        })
     }
 }
 
@@ -576,7 +579,11 @@ impl<F: Filesystem> Cache<F> {
                     one_by_one.insert(String::from(top));
                 }
             }
-            let staged = outputs.plan.staged_at(scratch, index, &path);
+            let staged = outputs.plan.staged_at(scratch, index, &path).map_err(io(
+                Step::Rename,
+                Root::Workspace,
+                path.as_str(),
+            ))?;
             let staged_dir = match staged_dir {
                 Some((ref open, ref dir)) if *open == staged.dir => dir,
                 _ => {
@@ -896,7 +903,11 @@ impl Staging<'_> {
                 let Some(path) = self.outputs.target(index, &record) else {
                     return Ok(Some(LookupStatus::MissCorrupt));
                 };
-                let staged = self.outputs.plan.staged_at(self.scratch, index, &path);
+                let staged = self
+                    .outputs
+                    .plan
+                    .staged_at(self.scratch, index, &path)
+                    .map_err(io(Step::Create, Root::Cache, path.as_str()))?;
                 if staged.in_bucket && !bucket_made {
                     fs.create_dir(Root::Cache, &staged.dir).map_err(io(
                         Step::CreateDir,
