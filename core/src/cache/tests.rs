@@ -63,7 +63,10 @@ fn restore(
     (result, out, err)
 }
 
-fn workspace_files(fs: &MemFs) -> Vec<(String, Vec<u8>, u32)> {
+/// Files of a tree: path, contents, mode.
+type Files = Vec<(String, Vec<u8>, u32)>;
+
+fn workspace_files(fs: &MemFs) -> Files {
     fs.tree(W)
         .into_iter()
         .filter(|(_, kind, _, _)| *kind == FileKind::File)
@@ -557,13 +560,30 @@ fn op_3_restore_overwrites_existing_targets_and_symlinks_without_following() {
     assert_eq!(fs.read_file(W, "secret").unwrap(), b"do not touch");
 }
 
-#[test]
-fn op_3_cache_on_another_filesystem_restores_by_copy() {
+/// A machine whose workspace held the outputs `write` makes, stored under
+/// `key(1)` and then wiped, as a clean leaves it before a hit. Returns the
+/// workspace's files as they were.
+fn stored_then_wiped(write: fn(&MemFs) -> Vec<&'static str>) -> (MemFs, Cache<MemFs>, Files) {
     let (fs, cache) = setup();
-    let outputs = write_outputs(&fs);
+    let outputs = write(&fs);
     let before = workspace_files(&fs);
     store(&cache, &key(1), &outputs, &mut ctx()).unwrap();
     wipe_workspace(&fs);
+    (fs, cache, before)
+}
+
+/// How many filesystem calls a restore of `key(1)` makes on a machine
+/// that `stored_then_wiped(write)` set up.
+fn calls_of_a_restore(write: fn(&MemFs) -> Vec<&'static str>) -> u64 {
+    let (fs, cache, _) = stored_then_wiped(write);
+    let start = fs.op_count();
+    restore(&cache, &key(1), &mut ctx()).0.unwrap();
+    fs.op_count() - start
+}
+
+#[test]
+fn op_3_cache_on_another_filesystem_restores_by_copy() {
+    let (fs, cache, before) = stored_then_wiped(write_outputs);
     fs.set_cross_device(true);
     let (result, out, _) = restore(&cache, &key(1), &mut ctx());
     assert!(
@@ -576,20 +596,9 @@ fn op_3_cache_on_another_filesystem_restores_by_copy() {
 
 #[test]
 fn op_3_a_failure_at_any_step_never_tears_a_target() {
-    let (fs, _) = setup();
-    let outputs = write_outputs(&fs);
-    let expected = workspace_files(&fs);
-    let probe = Cache::new(fs.clone());
-    store(&probe, &key(1), &outputs, &mut ctx()).unwrap();
-    wipe_workspace(&fs);
-    let start = fs.op_count();
-    restore(&probe, &key(1), &mut ctx()).0.unwrap();
-    let total = fs.op_count() - start;
+    let total = calls_of_a_restore(write_outputs);
     for n in 0..total {
-        let (fs, cache) = setup();
-        let outputs = write_outputs(&fs);
-        store(&cache, &key(1), &outputs, &mut ctx()).unwrap();
-        wipe_workspace(&fs);
+        let (fs, cache, expected) = stored_then_wiped(write_outputs);
         fs.fail_at(n, ErrorKind::Other);
         let (result, ..) = restore(&cache, &key(1), &mut ctx());
         // Every file present is complete, with its final mode.
@@ -620,24 +629,13 @@ fn op_3_outputs_below_a_missing_directory_appear_together() {
     // The process is killed at every call of the restore in turn: `out/`
     // (four outputs, one two directories deeper) is either absent or
     // whole, never part of it, as it is renamed into place at once.
-    let (fs, cache) = setup();
-    let outputs = write_outputs_and_a_top_file(&fs);
-    let expected = workspace_files(&fs);
-    store(&cache, &key(1), &outputs, &mut ctx()).unwrap();
-    wipe_workspace(&fs);
-    let start = fs.op_count();
-    restore(&cache, &key(1), &mut ctx()).0.unwrap();
-    let total = fs.op_count() - start;
-    let expected_out: Vec<_> = expected
-        .iter()
-        .filter(|(path, ..)| path.starts_with("out/"))
-        .cloned()
-        .collect();
+    let total = calls_of_a_restore(write_outputs_and_a_top_file);
     for n in 0..=total {
-        let (fs, cache) = setup();
-        let outputs = write_outputs_and_a_top_file(&fs);
-        store(&cache, &key(1), &outputs, &mut ctx()).unwrap();
-        wipe_workspace(&fs);
+        let (fs, cache, expected) = stored_then_wiped(write_outputs_and_a_top_file);
+        let expected_out: Vec<_> = expected
+            .into_iter()
+            .filter(|(path, ..)| path.starts_with("out/"))
+            .collect();
         fs.crash_at(fs.op_count() + n);
         let _ = restore(&cache, &key(1), &mut ctx());
         fs.recover(crate::memfs::CrashMode::ProcessKill);
@@ -684,11 +682,7 @@ fn op_3_a_missing_directory_made_meanwhile_is_filled_never_replaced() {
     // `out/` was missing at the check and exists when the restore
     // publishes: the outputs go into it one by one, and what the other
     // process put there stays.
-    let (fs, cache) = setup();
-    let outputs = write_outputs(&fs);
-    let mut expected = workspace_files(&fs);
-    store(&cache, &key(1), &outputs, &mut ctx()).unwrap();
-    wipe_workspace(&fs);
+    let (fs, cache, mut expected) = stored_then_wiped(write_outputs);
     let cache = cache.with_tasks(ThenAnotherProcessMakesOut);
     let (result, out, _) = restore(&cache, &key(1), &mut ctx());
     assert!(
@@ -713,12 +707,8 @@ fn op_3_without_a_rename_that_never_replaces_missing_directories_fill_one_by_one
     // A host without `Replace::Never` (WASI preview 1) cannot publish a
     // directory whole without risking another process's directory; the
     // outputs staged in the mirror are renamed one by one instead.
-    let (fs, cache) = setup();
+    let (fs, cache, expected) = stored_then_wiped(write_outputs_and_a_top_file);
     fs.set_rename_no_replace_supported(false);
-    let outputs = write_outputs_and_a_top_file(&fs);
-    let expected = workspace_files(&fs);
-    store(&cache, &key(1), &outputs, &mut ctx()).unwrap();
-    wipe_workspace(&fs);
     let (result, ..) = restore(&cache, &key(1), &mut ctx());
     assert!(
         matches!(result, Ok(RestoreOutcome::Restored { outputs: 5, .. })),
