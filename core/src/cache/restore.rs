@@ -79,6 +79,11 @@ type CheckedDirs = BTreeSet<String>;
 /// directory block.
 const STAGE_BUCKET: usize = 128;
 
+/// The longest path below the cache root that the mirror may need: the
+/// smallest `PATH_MAX` of the hosts cachet runs on (macOS, 1,024 bytes with
+/// its NUL). A workspace path may be up to [`crate::path::MAX_PATH_BYTES`].
+const MIRROR_PATH_BYTES: usize = 1023;
+
 /// The directory of the scratch directory that mirrors the workspace for
 /// the outputs published whole (see [`Plan`]). Not a number, so no bucket
 /// takes its name, and neither stream file does.
@@ -131,6 +136,38 @@ struct Plan {
 }
 
 impl Plan {
+    /// This plan without the missing directories below which a target's
+    /// path in the mirror would be longer than [`MIRROR_PATH_BYTES`]: their
+    /// outputs are staged in buckets and published one by one, as a path
+    /// that the workspace resolves must not fail to restore because the
+    /// mirror made it longer.
+    fn fitting(
+        mut self,
+        manifest: &Manifest<'_>,
+        targets: Option<&[WorkspacePath<'_>]>,
+        scratch: &str,
+    ) -> Plan {
+        if self.missing.is_empty() {
+            return self;
+        }
+        let prefix = in_tree(scratch, "").len() + 1;
+        let mut too_long = BTreeSet::new();
+        for (index, record) in manifest.outputs().enumerate() {
+            let Some(path) = target_path(targets, index, &record) else {
+                continue;
+            };
+            if prefix + path.relative().len() > MIRROR_PATH_BYTES
+                && let Some(top) = self.missing_top(&path)
+            {
+                too_long.insert(String::from(top));
+            }
+        }
+        for top in &too_long {
+            self.missing.remove(top);
+        }
+        self
+    }
+
     /// The topmost missing directory above `path`, if there is one.
     fn missing_top<'p>(&self, path: &WorkspacePath<'p>) -> Option<&'p str> {
         if self.missing.is_empty() {
@@ -311,14 +348,16 @@ impl<F: Filesystem> Cache<F> {
             });
         }
         let mut checked = CheckedDirs::new();
-        let plan = self.check_targets(&manifest, targets, &mut checked)?;
+        let scratch = layout::restore_scratch_dir(key, ctx.scratch_suffix());
+        let plan = self
+            .check_targets(&manifest, targets, &mut checked)?
+            .fitting(&manifest, targets, &scratch);
         let outputs = Outputs {
             manifest: &manifest,
             targets,
             plan: &plan,
         };
 
-        let scratch = layout::restore_scratch_dir(key, ctx.scratch_suffix());
         // `None`: restored outputs are not synced (Options::durable_restore).
         let durability = self.options.durable_restore.then(|| self.durability());
         let outcome = self

@@ -243,6 +243,38 @@ fn op_2_symlink_and_special_outputs_are_reported_and_not_stored() {
     assert_eq!(sandbox.run(&["status", "--key", &key]).code, 1);
 }
 
+/// OP-3: an output whose path is close to `PATH_MAX` (4,021 bytes) is
+/// restored into its missing directory after a clean, although its path in
+/// the restore's mirror of that directory (below the scratch directory)
+/// would be longer than the kernel resolves.
+#[test]
+fn op_3_an_output_path_near_path_max_restores_into_a_missing_directory() {
+    let sandbox = Sandbox::new();
+    let deep = (0..16)
+        .map(|i| format!("{i:0>250}"))
+        .collect::<Vec<_>>()
+        .join("/");
+    let path = format!("out/{deep}/f");
+    assert_eq!(path.len(), 4021);
+    let script = format!("echo run >> \"$RUNS\"; mkdir -p 'out/{deep}'; echo built > '{path}'");
+    let args = ["-v", "run", "--output", "out", "--", "sh", "-c", &script];
+    let first = sandbox.run(&args);
+    assert_eq!(first.code, 0, "{first:?}");
+    fs::remove_dir_all(sandbox.ws.join("out")).unwrap();
+    let hit = sandbox.run(&args);
+    assert_eq!(hit.code, 0, "{hit:?}");
+    assert!(hit.was_hit(), "{hit:?}");
+    assert!(!hit.stderr_text().contains("warning"), "{hit:?}");
+    assert_eq!(sandbox.runs(), 1, "the hit did not run the command");
+    // The absolute path is longer than PATH_MAX: read it from the workspace.
+    let restored = std::process::Command::new("cat")
+        .arg(&path)
+        .current_dir(&sandbox.ws)
+        .output()
+        .unwrap();
+    assert_eq!(restored.stdout, b"built\n", "{restored:?}");
+}
+
 #[test]
 fn safe_2_a_planted_symlink_is_never_written_through() {
     let sandbox = Sandbox::new();
