@@ -36,6 +36,7 @@
 //! |---|---|---|
 //! | run a task through the cache, or ask whether it is a hit and run it yourself | [`task::Task`], [`task::TaskCache::run`], [`task::TaskCache::lookup`] and [`task::TaskCache::store`] | §2, OP-1..3 |
 //! | look after entries: list them, their statistics, remove one, find its files, restore them to paths you choose, trim the cache by size with keys in use | [`task::TaskCache::cache`], then [`Cache::list`](cachet_core::cache::Cache::list), [`stats`](cachet_core::cache::Cache::stats), [`remove`](cachet_core::cache::Cache::remove), [`find`](cachet_core::cache::Cache::find), [`revive`](cachet_core::cache::Cache::revive), [`clean`](cachet_core::cache::Cache::clean) with [`CleanModes`](cachet_core::cache::CleanModes) | OP-4..15 |
+//! | share entries with other machines through S3, WebDAV or a shared directory, as `cachet run --remote` does | [`task::TaskCache::with_remotes`], then `run`, `lookup` and `store` as above; each result's `remote` report says which tier served it, where it was pushed, and every remote failure | REMOTE-1..3, REMOTE-20 |
 //! | restore under another root than the workspace | a [`task::TaskCache`] opened with that root as its workspace and the same cache directory | OP-12 |
 //! | derive keys yourself, or run the cache over your own filesystem (in memory, in a sandbox) | [`cachet_core`]: [`key::derive_key`](cachet_core::key::derive_key), [`Cache`](cachet_core::cache::Cache) over a [`Filesystem`](cachet_core::fs::Filesystem) | §2..7 |
 //! | the `cachet` command line in another host | [`cachet_cli`] | §8 |
@@ -101,6 +102,10 @@
 //!   stderr through live while capturing both to files (the streams of
 //!   DISK-3 and CLAIM-1), never buffering them whole in memory.
 //! - [`task`]: the task API above; `cachet run` is built on it.
+//! - [`remote`]: the remote stores over OpenDAL, and
+//!   [`remote::tier::RemoteTier`], which opens them once and runs each
+//!   command or task API call as one run of the chain (fault session and
+//!   circuit breakers around it).
 //! - [`native`]: the `cachet` binary's entry point and the `run`
 //!   subcommand.
 //! - [`tasks`]: [`tasks::Threads`], the core's

@@ -11,7 +11,6 @@
 //!
 //! Exit codes are those of [`cachet_cli::exit`].
 
-mod breakers;
 mod run;
 
 use std::io::{self, IsTerminal};
@@ -28,7 +27,7 @@ use rayon::prelude::*;
 use crate::fs::{CapStdFilesystem, OpenError};
 use crate::inputs::{InputError, hash_file, hash_file_with_metadata};
 use crate::memo::{self, MemoFile, Parents, file_stat};
-use crate::remote::OpendalRemote;
+use crate::remote::tier::{Messages, RemoteTier};
 use crate::tasks::Threads;
 use cachet_cli::config::Settings;
 use cachet_cli::remote::{Chain, RemoteArgs};
@@ -37,9 +36,6 @@ use cachet_cli::{
     PullArgs, PushArgs, RemoteCommand, SystemContext, exit,
 };
 use cachet_core::memo::{FileStat, Memo};
-use cachet_core::remote::Remote;
-use cachet_core::remote::RemoteOptions;
-use cachet_core::remote::guard::{Guarded, RemoteSession};
 
 pub use run::RunArgs;
 
@@ -335,54 +331,25 @@ pub fn dispatch(cli: &Cli) -> u8 {
         ),
         _ => true,
     };
-    let (remotes, setup_failures) = if uses_remotes {
-        crate::remote::open_remotes(&config, &env)
+    let tier = if uses_remotes {
+        RemoteTier::open(config, &env)
     } else {
-        (Vec::new(), Vec::new())
+        RemoteTier::without_stores(config)
     };
-    for failure in &setup_failures {
+    for failure in tier.setup_failures() {
         cli::remote::warn(&mut io::stderr(), failure);
     }
-    // REMOTE-15..19: every store is guarded by one session (time limits,
-    // retries, writes stopped after a refused access, statistics); those
-    // whose breaker is open are left out of the chain for this run.
-    let pacer = crate::remote::SystemPacer;
-    let labels: Vec<&str> = remotes.iter().map(|r| r.label.as_str()).collect();
-    let session = RemoteSession::new(config.policy, &pacer, &labels);
     // `remote status` is how a user checks a remote: it asks each one,
     // whatever its breaker says, and leaves the breakers as they are.
     let health_check = matches!(cli.command, Command::Remote(RemoteCommand::Status(_)));
-    let mut breakers = (!health_check)
-        .then(|| breakers::Breakers::load(&session, &opened.cache_dir, cli.globals.verbose));
-    let positions: Vec<usize> = (0..remotes.len())
-        .filter(|&at| session.is_usable(at))
-        .collect();
-    let guarded: Vec<Remote<Guarded<'_, '_, &OpendalRemote>>> = positions
-        .iter()
-        .filter_map(|&at| remotes.get(at).map(|r| (at, r)))
-        .map(|(at, r)| Remote {
-            store: session.guard(at, &r.store),
-            writable: r.writable,
-            label: r.label.clone(),
-        })
-        .collect();
-    let chain = Chain {
-        remotes: &guarded,
-        tenant: config.tenant.clone(),
-        reading: config.reading_order(),
-        options: RemoteOptions {
-            signing_key: config.signing_key.clone(),
-            ..RemoteOptions::default()
-        },
-        verbose: cli.globals.verbose,
-        session: Some(&session),
-        positions,
-    };
-    let code = dispatch_command(cli, &opened, &chain, &setup_failures);
-    if let Some(breakers) = breakers.as_mut() {
-        breakers.settle(&session, cli.globals.verbose);
-    }
-    code
+    let mut stderr = io::stderr();
+    let mut messages = Messages::new(cli.globals.verbose, &mut stderr);
+    tier.run(
+        &opened.cache_dir,
+        health_check,
+        &mut messages,
+        |chain, messages| dispatch_command(cli, &opened, chain, tier.setup_failures(), messages),
+    )
 }
 
 /// Runs the command of `cli` through `chain`.
@@ -391,20 +358,20 @@ fn dispatch_command<R: cachet_core::remote::RemoteStore>(
     opened: &Opened,
     chain: &Chain<'_, R>,
     setup_failures: &[crate::remote::SetupError],
+    messages: &mut Messages<'_>,
 ) -> u8 {
+    if let Command::Run(args) = &cli.command {
+        return match run::run(args, opened, chain, messages) {
+            Ok(code) => code,
+            Err(error) => {
+                cli::report_error(&mut io::stderr(), &error);
+                error.exit_code()
+            }
+        };
+    }
     let mut ctx = SystemContext::new();
     let (mut stdout, mut stderr) = (io::stdout().lock(), io::stderr().lock());
     let result = match &cli.command {
-        Command::Run(args) => {
-            drop((stdout, stderr));
-            return match run::run(args, &cli.globals, opened, chain) {
-                Ok(code) => code,
-                Err(error) => {
-                    cli::report_error(&mut io::stderr(), &error);
-                    error.exit_code()
-                }
-            };
-        }
         Command::Plumbing(command) => {
             let hasher = match command {
                 PlumbingCommand::Key(key) => opened.hasher(&key.key),

@@ -50,6 +50,8 @@ use tokio::runtime::Runtime;
 /// outputs.
 pub const ZSTD_LEVEL: i32 = 3;
 
+mod breakers;
+pub mod tier;
 mod webdav;
 
 /// Multipart chunk of S3 uploads.

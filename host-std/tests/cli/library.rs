@@ -606,6 +606,7 @@ mod task_api {
             key,
             status: LookupStatus::MissNoEntry,
             restore_error: None,
+            remote: None,
         } = cache.lookup(&task, &mut out, &mut err).unwrap()
         else {
             panic!("expected a miss");
@@ -615,11 +616,18 @@ mod task_api {
         let stored = cache
             .store(&key, &task, &b"what it printed\n"[..], &b"warnings\n"[..])
             .unwrap();
-        assert_eq!(stored, StoreOutcome::Stored);
+        assert_eq!(
+            (stored.outcome, stored.remote),
+            (StoreOutcome::Stored, None)
+        );
         fs::remove_dir_all(sandbox.ws.join("out")).unwrap();
         assert_eq!(
             cache.lookup(&task, &mut out, &mut err).unwrap(),
-            Lookup::Hit { key, outputs: 1 }
+            Lookup::Hit {
+                key,
+                outputs: 1,
+                remote: None
+            }
         );
         assert_eq!(
             (out.as_slice(), err.as_slice()),

@@ -1453,3 +1453,262 @@ fn remote_6_webdav_a_large_blob_is_streamed_not_held_in_memory() {
 fn remote_6_s3_a_large_blob_is_streamed_not_held_in_memory() {
     a_large_blob_streams(garage_store());
 }
+
+// ------------------------------------------------- the task API's remotes
+
+/// A task whose script is the same in every workspace (the key covers
+/// the script), logging each run to `log` outside them.
+fn shared_task(log: &Path) -> cachet::task::Task {
+    let script = format!(
+        "mkdir -p out && cp src/big out/big.bin && printf tiny > out/small && echo run >> '{}' && echo to-stdout && echo to-stderr >&2",
+        log.display()
+    );
+    cachet::task::Task::script(script)
+        .input("src/**")
+        .output("out")
+}
+
+/// A task cache over `sandbox`'s workspace whose remotes are `url` only,
+/// under `tenant`.
+fn task_cache(sandbox: &Sandbox, url: &str, tenant: &str) -> cachet::task::TaskCache {
+    let mut remotes = cachet_cli::remote::RemoteArgs::default();
+    remotes.remotes = vec![url.to_string()];
+    remotes.tenant = Some(tenant.to_string());
+    cachet::task::TaskCache::open(&sandbox.ws, None, Default::default())
+        .unwrap()
+        .with_remotes(&remotes)
+        .unwrap()
+}
+
+fn lines_of(log: &Path) -> usize {
+    fs::read_to_string(log).map_or(0, |text| text.lines().count())
+}
+
+/// REMOTE-1, REMOTE-2, REMOTE-20 through the task API: `TaskCache::run`
+/// pushes what it stores and, in another workspace with an empty cache,
+/// restores it from the remote without running the command; `lookup`
+/// finds it there too, and what a runner records with `store` is pushed
+/// and found by the next machine's `lookup`. Each call says in its
+/// `remote` report which tier served it and where it was pushed.
+fn task_api_through_the_chain(store: Store) {
+    use cachet::task::{Lookup, Ran};
+    use cachet_core::cache::StoreOutcome;
+
+    let big = big_bytes(9);
+    let logs = tempfile::tempdir().unwrap();
+    let log = logs.path().join("runs.log");
+    let task = shared_task(&log);
+    let url = store.url.clone();
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+
+    let first = workspace(&big);
+    let ran = task_cache(&first, &url, "main")
+        .run(&task, &mut out, &mut err)
+        .unwrap();
+    let Ran::Executed {
+        exit_code: Some(0),
+        stored: true,
+        remote: Some(report),
+        ..
+    } = ran
+    else {
+        panic!("expected a stored run: {ran:?}");
+    };
+    assert_eq!(report.pushed_to, [url.as_str()], "{report:?}");
+    assert!(report.failures.is_empty(), "{report:?}");
+    assert_eq!(lines_of(&log), 1);
+    assert_eq!(
+        store.names("cachet-v1-blake3/tenants/main/entries/").len(),
+        1
+    );
+
+    let second = workspace(&big);
+    out.clear();
+    err.clear();
+    let ran = task_cache(&second, &url, "main")
+        .run(&task, &mut out, &mut err)
+        .unwrap();
+    let Ran::Restored {
+        outputs: 2,
+        remote: Some(report),
+        ..
+    } = ran
+    else {
+        panic!("expected a hit: {ran:?}");
+    };
+    assert_eq!(
+        (report.hit.as_deref(), report.tenant.as_deref()),
+        (Some(url.as_str()), Some("main")),
+        "{report:?}"
+    );
+    assert_eq!(lines_of(&log), 1, "the command did not run");
+    assert_eq!(
+        (out.as_slice(), err.as_slice()),
+        (&b"to-stdout\n"[..], &b"to-stderr\n"[..])
+    );
+    assert_eq!(
+        snapshot(&second.ws, &[".cachet"]),
+        snapshot(&first.ws, &[".cachet"]),
+        "files and modes identical"
+    );
+
+    // A runner that runs tasks itself: a hit from the remote...
+    let third = workspace(&big);
+    let cache = task_cache(&third, &url, "main");
+    let found = cache
+        .lookup(&task, &mut Vec::new(), &mut Vec::new())
+        .unwrap();
+    assert!(
+        matches!(&found, Lookup::Hit { outputs: 2, remote: Some(report), .. } if report.hit.as_deref() == Some(url.as_str())),
+        "{found:?}"
+    );
+    // ...and a miss everywhere, which it stores and pushes...
+    let other = task.clone().set("VARIANT", "2");
+    let Lookup::Miss {
+        key,
+        restore_error: None,
+        remote: Some(report),
+        ..
+    } = cache
+        .lookup(&other, &mut Vec::new(), &mut Vec::new())
+        .unwrap()
+    else {
+        panic!("expected a miss");
+    };
+    assert_eq!(report.hit, None, "{report:?}");
+    third.write("out/small", b"made by the runner");
+    let stored = cache
+        .store(&key, &other, &b"runner out\n"[..], &b""[..])
+        .unwrap();
+    assert_eq!(stored.outcome, StoreOutcome::Stored);
+    assert_eq!(
+        stored.remote.map(|report| report.pushed_to),
+        Some(vec![url.clone()])
+    );
+    // ...for the next machine to find.
+    let fourth = workspace(&big);
+    let mut replayed = Vec::new();
+    let found = task_cache(&fourth, &url, "main")
+        .lookup(&other, &mut replayed, &mut Vec::new())
+        .unwrap();
+    assert!(
+        matches!(found, Lookup::Hit { key: found, outputs: 2, .. } if found == key),
+        "{found:?}"
+    );
+    assert_eq!(replayed, b"runner out\n");
+    assert_eq!(
+        fs::read(fourth.ws.join("out/small")).unwrap(),
+        b"made by the runner"
+    );
+    assert_eq!(lines_of(&log), 1);
+}
+
+#[test]
+fn remote_20_directory_the_task_api_looks_up_and_pushes_through_the_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    task_api_through_the_chain(directory_store(dir.path()));
+}
+
+#[test]
+fn remote_20_webdav_the_task_api_looks_up_and_pushes_through_the_chain() {
+    task_api_through_the_chain(nginx_store());
+}
+
+/// REMOTE-3, REMOTE-17 through the task API: a remote nobody answers
+/// costs a miss, the task runs and is stored locally, and the failure is
+/// an item of the run's report, never an error; so is the breaker that
+/// keeps the remote out of the next run.
+#[test]
+fn remote_3_the_task_api_reports_an_unreachable_remote_and_runs_the_task() {
+    use cachet::task::Ran;
+
+    let url = format!("webdav+http://127.0.0.1:{}/cache", free_port());
+    let logs = tempfile::tempdir().unwrap();
+    let log = logs.path().join("runs.log");
+    let task = shared_task(&log);
+    let sandbox = workspace(&big_bytes(3));
+    let cache = task_cache(&sandbox, &url, "main");
+    let ran = cache.run(&task, &mut Vec::new(), &mut Vec::new()).unwrap();
+    let Ran::Executed {
+        exit_code: Some(0),
+        stored: true,
+        remote: Some(report),
+        ..
+    } = ran
+    else {
+        panic!("expected a stored run: {ran:?}");
+    };
+    assert!(report.pushed_to.is_empty(), "{report:?}");
+    assert!(
+        !report.failures.is_empty() && report.failures.iter().all(|line| line.contains(&url)),
+        "{report:?}"
+    );
+    // The failed run opened the remote's breaker (REMOTE-17): the next
+    // run, a local hit, says that it left the remote out.
+    fs::remove_dir_all(sandbox.ws.join("out")).unwrap();
+    let ran = cache.run(&task, &mut Vec::new(), &mut Vec::new()).unwrap();
+    let Ran::Restored {
+        remote: Some(report),
+        ..
+    } = ran
+    else {
+        panic!("expected a hit: {ran:?}");
+    };
+    assert_eq!(report.hit.as_deref(), Some("local"), "{report:?}");
+    assert!(
+        report
+            .failures
+            .iter()
+            .any(|line| line.contains(&url) && line.contains("skipped")),
+        "{report:?}"
+    );
+    assert_eq!(lines_of(&log), 1);
+}
+
+/// REMOTE-11 through the task API: an entry `main` pushed is not read
+/// under a pull request's tenant unless that tenant trusts `main`.
+#[test]
+fn remote_11_the_task_api_reads_only_its_own_and_trusted_tenants() {
+    use cachet::task::Ran;
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = directory_store(dir.path());
+    let logs = tempfile::tempdir().unwrap();
+    let log = logs.path().join("runs.log");
+    let task = shared_task(&log);
+    let big = big_bytes(5);
+    let main = workspace(&big);
+    task_cache(&main, &store.url, "main")
+        .run(&task, &mut Vec::new(), &mut Vec::new())
+        .unwrap();
+    assert_eq!(lines_of(&log), 1);
+
+    let untrusting = workspace(&big);
+    let ran = task_cache(&untrusting, &store.url, "pr-7")
+        .run(&task, &mut Vec::new(), &mut Vec::new())
+        .unwrap();
+    assert!(matches!(ran, Ran::Executed { .. }), "{ran:?}");
+    assert_eq!(lines_of(&log), 2, "main's entry is not read by pr-7");
+
+    let trusting = workspace(&big);
+    let mut remotes = cachet_cli::remote::RemoteArgs::default();
+    remotes.remotes = vec![store.url.clone()];
+    remotes.tenant = Some(String::from("pr-8"));
+    remotes.trust = vec![String::from("main")];
+    let ran = cachet::task::TaskCache::open(&trusting.ws, None, Default::default())
+        .unwrap()
+        .with_remotes(&remotes)
+        .unwrap()
+        .run(&task, &mut Vec::new(), &mut Vec::new())
+        .unwrap();
+    assert!(
+        matches!(&ran, Ran::Restored { remote: Some(report), .. } if report.tenant.as_deref() == Some("main")),
+        "{ran:?}"
+    );
+    assert_eq!(lines_of(&log), 2);
+    assert_eq!(
+        store.names("cachet-v1-blake3/tenants/pr-7/entries/").len(),
+        1,
+        "pr-7 pushed its own entry under its own tenant"
+    );
+}

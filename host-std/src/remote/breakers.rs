@@ -5,12 +5,7 @@
 
 use cachet_core::remote::{self, guard::RemoteSession};
 
-use super::run::say;
-
-/// One warning line on stderr, `-v` or not (REMOTE-3).
-fn warn(message: &dyn core::fmt::Display) {
-    cachet_cli::remote::warn(&mut std::io::stderr(), message);
-}
+use super::tier::Messages;
 
 /// The circuit breakers of this cache's remotes (REMOTE-17), loaded when
 /// the run starts and written back when it ends.
@@ -37,7 +32,7 @@ impl Breakers {
     pub(crate) fn load(
         session: &RemoteSession<'_>,
         cache_dir: &std::path::Path,
-        verbose: bool,
+        messages: &mut Messages<'_>,
     ) -> Breakers {
         let mut breakers = Breakers {
             cache_dir: cache_dir.to_path_buf(),
@@ -52,47 +47,44 @@ impl Breakers {
         let now = unix_ms();
         for (at, until) in session.admit(&mut breakers.book, now) {
             let label = session.labels().get(at).map_or("?", String::as_str);
-            warn(&format_args!(
+            messages.warn(&format_args!(
                 "remote {label}: skipped for {:.0} s more: it failed in an earlier run (circuit breaker in {}); treated as a miss",
                 until.saturating_sub(now).div_ceil(1000),
                 crate::remote::breaker_path(cache_dir).display()
             ));
         }
-        breakers.save(verbose);
+        breakers.save(messages);
         breakers
     }
 
     /// Records the run's outcome in the breakers and writes them back;
     /// with `-v`, prints the remote statistics (REMOTE-19).
-    pub(crate) fn settle(&mut self, session: &RemoteSession<'_>, verbose: bool) {
+    pub(crate) fn settle(&mut self, session: &RemoteSession<'_>, messages: &mut Messages<'_>) {
         if session.labels().is_empty() {
             return;
         }
         for (at, until) in session.settle(&mut self.book, unix_ms()) {
             let label = session.labels().get(at).map_or("?", String::as_str);
-            warn(&format_args!(
+            messages.warn(&format_args!(
                 "remote {label}: later runs on this cache skip it for {} s, then one tries it again",
                 until.saturating_sub(unix_ms()).div_ceil(1000)
             ));
         }
-        self.save(verbose);
-        say(verbose, format_args!("{}", session.stats()));
+        self.save(messages);
+        messages.say(format_args!("{}", session.stats()));
     }
 
-    fn save(&mut self, verbose: bool) {
+    fn save(&mut self, messages: &mut Messages<'_>) {
         let bytes = self.book.encode();
         if bytes == self.loaded {
             return;
         }
         match crate::remote::write_breakers(&self.cache_dir, &self.book) {
             Ok(()) => self.loaded = bytes,
-            Err(error) => say(
-                verbose,
-                format_args!(
-                    "could not write {}: {error}",
-                    crate::remote::breaker_path(&self.cache_dir).display()
-                ),
-            ),
+            Err(error) => messages.say(format_args!(
+                "could not write {}: {error}",
+                crate::remote::breaker_path(&self.cache_dir).display()
+            )),
         }
     }
 }
