@@ -3,7 +3,8 @@
 //!
 //! [`compute_key`] checks the arguments, reads the host variables named by
 //! `--env` from this process's environment, reads each `--after`
-//! predecessor's stream hashes from its manifest, selects the inputs with
+//! predecessor's stream hashes from its manifest (a use of that entry,
+//! which refreshes its last use, OP-5), selects the inputs with
 //! [`select_inputs`], hashes them with the host's [`FileHasher`] (or
 //! through the [`Filesystem`] trait, [`FsHasher`]) and derives the key.
 //! The [`KeyReport`] it returns holds every component, sorted as the
@@ -262,9 +263,11 @@ pub fn compute_key<F: Filesystem>(
     }
 
     let mut predecessors = Vec::with_capacity(args.after.len());
+    // Reading a predecessor is a use of it (OP-5).
+    let mut ctx = crate::SystemContext::new();
     for text in &args.after {
         let after = parse::after("--after", text)?;
-        let (status, bytes) = cache.lookup_manifest(&after.key)?;
+        let (status, bytes) = cache.use_manifest(&after.key, &mut ctx)?;
         let tail = bytes
             .as_deref()
             .and_then(|bytes| Manifest::parse(bytes).ok())

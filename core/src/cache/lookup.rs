@@ -132,6 +132,23 @@ impl<F: Filesystem> Cache<F> {
         Ok((inspection.status, bytes))
     }
 
+    /// OP-1, OP-5: [`Cache::lookup_manifest`] for a caller that uses what
+    /// the hit recorded (a predecessor's stream hashes go into a key,
+    /// KEY-6): on a hit, the entry's last use is refreshed as
+    /// [`Cache::lookup`] refreshes it, best effort, so that an entry only
+    /// ever read as a predecessor does not age as if unused.
+    pub fn use_manifest(
+        &self,
+        key: &Key,
+        ctx: &mut dyn Context,
+    ) -> Result<(LookupStatus, Option<Vec<u8>>), CacheError> {
+        let found = self.lookup_manifest(key)?;
+        if found.0.is_hit() {
+            self.touch(key, ctx);
+        }
+        Ok(found)
+    }
+
     /// Refreshes the last-used time of `key`'s entry; failures are ignored
     /// because a hit must not depend on the cache being writable.
     pub(crate) fn touch(&self, key: &Key, ctx: &mut dyn Context) {

@@ -478,6 +478,33 @@ fn op_5_lookup_hit_refreshes_last_used() {
     assert_eq!(meta.modified, ctx.now);
 }
 
+/// OP-5, KEY-6: reading a predecessor's manifest for a key is a use that
+/// refreshes its last use; the status query and a miss write nothing.
+#[test]
+fn op_5_a_predecessor_read_for_a_key_refreshes_last_used() {
+    let (fs, cache) = setup();
+    let mut ctx = ctx();
+    let outputs = write_outputs(&fs);
+    store(&cache, &key(1), &outputs, &mut ctx).unwrap();
+    let stored_at = fs.metadata(C, &layout::manifest(&key(1))).unwrap().modified;
+    ctx.now = Timestamp::from_seconds(5_000_000);
+    assert_eq!(cache.lookup_manifest(&key(1)).unwrap().0, LookupStatus::Hit);
+    let unchanged = fs.metadata(C, &layout::manifest(&key(1))).unwrap().modified;
+    assert_eq!(unchanged, stored_at, "lookup_manifest writes nothing");
+
+    let (status, bytes) = cache.use_manifest(&key(1), &mut ctx).unwrap();
+    assert_eq!(status, LookupStatus::Hit);
+    assert_eq!(
+        bytes.as_deref(),
+        fs.read_file(C, &layout::manifest(&key(1))).as_deref()
+    );
+    let meta = fs.metadata(C, &layout::manifest(&key(1))).unwrap();
+    assert_eq!(meta.modified, ctx.now);
+
+    let (status, bytes) = cache.use_manifest(&key(2), &mut ctx).unwrap();
+    assert_eq!((status, bytes), (LookupStatus::MissNoEntry, None));
+}
+
 #[test]
 fn op_3_tampered_blob_of_same_size_aborts_before_publishing() {
     let (fs, cache) = setup();

@@ -423,3 +423,44 @@ fn safe_4_bad_arguments_have_distinct_exit_codes_and_name_the_value() {
     ]);
     assert_eq!(bad_cache.code, 69, "{bad_cache:?}");
 }
+
+/// OP-5, KEY-6: `cachet key --after` reads the predecessor's entry, which
+/// is a use of it: a clean by size, least recently used first, keeps it
+/// and removes an entry last used at the same time that nothing read
+/// (which, on a tie, would have gone second: its key sorts after).
+#[test]
+fn op_5_an_entry_read_as_a_predecessor_is_kept_by_a_clean_by_size() {
+    let sandbox = Sandbox::new();
+    sandbox.write("out/a", b"a");
+    let (producer, unused) = ("cd".repeat(32), "ef".repeat(32));
+    let ten_days_ago = std::time::SystemTime::now() - core::time::Duration::from_secs(10 * 86_400);
+    for key in [&producer, &unused] {
+        let stored = sandbox.run(&["store", "--key", key, "--output", "out/**"]);
+        assert_eq!(stored.code, 0, "{stored:?}");
+        let manifest = sandbox
+            .ws
+            .join(".cachet")
+            .join(&key[..2])
+            .join(key)
+            .join("manifest.json");
+        fs::File::open(&manifest)
+            .unwrap()
+            .set_modified(ten_days_ago)
+            .unwrap();
+    }
+    let keyed = sandbox.run(&[
+        "key",
+        "--after",
+        &format!("web:build={producer}"),
+        "--",
+        "true",
+    ]);
+    assert_eq!(keyed.code, 0, "{keyed:?}");
+    // Room for one of the two entries (about 0.6 KiB each).
+    let clean = sandbox.run(&["clean", "--max-size", "1KiB"]);
+    assert_eq!(clean.code, 0, "{clean:?}");
+    assert!(clean.stdout_text().contains("removed 1 "), "{clean:?}");
+    let status = |key: &str| sandbox.run(&["status", "--key", key]).code;
+    assert_eq!(status(&producer), 0, "the predecessor is kept: {clean:?}");
+    assert_eq!(status(&unused), 1, "the unused entry is removed: {clean:?}");
+}
