@@ -77,6 +77,12 @@ pub struct BreakerBook {
     entries: Vec<(String, BreakerState)>,
 }
 
+/// Whether `label` fits on one line of the file: labels that do not are
+/// neither written nor read (closed).
+fn is_writable_label(label: &str) -> bool {
+    !label.is_empty() && !label.contains(['\n', '\r'])
+}
+
 impl BreakerBook {
     /// The book a breaker file holds. Damage of any kind (wrong first
     /// line, a malformed line, a file too long, bytes that are not UTF-8)
@@ -107,7 +113,10 @@ impl BreakerBook {
             let (Ok(time), Ok(trips)) = (time.parse::<u64>(), trips.parse::<u32>()) else {
                 continue;
             };
-            if label.is_empty() || trips == 0 || book.position(label).is_some() {
+            // A label `encode` would not write back (a line of a file
+            // with CRLF line ends, say) is not read either, so that what a
+            // process reads is what it writes.
+            if !is_writable_label(label) || trips == 0 || book.position(label).is_some() {
                 continue;
             }
             let state = match state {
@@ -131,7 +140,7 @@ impl BreakerBook {
     pub fn encode(&self) -> Vec<u8> {
         let mut text = String::from(MAGIC);
         for (label, state) in &self.entries {
-            if label.is_empty() || label.contains(['\n', '\r']) {
+            if !is_writable_label(label) {
                 continue;
             }
             let (word, time, trips) = match *state {
@@ -276,6 +285,23 @@ mod tests {
         book.record_failure(S3, 0, &policy);
         assert_eq!(book.admit(S3, 60_000, &policy), Admission::Probe);
         assert_eq!(book.admit(S3, 120_000, &policy), Admission::Probe);
+    }
+
+    /// Found by the `breaker_file` fuzz target: a line with a carriage
+    /// return in its label was read, and then left out when written back.
+    #[test]
+    fn remote_17_a_label_with_a_carriage_return_is_a_closed_breaker() {
+        let bytes = b"cachet-breaker 1\r\nopen 5 1 file:///d\r\nopen 6 1 file:///e\n";
+        let book = BreakerBook::decode(bytes);
+        assert_eq!(book.state("file:///d\r"), BreakerState::Closed);
+        assert_eq!(book.state("file:///d"), BreakerState::Closed);
+        assert_eq!(
+            BreakerBook::decode(b"cachet-breaker 1\nopen 5 1 file:///d\r\nopen 6 1 file:///e\n")
+                .entries
+                .len(),
+            1
+        );
+        assert_eq!(BreakerBook::decode(&book.encode()), book);
     }
 
     #[test]
