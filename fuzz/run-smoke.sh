@@ -24,7 +24,7 @@ cd "$(dirname "$0")/.."
 seconds="${FUZZ_SECONDS:-20}"
 targets=("$@")
 if [ "${#targets[@]}" -eq 0 ]; then
-    targets=(manifest_read hex_decode workspace_path key_derivation cache_ops)
+    targets=(manifest_read hex_decode workspace_path key_derivation cache_ops remote_record memo_file breaker_file)
 fi
 export RUSTC_BOOTSTRAP=1
 

@@ -19,6 +19,14 @@
 //! - [`cache_ops`]: arbitrary sequences of cache operations on a
 //!   [`MemFs`] with fault injection, crashes and tampering, checked against
 //!   a plain model of what each lookup may return (OP-1..7, SAFE-1, SAFE-3).
+//! - [`remote_record`]: the entry records a remote sends back never panic
+//!   the codec, an accepted record has one byte form, and a signed one
+//!   verifies only when it is genuine (REMOTE-7, REMOTE-12, REMOTE-13).
+//! - [`memo_file`]: a file-hash memo read from the cache directory never
+//!   panics the decoder and one that decodes re-encodes to its own bytes
+//!   (MEMO-2, MEMO-5).
+//! - [`breaker_file`]: a circuit-breaker file never panics the decoder and
+//!   what it reads survives a write and a read (REMOTE-17).
 //!
 //! [`memcache`] holds the in-memory cache helpers (reading an entry's
 //! content, restoring into a fresh workspace, listing debris) that
@@ -29,23 +37,29 @@
 //! [`Manifest::parse`]: cachet_core::manifest::Manifest::parse
 //! [`MemFs`]: cachet_core::memfs::MemFs
 
+pub mod breaker_file;
 pub mod cache_ops;
 pub mod encode;
 pub mod hex_decode;
 pub mod key_derivation;
 pub mod manifest_read;
 pub mod memcache;
+pub mod memo_file;
+pub mod remote_record;
 pub mod seeds;
 pub mod workspace_path;
 
 /// Every fuzz target, by the name of its `fuzz/fuzz_targets/<name>.rs` and
 /// of its seed directory `fuzz/seeds/<name>/`.
-pub const TARGETS: [&str; 5] = [
+pub const TARGETS: [&str; 8] = [
     "manifest_read",
     "hex_decode",
     "workspace_path",
     "key_derivation",
     "cache_ops",
+    "remote_record",
+    "memo_file",
+    "breaker_file",
 ];
 
 /// Runs the harness of `target` (one of [`TARGETS`]) on `data`. Returns
@@ -57,6 +71,9 @@ pub fn run(target: &str, data: &[u8]) -> bool {
         "workspace_path" => workspace_path::run(data),
         "key_derivation" => key_derivation::run(data),
         "cache_ops" => cache_ops::run(data),
+        "remote_record" => remote_record::run(data),
+        "memo_file" => memo_file::run(data),
+        "breaker_file" => breaker_file::run(data),
         _ => return false,
     }
     true

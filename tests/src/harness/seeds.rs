@@ -208,7 +208,156 @@ pub fn generated(vectors: &Path) -> Result<Vec<Seed>, String> {
     for (name, input) in cache_scenarios() {
         seeds.push(seed("cache_ops", name, to_bytes(&input)));
     }
+    for (name, bytes) in record_seeds() {
+        seeds.push(seed("remote_record", name, bytes));
+    }
+    for (name, bytes) in memo_seeds() {
+        seeds.push(seed("memo_file", name, bytes));
+    }
+    for (name, bytes) in breaker_seeds() {
+        seeds.push(seed("breaker_file", name, bytes));
+    }
     Ok(seeds)
+}
+
+/// Records as cachet's encoder writes them: empty and full, under both
+/// hash functions, signed, and without their checksum (which the harness
+/// puts right).
+fn record_seeds() -> Vec<(&'static str, Vec<u8>)> {
+    use cachet_core::hash::digest;
+    use cachet_core::remote::record::{InlineContent, Record, RecordOutput, StreamRef};
+
+    let inline = [&b"tiny\n"[..], &b"to-stderr\n"[..]];
+    let record = |function: HashFunction, outputs: bool| {
+        let mut contents: Vec<InlineContent<'_>> = inline
+            .iter()
+            .map(|bytes| InlineContent {
+                hash: digest(function, bytes),
+                bytes,
+            })
+            .collect();
+        contents.sort_by_key(|content| content.hash.0);
+        let outputs = if outputs {
+            alloc::vec![
+                RecordOutput {
+                    path: "/out/big.bin",
+                    mode: 0o750,
+                    size: 100_000,
+                    hash: Digest([0x3c; 32]),
+                },
+                RecordOutput {
+                    path: "/out/small",
+                    mode: 0o644,
+                    size: 5,
+                    hash: digest(function, inline[0]),
+                },
+            ]
+        } else {
+            Vec::new()
+        };
+        Record {
+            chapter_revision: 0,
+            hash_function: function,
+            key: Key(Digest([0x17; 32])),
+            created_at_unix: 1_763_700_000,
+            stdout: StreamRef {
+                size: 0,
+                hash: digest(function, b""),
+            },
+            stderr: StreamRef {
+                size: 10,
+                hash: digest(function, inline[1]),
+            },
+            inline: if outputs.is_empty() {
+                Vec::new()
+            } else {
+                contents
+            },
+            outputs,
+        }
+        .encode()
+        .unwrap_or_default()
+    };
+    let full = record(HashFunction::Blake3, true);
+    let unchecked = full
+        .get(..full.len().saturating_sub(32))
+        .unwrap_or_default()
+        .to_vec();
+    alloc::vec![
+        ("empty", record(HashFunction::Blake3, false)),
+        ("outputs-and-inline", full.clone()),
+        ("sha256", record(HashFunction::Sha256, true)),
+        ("signed", super::remote_record::signed(&full)),
+        ("without-checksum", unchecked),
+    ]
+}
+
+/// Memos as cachet writes them, empty and with records of both hash
+/// functions, and one without its checksum (which the harness puts right).
+fn memo_seeds() -> Vec<(&'static str, Vec<u8>)> {
+    use cachet_core::fs::Timestamp;
+    use cachet_core::memo::{FileStat, Memo};
+
+    let now = Timestamp::from_seconds(1_763_700_000);
+    let long_ago = Timestamp::from_seconds(1_700_000_000);
+    let mut memo = Memo::new();
+    for inode in 1..=3u64 {
+        let stat = FileStat {
+            device: 64_769,
+            inode,
+            size: inode * 4096,
+            modified: long_ago,
+            changed: long_ago,
+        };
+        let function = if inode == 2 {
+            HashFunction::Sha256
+        } else {
+            HashFunction::Blake3
+        };
+        memo.record(&stat, function, Digest([inode as u8; 32]), now);
+    }
+    let full = memo.encode(now);
+    let unchecked = full
+        .get(..full.len().saturating_sub(32))
+        .unwrap_or_default()
+        .to_vec();
+    alloc::vec![
+        ("empty", Memo::new().encode(now)),
+        ("three-records", full),
+        ("without-checksum", unchecked),
+    ]
+}
+
+/// Breaker files: one the encoder wrote, and lines the decoder must skip.
+fn breaker_seeds() -> Vec<(&'static str, Vec<u8>)> {
+    use cachet_core::remote::breaker::BreakerBook;
+    use cachet_core::remote::policy::FaultPolicy;
+
+    let policy = FaultPolicy::default();
+    let mut book = BreakerBook::default();
+    book.record_failure(
+        "s3://cache?endpoint=http://127.0.0.1:3900&region=garage",
+        1_763_700_000_000,
+        &policy,
+    );
+    book.record_failure(
+        "webdav+http://127.0.0.1:8080/cache",
+        1_763_700_000_000,
+        &policy,
+    );
+    let _ = book.admit(
+        "webdav+http://127.0.0.1:8080/cache",
+        1_763_800_000_000,
+        &policy,
+    );
+    alloc::vec![
+        ("written", book.encode()),
+        (
+            "damaged-lines",
+            b"cachet-breaker 1\nopen x 1 file:///a\nopen 5 0 file:///b\nshut 5 1 file:///c\nopen 5 1 file:///d\r\nopen 5 1 file:///d\nprobing 7 2\n"
+                .to_vec(),
+        ),
+    ]
 }
 
 /// A manifest with 40 outputs, some sharing content, written by the
