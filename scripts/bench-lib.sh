@@ -2,7 +2,14 @@
 # the Markdown they report with, so that every table in BENCHMARKS.md
 # computes a median, a range and a ratio the same way.
 
-now_ns() { date +%s%N; }
+# stamp: sets NOW to the wall clock in nanoseconds (microsecond steps)
+# without starting a process: bash 5's EPOCHREALTIME, so that no figure
+# includes the millisecond or two that forking `date` costs.
+[[ -n ${EPOCHREALTIME:-} ]] || { echo "the benchmarks need bash 5 (EPOCHREALTIME)" >&2; exit 1; }
+stamp() {
+  local t=${EPOCHREALTIME//[.,]/}
+  NOW=$((10#$t * 1000))
+}
 
 # build_release_cachet: builds `cachet` in release mode and sets TARGET_DIR
 # and CACHET (its path); the caller defines `say` and `die`, and REPO.

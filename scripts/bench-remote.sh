@@ -201,15 +201,15 @@ run_shape() {
   local start i
   for i in $(seq "$ROUNDS"); do
     settle "$ws/out"
-    start=$(now_ns)
+    stamp; start=$NOW
     "$CACHET" --cache-dir "$dir/cache-store-$i" -v run --remote "$(remote_url "$shape/cachet-$i")" "${step[@]}" \
       >/dev/null 2>"$dir/said"
-    echo $(($(now_ns) - start)) >>"$s"
+    stamp; echo $((NOW - start)) >>"$s"
     grep -q 'warning' "$dir/said" && die "cachet warned while storing: $(cat "$dir/said")"
     settle "$ws/out"
-    start=$(now_ns)
+    stamp; start=$NOW
     rclone_ copy --transfers 16 "$ws/out" ":s3:$BUCKET/$shape/rclone-$i"
-    echo $(($(now_ns) - start)) >>"$r"
+    stamp; echo $((NOW - start)) >>"$r"
     forget_round "$shape" "$dir/cache-store-$i"
   done
   local stored_bytes rclone_bytes
@@ -222,15 +222,15 @@ run_shape() {
   for i in $(seq "$ROUNDS"); do
     mv "$ws/out" "$dir/restored-$i"
     settle
-    start=$(now_ns)
+    stamp; start=$NOW
     "$CACHET" --cache-dir "$dir/cache-fresh-$i" -v run --remote "$(remote_url "$shape/cachet-1")" "${step[@]}" \
       >/dev/null 2>"$dir/said"
-    echo $(($(now_ns) - start)) >>"$f"
+    stamp; echo $((NOW - start)) >>"$f"
     grep -q '^cachet: hit .*remote' "$dir/said" || die "the fresh run was not a remote hit: $(cat "$dir/said")"
     settle
-    start=$(now_ns)
+    stamp; start=$NOW
     rclone_ copy --transfers 16 ":s3:$BUCKET/$shape/rclone-1" "$dir/down-$i"
-    echo $(($(now_ns) - start)) >>"$d"
+    stamp; echo $((NOW - start)) >>"$d"
     cmp -s "$dir/down-$i/$(ls "$ws/out" | head -n 1)" "$ws/out/$(ls "$ws/out" | head -n 1)" ||
       die "rclone's download differs from cachet's restore"
     forget_round "$shape" "$dir/restored-$i" "$dir/cache-fresh-$i" "$dir/down-$i"
@@ -279,13 +279,13 @@ measure_miss() {
   local start i
   for i in $(seq $((pairs * 2))); do
     printf 'miss %s %s\n' "$i" "$RANDOM" >"$ws/in.txt"
-    start=$(now_ns)
+    stamp; start=$NOW
     if ((i % 2)); then
       "$CACHET" --cache-dir "$dir/cache" run --remote-read-only --remote "$(remote_url miss)" "${step[@]}" >/dev/null 2>&1
-      echo $(($(now_ns) - start)) >>"$with"
+      stamp; echo $((NOW - start)) >>"$with"
     else
       "$CACHET" --cache-dir "$dir/cache" run "${step[@]}" >/dev/null 2>&1
-      echo $(($(now_ns) - start)) >>"$without"
+      stamp; echo $((NOW - start)) >>"$without"
     fi
   done
   local ws_ wo_ cost
